@@ -1,0 +1,1 @@
+"""Daily sales operations of a phone-sales company, orchestrated with Dagster."""

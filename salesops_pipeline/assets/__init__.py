@@ -1,0 +1,1 @@
+"""The data assets; definitions.py loads each module into its group."""

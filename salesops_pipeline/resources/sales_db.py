@@ -1,0 +1,41 @@
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from salesops_pipeline import settings
+from salesops_pipeline.sales.demo import ensure_demo_db
+from salesops_pipeline.sales.schema import open_sales_db
+
+
+def resolve_sales_db_path(path: str | None = None) -> Path:
+    """The sales DB to read: `path`, else SALESOPS_SALES_DB, else the demo DB (made if missing)."""
+    if path:
+        return Path(path).expanduser().resolve()
+    configured = settings.configured_sales_db()
+    if configured is not None:
+        return configured
+    return ensure_demo_db(settings.demo_sales_db_path())
+
+
+class SalesDatabaseResource(dg.ConfigurableResource):
+    """The company's SQLite sales database, opened read-only.
+
+    Without a path, SALESOPS_SALES_DB is used; without that, the generated demo database.
+    """
+
+    path: str | None = Field(
+        default=None,
+        description="Path to the SQLite sales DB. Empty: SALESOPS_SALES_DB, else demo data.",
+    )
+
+    def resolved_path(self) -> Path:
+        return resolve_sales_db_path(self.path)
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        with open_sales_db(self.resolved_path()) as conn:
+            yield conn

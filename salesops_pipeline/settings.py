@@ -1,0 +1,36 @@
+"""Where the project's settings come from.
+
+Everything is read from the environment when it is needed, never at import time, so the
+definitions load anywhere and a `.env` file or a changed variable is honoured on the next run.
+"""
+
+import os
+from pathlib import Path
+
+HOME_ENV = "SALESOPS_HOME"
+SALES_DB_ENV = "SALESOPS_SALES_DB"
+
+DEFAULT_HOME = ".salesops"
+
+
+def salesops_home() -> Path:
+    """The directory holding the warehouse, exports, demo data and Dagster's own state."""
+    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().absolute()
+
+
+def configured_sales_db() -> Path | None:
+    """The company's sales DB when one is configured, else None (the demo DB is used)."""
+    value = os.environ.get(SALES_DB_ENV)
+    return Path(value).expanduser().resolve() if value else None
+
+
+def demo_sales_db_path() -> Path:
+    return salesops_home() / "demo" / "sales.sqlite"
+
+
+def warehouse_path() -> Path:
+    return salesops_home() / "warehouse.duckdb"
+
+
+def exports_dir() -> Path:
+    return salesops_home() / "exports"

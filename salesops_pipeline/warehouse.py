@@ -1,0 +1,133 @@
+"""The warehouse tables the reports are stored in, and the questions the checks ask of them.
+
+Plain functions over a DuckDB connection: the assets decide when to call them.
+"""
+
+from collections.abc import Iterable
+
+import duckdb
+
+from salesops_pipeline.sales.reports import ProgressionRow, TeamSalesReport
+
+TEAM_SALES_DDL = """
+CREATE TABLE IF NOT EXISTS team_sales (
+    team VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    sessions BIGINT NOT NULL,
+    amount DOUBLE NOT NULL,
+    team_unsubscription_rate DOUBLE
+)
+"""
+
+PROGRESSION_DDL = """
+CREATE TABLE IF NOT EXISTS agent_daily_progression (
+    month VARCHAR NOT NULL,
+    agent VARCHAR NOT NULL,
+    date DATE NOT NULL,
+    target_of_the_day DOUBLE NOT NULL,
+    amount_of_the_day DOUBLE NOT NULL,
+    progression_of_the_day DOUBLE NOT NULL,
+    target_accumulated DOUBLE NOT NULL,
+    amount_accumulated DOUBLE NOT NULL,
+    progression_accumulated DOUBLE NOT NULL
+)
+"""
+
+
+def replace_team_sales(conn: duckdb.DuckDBPyConnection, report: TeamSalesReport) -> None:
+    """Swap the whole team_sales table for `report`, atomically."""
+    conn.execute(TEAM_SALES_DDL)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM team_sales")
+        rows = [
+            (r.team, r.status, r.sessions, r.amount, report.unsubscription_rate(r.team))
+            for r in report.rows
+        ]
+        if rows:
+            conn.executemany("INSERT INTO team_sales VALUES (?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def replace_progression_month(
+    conn: duckdb.DuckDBPyConnection, month: str, rows: Iterable[ProgressionRow]
+) -> None:
+    """Swap one month of agent_daily_progression for `rows`, atomically."""
+    conn.execute(PROGRESSION_DDL)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM agent_daily_progression WHERE month = ?", [month])
+        values = [
+            (
+                month,
+                r.agent,
+                r.date,
+                r.target_of_the_day,
+                r.amount_of_the_day,
+                r.progression_of_the_day,
+                r.target_accumulated,
+                r.amount_accumulated,
+                r.progression_accumulated,
+            )
+            for r in rows
+        ]
+        if values:
+            conn.executemany(
+                "INSERT INTO agent_daily_progression VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def stored_team_totals(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, float]]:
+    """Sessions and amount per team as stored, all statuses together."""
+    conn.execute(TEAM_SALES_DDL)
+    rows = conn.execute(
+        "SELECT team, SUM(sessions), SUM(amount) FROM team_sales GROUP BY team"
+    ).fetchall()
+    return {team: (int(sessions), float(amount)) for team, sessions, amount in rows}
+
+
+def accumulation_mismatches(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> list[tuple]:
+    """Stored rows whose accumulated columns differ from the running sums of the daily ones."""
+    conn.execute(PROGRESSION_DDL)
+    return conn.execute(
+        """
+        WITH recomputed AS (
+            SELECT *,
+                SUM(target_of_the_day) OVER running AS expected_target,
+                SUM(amount_of_the_day) OVER running AS expected_amount
+            FROM agent_daily_progression
+            WINDOW running AS (PARTITION BY month, agent ORDER BY date
+                               ROWS UNBOUNDED PRECEDING)
+        )
+        SELECT month, agent, date, target_accumulated, expected_target,
+               amount_accumulated, expected_amount
+        FROM recomputed
+        WHERE abs(target_accumulated - expected_target) > 0.005
+           OR abs(amount_accumulated - expected_amount) > 0.005
+        ORDER BY month, agent, date
+        LIMIT ?
+        """,
+        [limit],
+    ).fetchall()
+
+
+def negative_progressions(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> list[tuple]:
+    """Stored rows with a progression below 0, which the report promises never to show."""
+    conn.execute(PROGRESSION_DDL)
+    return conn.execute(
+        """
+        SELECT month, agent, date, progression_of_the_day, progression_accumulated
+        FROM agent_daily_progression
+        WHERE progression_of_the_day < 0 OR progression_accumulated < 0
+        ORDER BY month, agent, date
+        LIMIT ?
+        """,
+        [limit],
+    ).fetchall()

@@ -1,0 +1,118 @@
+"""Shared fixtures: an isolated SALESOPS_HOME per test, the reference DB, tiny sales DBs."""
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from salesops_pipeline.sales.demo import SCHEMA
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_DIR = Path(
+    os.environ.get("SALESOPS_REFERENCE_DIR") or REPO_ROOT.parent / "shared" / "reference"
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own SALESOPS_HOME and working directory, and no configured DB."""
+    home = tmp_path / "salesops_home"
+    monkeypatch.setenv("SALESOPS_HOME", str(home))
+    monkeypatch.delenv("SALESOPS_SALES_DB", raising=False)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    return home
+
+
+@pytest.fixture
+def reference_db() -> Path:
+    """The company's real sales DB from the technical test, used as a compatibility fixture."""
+    path = REFERENCE_DIR / "database.sqlite"
+    assert path.is_file(), f"reference sales DB missing at {path} (set SALESOPS_REFERENCE_DIR)"
+    return path
+
+
+class SalesDbBuilder:
+    """Writes a tiny sales DB in the company schema, one explicit row at a time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.conn = sqlite3.connect(path)
+        self.conn.executescript(SCHEMA)
+
+    def _insert(self, sql: str, *values) -> int:
+        return self.conn.execute(sql, values).lastrowid
+
+    def team(self, name: str) -> int:
+        return self._insert("INSERT INTO team (name) VALUES (?)", name)
+
+    def agent(self, username: str, *team_ids: int) -> int:
+        agent_id = self._insert("INSERT INTO agent (username) VALUES (?)", username)
+        for team_id in team_ids:
+            self._insert(
+                "INSERT INTO agent_team (agent_id, team_id) VALUES (?, ?)", agent_id, team_id
+            )
+        return agent_id
+
+    def session(self, owner_id: int, amount: float, status: str = "new", day: str = "2025-04-01"):
+        return self._insert(
+            "INSERT INTO session (amount, status, starting_date, owner_id) VALUES (?, ?, ?, ?)",
+            amount,
+            status,
+            day,
+            owner_id,
+        )
+
+    def target(self, owner_id: int, day: str, amount: float) -> int:
+        return self._insert(
+            "INSERT INTO target (date, amount, owner_id) VALUES (?, ?, ?)", day, amount, owner_id
+        )
+
+    def operation(self, target_id: int, amount: float, session_id: int | None = None) -> int:
+        return self._insert(
+            "INSERT INTO target_operation (amount, target_id, session_id) VALUES (?, ?, ?)",
+            amount,
+            target_id,
+            session_id,
+        )
+
+    def close(self) -> Path:
+        self.conn.commit()
+        self.conn.close()
+        return self.path
+
+
+@pytest.fixture
+def sales_db_builder(tmp_path):
+    builder = SalesDbBuilder(tmp_path / "sales.sqlite")
+    yield builder
+    builder.conn.close()
+
+
+@pytest.fixture
+def small_sales_db(sales_db_builder) -> Path:
+    """Two teams, one agent in both, a sale unsubscribed on a later day, a day with target 0.
+
+    April 2025 for lea: 1 → target 1000, sold 1500; 2 → target 1000, refund of the 1st's sale
+    (-1500); 3 → target 0, sold 500. Tom (support only) sells 700 on the 1st. Zoe has no target.
+    """
+    b = sales_db_builder
+    sales, support = b.team("sales"), b.team("support")
+    b.team("tech")
+    lea = b.agent("lea@example.com", sales, support)
+    tom = b.agent("tom@example.com", support)
+    b.agent("zoe@example.com", sales)
+    sold = b.session(lea, 1500.0, "unsubscribed", "2025-04-01")
+    kept = b.session(lea, 500.0, "new", "2025-04-03")
+    toms = b.session(tom, 700.0, "new", "2025-04-01")
+    lea_days = [
+        b.target(lea, f"2025-04-0{d}", amount) for d, amount in ((1, 1000), (2, 1000), (3, 0))
+    ]
+    tom_day = b.target(tom, "2025-04-01", 1000)
+    b.operation(lea_days[0], 1500.0, sold)
+    b.operation(lea_days[1], -1500.0, sold)
+    b.operation(lea_days[2], 500.0, kept)
+    b.operation(tom_day, 700.0, toms)
+    return b.close()

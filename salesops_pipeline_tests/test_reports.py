@@ -1,0 +1,213 @@
+"""The sales computations (Q3.1 team sales, Q3.2 daily progression) over their edge cases.
+
+These run the real SQL on tiny SQLite databases built for each case; no Dagster involved.
+"""
+
+import sqlite3
+
+import pytest
+
+from salesops_pipeline.errors import InvalidInputError
+from salesops_pipeline.sales import reports
+from salesops_pipeline.sales.schema import open_sales_db
+
+
+def _progression(path, month="2025-04", agent=None):
+    with open_sales_db(path) as conn:
+        return reports.agent_daily_progression(conn, month, agent)
+
+
+def _team_sales(path):
+    with open_sales_db(path) as conn:
+        return reports.team_sales(conn)
+
+
+def test_agent_in_two_teams_counts_in_both(small_sales_db):
+    report = _team_sales(small_sales_db)
+    by_key = {(r.team, r.status): (r.sessions, r.amount) for r in report.rows}
+    assert by_key == {
+        ("sales", "new"): (1, 500.0),
+        ("sales", "unsubscribed"): (1, 1500.0),
+        ("support", "new"): (2, 1200.0),
+        ("support", "unsubscribed"): (1, 1500.0),
+    }
+
+
+def test_team_without_sales_is_listed_without_rows(small_sales_db):
+    report = _team_sales(small_sales_db)
+    assert report.teams == ("sales", "support", "tech")
+    assert report.rows_of("tech") == []
+    assert report.unsubscription_rate("tech") is None
+    assert "👉 Sales from tech\n\tno sales" in reports.team_sales_text(report)
+
+
+def test_unsubscription_rate_is_share_of_team_sessions(small_sales_db):
+    report = _team_sales(small_sales_db)
+    assert report.unsubscription_rate("sales") == 0.5
+    assert report.unsubscription_rate("support") == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_duplicated_membership_does_not_double_count(sales_db_builder):
+    b = sales_db_builder
+    sales = b.team("sales")
+    lea = b.agent("lea@example.com", sales, sales)
+    b.session(lea, 100.0)
+    report = _team_sales(b.close())
+    assert [(r.sessions, r.amount) for r in report.rows] == [(1, 100.0)]
+
+
+def test_no_sales_at_all(sales_db_builder):
+    b = sales_db_builder
+    sales = b.team("sales")
+    lea = b.agent("lea@example.com", sales)
+    b.target(lea, "2025-04-01", 1000)
+    path = b.close()
+    report = _team_sales(path)
+    assert report.rows == ()
+    assert reports.team_sales_records(report) == []
+    [row] = _progression(path)
+    assert (row.amount_of_the_day, row.progression_of_the_day, row.progression_accumulated) == (
+        0.0,
+        0.0,
+        0.0,
+    )
+
+
+def test_text_report_matches_original_format(small_sales_db):
+    text = reports.team_sales_text(_team_sales(small_sales_db))
+    assert text.splitlines()[:4] == [
+        "👉 Sales from sales",
+        "\tnew : 1 sessions, 500.0€",
+        "\tunsubscribed : 1 sessions, 1500.0€",
+        "\tunsubscription rate : 50.0%",
+    ]
+
+
+def test_progression_rows_over_negative_day_and_zero_target(small_sales_db):
+    rows = _progression(small_sales_db, agent="lea@example.com")
+    assert [r.to_frontend() for r in rows] == [
+        {
+            "date": "2025-04-01",
+            "target_of_the_day": 1000,
+            "amount_of_the_day": 1500,
+            "progression_of_the_day": 1.5,
+            "target_accumulated": 1000,
+            "amount_accumulated": 1500,
+            "progression_accumulated": 1.5,
+        },
+        {  # the refund day: negative amount, progression floored at 0
+            "date": "2025-04-02",
+            "target_of_the_day": 1000,
+            "amount_of_the_day": -1500,
+            "progression_of_the_day": 0,
+            "target_accumulated": 2000,
+            "amount_accumulated": 0,
+            "progression_accumulated": 0,
+        },
+        {  # target 0: nothing to aim at, progression 0 whatever was sold
+            "date": "2025-04-03",
+            "target_of_the_day": 0,
+            "amount_of_the_day": 500,
+            "progression_of_the_day": 0,
+            "target_accumulated": 2000,
+            "amount_accumulated": 500,
+            "progression_accumulated": 0.25,
+        },
+    ]
+
+
+def test_frontend_keys_in_contract_order(small_sales_db):
+    rows = _progression(small_sales_db)
+    assert all(tuple(r.to_frontend()) == reports.PROGRESSION_KEYS for r in rows)
+
+
+def test_every_agent_with_targets_and_only_them(small_sales_db):
+    agents = {r.agent for r in _progression(small_sales_db)}
+    assert agents == {"lea@example.com", "tom@example.com"}
+
+
+def test_accumulated_negative_is_floored(sales_db_builder):
+    b = sales_db_builder
+    lea = b.agent("lea@example.com")
+    day = b.target(lea, "2025-04-01", 1000)
+    b.operation(day, -400.0)
+    [row] = _progression(b.close())
+    assert row.amount_accumulated == -400.0
+    assert row.progression_of_the_day == 0.0
+    assert row.progression_accumulated == 0.0
+
+
+def test_first_day_with_target_zero_has_zero_accumulated_progression(sales_db_builder):
+    b = sales_db_builder
+    lea = b.agent("lea@example.com")
+    b.operation(b.target(lea, "2025-04-06", 0), 300.0)
+    [row] = _progression(b.close())
+    assert (row.target_accumulated, row.progression_accumulated) == (0.0, 0.0)
+
+
+def test_day_sums_several_operations_and_rounds_to_two_decimals(sales_db_builder):
+    b = sales_db_builder
+    lea = b.agent("lea@example.com")
+    day = b.target(lea, "2025-04-01", 1450)
+    for amount in (500.0, 499.0, -0.0):
+        b.operation(day, amount)
+    [row] = _progression(b.close())
+    assert row.amount_of_the_day == 999.0
+    assert row.progression_of_the_day == 0.69  # 999 / 1450 = 0.6889...
+
+
+def test_month_is_bounded_and_accumulation_restarts(sales_db_builder):
+    b = sales_db_builder
+    lea = b.agent("lea@example.com")
+    for day in ("2025-03-31", "2025-04-01", "2025-04-30", "2025-05-01"):
+        b.operation(b.target(lea, day, 100), 100.0)
+    path = b.close()
+    april = _progression(path, "2025-04")
+    assert [r.date for r in april] == ["2025-04-01", "2025-04-30"]
+    assert april[0].target_accumulated == 100.0  # March is not carried over
+    assert [r.date for r in _progression(path, "2025-05")] == ["2025-05-01"]
+
+
+def test_december_month_bounds(sales_db_builder):
+    b = sales_db_builder
+    lea = b.agent("lea@example.com")
+    for day in ("2025-12-31", "2026-01-01"):
+        b.target(lea, day, 100)
+    path = b.close()
+    assert [r.date for r in _progression(path, "2025-12")] == ["2025-12-31"]
+
+
+def test_empty_month(small_sales_db):
+    assert _progression(small_sales_db, "2025-06") == []
+
+
+def test_agent_without_targets_has_no_rows(small_sales_db):
+    assert _progression(small_sales_db, agent="zoe@example.com") == []
+
+
+@pytest.mark.parametrize("month", ["2025-4", "2025-13", "2025-00", "04-2025", "", "2025-04-01"])
+def test_malformed_month_is_refused(month):
+    with pytest.raises(InvalidInputError, match="expected YYYY-MM"):
+        reports.parse_month(month)
+
+
+def test_parse_month_bounds():
+    assert [d.isoformat() for d in reports.parse_month("2025-12")] == ["2025-12-01", "2026-01-01"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"), [(30179.0, "30179.0"), (1234.5, "1234.5"), (99.99, "99.99"), (0, "0.0")]
+)
+def test_format_amount(amount, text):
+    assert reports.format_amount(amount) == text
+
+
+def test_team_total_differences_names_the_team():
+    assert reports.team_total_differences({"a": (1, 10.0)}, {"a": (1, 10.0), "b": (0, 0.0)}) == []
+    [difference] = reports.team_total_differences({"a": (2, 10.0)}, {"a": (1, 10.0)})
+    assert difference.startswith("a: stored 2 sessions")
+
+
+def test_reports_never_write(small_sales_db):
+    with open_sales_db(small_sales_db) as conn, pytest.raises(sqlite3.OperationalError):
+        conn.execute("DELETE FROM session")

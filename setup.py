@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+# Dagster libraries release in lockstep: dagster-webserver shares dagster's version and
+# dagster-duckdb is the matching 0.x release. Bump them together.
+DAGSTER_VERSION = "1.13.27"
+DAGSTER_LIBRARY_VERSION = "0.29.27"
+
+setup(
+    name="salesops_pipeline",
+    version="0.1.0",
+    description="Daily sales operations of a phone-sales company, orchestrated with Dagster.",
+    packages=find_packages(exclude=["salesops_pipeline_tests"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        "pydantic==2.14.4",
+        f"dagster=={DAGSTER_VERSION}",
+        f"dagster-webserver=={DAGSTER_VERSION}",
+        f"dagster-duckdb=={DAGSTER_LIBRARY_VERSION}",
+        "duckdb==2.0.1",
+        "matplotlib==3.11.2",
+        "python-dotenv==1.2.4",
+    ],
+    extras_require={
+        "dev": [
+            "pytest==9.2.0",
+            "ruff==0.17.6",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["salesops=salesops_pipeline.cli:main"],
+    },
+)
