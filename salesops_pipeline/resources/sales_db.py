@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from salesops_pipeline import settings
+from salesops_pipeline.errors import SalesDatabaseError
 from salesops_pipeline.sales.demo import ensure_demo_db
 from salesops_pipeline.sales.schema import open_sales_db
 
@@ -37,5 +38,14 @@ class SalesDatabaseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        with open_sales_db(self.resolved_path()) as conn:
+        """A read-only connection; a missing or unusable DB fails the step with one clear line."""
+        try:
+            opened = open_sales_db(self.resolved_path())
+            conn = opened.__enter__()
+        except SalesDatabaseError as error:
+            # Retrying cannot make a missing file or table appear: fail once, plainly.
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        try:
             yield conn
+        finally:
+            opened.__exit__(None, None, None)

@@ -149,8 +149,11 @@ def generate_demo_db(
         _fill(conn, random.Random(seed), sessions)
         conn.executescript(INDEXES)
         conn.commit()
-    finally:
+    except BaseException:
         conn.close()
+        partial.unlink(missing_ok=True)
+        raise
+    conn.close()
     partial.replace(path)
     return path
 

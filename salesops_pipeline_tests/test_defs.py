@@ -1,0 +1,35 @@
+"""The composition root loads, and everything in it is named, grouped, owned and documented."""
+
+import dagster as dg
+
+from salesops_pipeline.constants import SALES_REPORTING_GROUP
+from salesops_pipeline.definitions import defs
+
+
+def test_definitions_load_and_resolve():
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_job_def("sales_reports_job") is not None
+    assert defs.resolve_schedule_def("nightly_sales_reports_schedule") is not None
+
+
+def test_assets_are_grouped_owned_kinded_and_documented():
+    graph = defs.resolve_asset_graph()
+    specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
+    assert set(specs) == {"team_sales", "agent_daily_progression"}
+    for node in specs.values():
+        assert node.group_name == SALES_REPORTING_GROUP
+        assert node.owners == ["team:sales_ops"]
+        assert node.kinds
+        assert node.description and len(node.description) > 40
+
+
+def test_every_asset_has_checks():
+    graph = defs.resolve_asset_graph()
+    checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys}
+    assert checked == {"team_sales", "agent_daily_progression"}
+
+
+def test_progression_is_partitioned_by_paris_month():
+    node = defs.resolve_asset_graph().get(dg.AssetKey("agent_daily_progression"))
+    assert node.partitions_def.timezone == "Europe/Paris"
+    assert "2025-04" in node.partitions_def.get_partition_keys()

@@ -1,0 +1,214 @@
+"""The sales assets and their checks, materialized through Dagster on small sales DBs.
+
+Asserts what lands in the DuckDB warehouse, in the frontend's JSON files and in the metadata a
+manager sees; each check is run both on good data and on deliberately broken data.
+"""
+
+import json
+
+import dagster as dg
+import duckdb
+import pytest
+
+from salesops_pipeline.assets.sales import agent_daily_progression, team_sales
+from salesops_pipeline.assets.sales_checks import (
+    progression_accumulates_daily_values,
+    progression_never_negative,
+    team_sales_reconcile_with_sessions,
+)
+from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
+
+ASSETS = [team_sales, agent_daily_progression]
+CHECKS = [
+    team_sales_reconcile_with_sessions,
+    progression_accumulates_daily_values,
+    progression_never_negative,
+]
+
+
+def _resources(db_path, home):
+    return {
+        "sales_db": SalesDatabaseResource(path=str(db_path)),
+        "warehouse": WarehouseResource(home=str(home)),
+    }
+
+
+def _materialize(db_path, home, month="2025-04", selection=None):
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        partition_key=month,
+        resources=_resources(db_path, home),
+        selection=selection,
+        raise_on_error=False,
+    )
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def _query(home, sql):
+    conn = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def _corrupt(home, sql):
+    conn = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        conn.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def materialized(small_sales_db, tmp_path):
+    home = tmp_path / "home"
+    result = _materialize(small_sales_db, home)
+    assert result.success
+    return small_sales_db, home, result
+
+
+def test_team_sales_lands_in_warehouse(materialized):
+    _, home, _ = materialized
+    rows = _query(home, "SELECT * FROM team_sales ORDER BY team, status")
+    assert rows == [
+        ("sales", "new", 1, 500.0, 0.5),
+        ("sales", "unsubscribed", 1, 1500.0, 0.5),
+        ("support", "new", 2, 1200.0, 0.3333),
+        ("support", "unsubscribed", 1, 1500.0, 0.3333),
+    ]
+
+
+def test_team_sales_metadata_for_managers(materialized):
+    _, _, result = materialized
+    [event] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.path == ["team_sales"]
+    ]
+    metadata = event.materialization.metadata
+    assert metadata["dagster/row_count"].value == 4
+    table = metadata["team_sales"].value
+    assert "| support | new | 2 | 1 200.00 | 33.3% |" in table
+    assert "| tech | no sales | 0 | 0 | – |" in table
+
+
+def test_progression_lands_in_warehouse_for_its_month(materialized):
+    _, home, _ = materialized
+    rows = _query(
+        home,
+        "SELECT month, agent, CAST(date AS VARCHAR), amount_of_the_day, progression_accumulated"
+        " FROM agent_daily_progression ORDER BY agent, date",
+    )
+    assert rows == [
+        ("2025-04", "lea@example.com", "2025-04-01", 1500.0, 1.5),
+        ("2025-04", "lea@example.com", "2025-04-02", -1500.0, 0.0),
+        ("2025-04", "lea@example.com", "2025-04-03", 500.0, 0.25),
+        ("2025-04", "tom@example.com", "2025-04-01", 700.0, 0.7),
+    ]
+
+
+def test_progression_metadata_has_counts_and_chart(materialized):
+    _, _, result = materialized
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["agent_daily_progression"]
+    ]
+    assert event.partition == "2025-04"
+    metadata = event.materialization.metadata
+    assert metadata["dagster/row_count"].value == 4
+    assert metadata["agents"].value == 2
+    assert metadata["progression_chart"].value.startswith("![Progression 2025-04](data:image/png;")
+    assert "| lea@example.com | 2025-04-03 | 2,000 | 500 | 25% |" in metadata["month_end"].value
+
+
+def test_frontend_files_one_per_agent(materialized):
+    _, home, _ = materialized
+    month_dir = home / "exports" / "progression" / "2025-04"
+    assert sorted(p.name for p in month_dir.iterdir()) == [
+        "lea@example.com.json",
+        "tom@example.com.json",
+    ]
+    document = json.loads((month_dir / "tom@example.com.json").read_text())
+    assert document == [
+        {
+            "date": "2025-04-01",
+            "target_of_the_day": 1000,
+            "amount_of_the_day": 700,
+            "progression_of_the_day": 0.7,
+            "target_accumulated": 1000,
+            "amount_accumulated": 700,
+            "progression_accumulated": 0.7,
+        }
+    ]
+
+
+def test_rematerializing_a_month_replaces_it(materialized):
+    db_path, home, _ = materialized
+    assert _materialize(db_path, home).success
+    assert _query(home, "SELECT COUNT(*) FROM agent_daily_progression") == [(4,)]
+    assert _materialize(db_path, home, month="2025-05").success
+    assert _query(home, "SELECT month, COUNT(*) FROM agent_daily_progression GROUP BY month") == [
+        ("2025-04", 4)
+    ]
+    assert list((home / "exports" / "progression" / "2025-05").iterdir()) == []
+
+
+def test_missing_sales_db_fails_with_its_path(tmp_path):
+    result = _materialize(tmp_path / "gone.sqlite", tmp_path / "home")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "Sales database not found" in failure.step_failure_data.user_failure_data.description
+
+
+def test_checks_pass_on_consistent_data(materialized):
+    _, _, result = materialized
+    assert _checks(result) == {
+        "team_sales_reconcile_with_sessions": True,
+        "progression_accumulates_daily_values": True,
+        "progression_never_negative": True,
+    }
+
+
+def _run_checks_only(db_path, home):
+    # Checks read the whole stored table, so they run without a partition of their own.
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        resources=_resources(db_path, home),
+        selection=dg.AssetSelection.checks(*CHECKS),
+    )
+
+
+def test_reconciliation_fails_when_totals_drift(materialized):
+    db_path, home, _ = materialized
+    _corrupt(home, "UPDATE team_sales SET sessions = sessions + 1 WHERE team = 'support'")
+    result = _run_checks_only(db_path, home)
+    assert _checks(result)["team_sales_reconcile_with_sessions"] is False
+    [evaluation] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "team_sales_reconcile_with_sessions"
+    ]
+    assert "support: stored 5 sessions" in evaluation.metadata["differences"].value
+
+
+def test_accumulation_check_fails_on_wrong_running_sum(materialized):
+    db_path, home, _ = materialized
+    _corrupt(
+        home,
+        "UPDATE agent_daily_progression SET amount_accumulated = amount_accumulated + 10"
+        " WHERE date = DATE '2025-04-02'",
+    )
+    checks = _checks(_run_checks_only(db_path, home))
+    assert checks["progression_accumulates_daily_values"] is False
+    assert checks["progression_never_negative"] is True
+
+
+def test_negative_progression_check_fails(materialized):
+    db_path, home, _ = materialized
+    _corrupt(home, "UPDATE agent_daily_progression SET progression_of_the_day = -0.5")
+    checks = _checks(_run_checks_only(db_path, home))
+    assert checks["progression_never_negative"] is False
+    assert checks["progression_accumulates_daily_values"] is True
