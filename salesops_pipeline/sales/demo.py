@@ -89,7 +89,8 @@ HOLIDAYS = {
     for month, day in ((1, 1), (5, 1), (5, 8), (7, 14), (8, 15), (11, 1), (11, 11), (12, 25))
 }
 
-DEFAULT_SESSIONS = 20_000
+# About one sale per agent and open day: agents hover around their target, as in real life.
+DEFAULT_SESSIONS = 6_000
 DEFAULT_SEED = 20250401
 
 STATUS_WEIGHTS = (("new", 86), ("unsubscribed", 10), ("pending", 4))
