@@ -17,8 +17,14 @@ setup(
         f"dagster-webserver=={DAGSTER_VERSION}",
         f"dagster-duckdb=={DAGSTER_LIBRARY_VERSION}",
         "duckdb==2.0.1",
+        "fastapi==0.165.0",
         "matplotlib==3.11.2",
+        "numpy==2.4.6",
+        "phonenumbers==9.0.43",
         "python-dotenv==1.2.4",
+        "requests==2.34.2",
+        "urllib3==2.8.0",
+        "uvicorn==0.54.0",
     ],
     extras_require={
         "dev": [

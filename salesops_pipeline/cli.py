@@ -8,20 +8,36 @@ traceback.
 import argparse
 import json
 import os
-import signal
+import secrets
 import sqlite3
-import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 from dotenv import load_dotenv
 
 from salesops_pipeline import settings
+from salesops_pipeline.campaigns.duplicates import (
+    duplicates_json,
+    duplicates_text,
+    find_duplicates,
+)
+from salesops_pipeline.campaigns.ingest import check_campaign_pair, load_campaigns
+from salesops_pipeline.clients import ApiTransport, VoiceClient
 from salesops_pipeline.errors import InvalidInputError, SalesopsError
 from salesops_pipeline.exports import progression_document
 from salesops_pipeline.resources.sales_db import resolve_sales_db_path
 from salesops_pipeline.sales import demo, reports
 from salesops_pipeline.sales.schema import open_sales_db
+from salesops_pipeline.sandbox import seed as sandbox_seed
+from salesops_pipeline.sandbox import server as sandbox_server
+from salesops_pipeline.sandbox.app import DEFAULT_PAGE_SIZE
+from salesops_pipeline.sandbox.server import ensure_seeded_store, running_sandbox
+from salesops_pipeline.supervisor import Supervisor
+
+DEFAULT_SANDBOX_PORT = 8010
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -66,11 +82,59 @@ def build_parser() -> argparse.ArgumentParser:
     demo_db.add_argument("--seed", type=int, default=demo.DEFAULT_SEED)
     demo_db.set_defaults(handler=_demo_db)
 
-    dev = commands.add_parser("dev", help="start the Dagster UI and daemon on this project")
+    duplicates = commands.add_parser(
+        "duplicates", help="numbers present in both campaigns, with their last calls (Q1)"
+    )
+    duplicates.add_argument("--format", choices=("text", "json"), default="text")
+    duplicates.add_argument("--campaign-a", default="A", metavar="ID")
+    duplicates.add_argument("--campaign-b", default="B", metavar="ID")
+    duplicates.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for each answer of the provider (default 30)",
+    )
+    duplicates.set_defaults(handler=_duplicates)
+
+    sandbox = commands.add_parser(
+        "sandbox", help="serve the sandbox voice provider and CRM (offline stand-in)"
+    )
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=DEFAULT_SANDBOX_PORT)
+    sandbox.add_argument(
+        "--contacts-per-campaign",
+        type=_non_negative_int,
+        default=sandbox_seed.DEFAULT_CONTACTS_PER_CAMPAIGN,
+        help="size of each demo campaign when the sandbox is first seeded",
+    )
+    sandbox.add_argument("--page-size", type=_positive_int, default=DEFAULT_PAGE_SIZE)
+    sandbox.add_argument("--reset", action="store_true", help="discard its state and reseed")
+    sandbox.set_defaults(handler=_sandbox)
+
+    dev = commands.add_parser("dev", help="start the local stack: sandbox provider and Dagster")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--dagster-port", type=int, default=3000)
+    dev.add_argument("--sandbox-port", type=int, default=DEFAULT_SANDBOX_PORT)
     dev.set_defaults(handler=_dev)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
+    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -111,39 +175,115 @@ def _demo_db(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _provider_transport(timeout: float) -> Iterator[ApiTransport]:
+    """The configured provider; without REMOTE_API_HOST, the sandbox served over loopback."""
+    host = settings.remote_api_host()
+    if host:
+        key = settings.remote_api_key()
+        if not key:
+            raise InvalidInputError(
+                f"{settings.REMOTE_API_KEY_ENV} is not set: the provider at {host} needs it"
+            )
+        transport = ApiTransport(host, key, timeout=(3.05, timeout))
+        try:
+            yield transport
+        finally:
+            transport.close()
+        return
+    key = secrets.token_urlsafe(24)
+    with running_sandbox(ensure_seeded_store(), api_key=key) as sandbox:
+        transport = ApiTransport(sandbox.url, key, timeout=(3.05, timeout))
+        try:
+            yield transport
+        finally:
+            transport.close()
+
+
+def _duplicates(args: argparse.Namespace) -> int:
+    check_campaign_pair(args.campaign_a, args.campaign_b)
+    conn = duckdb.connect()
+    try:
+        with _provider_transport(args.timeout) as transport:
+            loads = load_campaigns(conn, VoiceClient(transport), args.campaign_a, args.campaign_b)
+        found = find_duplicates(conn)
+    finally:
+        conn.close()
+    for load in loads:
+        for rejected in load.rejected:
+            print(
+                f"salesops: skipped malformed record {rejected.index} of campaign"
+                f" {load.campaign} (id {rejected.record_id}): {rejected.reason}",
+                file=sys.stderr,
+            )
+    print(duplicates_json(found) if args.format == "json" else duplicates_text(found))
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    path = sandbox_server.default_store_path()
+    if args.reset:
+        for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            leftover.unlink(missing_ok=True)
+    store = sandbox_server.ensure_seeded_store(
+        path, contacts_per_campaign=args.contacts_per_campaign
+    )
+    key = settings.remote_api_key()
+    if key is None:
+        key = secrets.token_urlsafe(24)
+        # A throw-away key for a local demo, shown so that a person can call the sandbox.
+        print(f"{settings.REMOTE_API_KEY_ENV} not set; this sandbox's key is: {key}")
+    print(f"Sandbox provider on http://{args.host}:{args.port} (state: {path})", flush=True)
+    sandbox_server.serve(
+        store, api_key=key, host=args.host, port=args.port, page_size=args.page_size
+    )
+    return 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     home = settings.salesops_home()
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     sales_db = resolve_sales_db_path()
-    print(f"Sales DB: {sales_db}")
-    print(f"State:    {home}")
-    print(f"Dagster UI: http://{args.host}:{args.dagster_port}")
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), settings.HOME_ENV: str(home)}
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-m",
-        "salesops_pipeline.definitions",
-        "--host",
-        args.host,
-        "--port",
-        str(args.dagster_port),
-    ]
-    child = subprocess.Popen(command, env=env)  # noqa: S603 - fixed argv, no shell
-
-    def _stop(signum, _frame):
-        # Passed on so that `dagster dev` shuts its webserver and daemon down cleanly.
-        child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, _stop)
+    python = [sys.executable, "-m", "salesops_pipeline.cli"]
+    supervisor = Supervisor()
     try:
-        return child.wait()
-    except KeyboardInterrupt:
-        # The terminal already sent Ctrl-C to the whole process group; give it time to stop.
-        return child.wait()
+        if settings.remote_api_host() is None:
+            env[settings.REMOTE_API_HOST_ENV] = f"http://127.0.0.1:{args.sandbox_port}"
+            env.setdefault(settings.REMOTE_API_KEY_ENV, secrets.token_urlsafe(24))
+            sandbox = supervisor.start(
+                "sandbox",
+                [*python, "sandbox", "--host", "127.0.0.1", "--port", str(args.sandbox_port)],
+                env,
+            )
+            supervisor.wait_http(sandbox, f"{env[settings.REMOTE_API_HOST_ENV]}/healthz")
+        supervisor.start(
+            "dagster",
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "dev",
+                "-m",
+                "salesops_pipeline.definitions",
+                "--host",
+                args.host,
+                "--port",
+                str(args.dagster_port),
+            ],
+            env,
+        )
+    except (RuntimeError, KeyboardInterrupt) as error:
+        supervisor.stop_all()
+        if isinstance(error, KeyboardInterrupt):
+            return EXIT_INTERRUPTED
+        raise SalesopsError(str(error)) from None
+    print(f"Sales DB:         {sales_db}")
+    print(f"State:            {home}")
+    print(f"Voice provider:   {env[settings.REMOTE_API_HOST_ENV]}")
+    print(f"Dagster UI:       http://{args.host}:{args.dagster_port}", flush=True)
+    return supervisor.run_until_stopped()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 SALES_REPORTING_GROUP = "sales_reporting"
+VOICE_CAMPAIGNS_GROUP = "voice_campaigns"
 
 SALES_OPS_OWNER = "team:sales_ops"
 

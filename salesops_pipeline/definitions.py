@@ -2,19 +2,26 @@
 
 import dagster as dg
 
-from salesops_pipeline.assets import sales, sales_checks
-from salesops_pipeline.constants import SALES_REPORTING_GROUP
-from salesops_pipeline.jobs import sales_reports_job
-from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
+from salesops_pipeline.assets import campaign_checks, campaigns, sales, sales_checks
+from salesops_pipeline.constants import SALES_REPORTING_GROUP, VOICE_CAMPAIGNS_GROUP
+from salesops_pipeline.jobs import campaign_duplicates_job, sales_reports_job
+from salesops_pipeline.resources import ProviderResource, SalesDatabaseResource, WarehouseResource
 from salesops_pipeline.schedules import nightly_sales_reports_schedule
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([sales], group_name=SALES_REPORTING_GROUP),
-    asset_checks=dg.load_asset_checks_from_modules([sales_checks]),
-    jobs=[sales_reports_job],
+    assets=[
+        *dg.load_assets_from_modules([sales], group_name=SALES_REPORTING_GROUP),
+        *dg.load_assets_from_modules([campaigns], group_name=VOICE_CAMPAIGNS_GROUP),
+    ],
+    asset_checks=dg.load_asset_checks_from_modules([sales_checks, campaign_checks]),
+    jobs=[sales_reports_job, campaign_duplicates_job],
     schedules=[nightly_sales_reports_schedule],
     resources={
         "sales_db": SalesDatabaseResource(),
         "warehouse": WarehouseResource(),
+        # `salesops dev` points these at its sandbox provider when no real one is configured.
+        "provider": ProviderResource(
+            host=dg.EnvVar("REMOTE_API_HOST"), api_key=dg.EnvVar("REMOTE_API_KEY")
+        ),
     },
 )

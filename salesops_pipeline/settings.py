@@ -34,3 +34,16 @@ def warehouse_path() -> Path:
 
 def exports_dir() -> Path:
     return salesops_home() / "exports"
+
+
+REMOTE_API_HOST_ENV = "REMOTE_API_HOST"
+REMOTE_API_KEY_ENV = "REMOTE_API_KEY"
+
+
+def remote_api_host() -> str | None:
+    """The real provider's base URL; None means: use the sandbox provider."""
+    return os.environ.get(REMOTE_API_HOST_ENV) or None
+
+
+def remote_api_key() -> str | None:
+    return os.environ.get(REMOTE_API_KEY_ENV) or None

@@ -1,0 +1,88 @@
+"""The call campaigns at the voice provider, and the numbers two of them both call (Q1)."""
+
+import dagster as dg
+from pydantic import Field
+
+from salesops_pipeline.campaigns import duplicates as dup
+from salesops_pipeline.campaigns.ingest import load_campaigns
+from salesops_pipeline.campaigns.phones import mask_phone
+from salesops_pipeline.constants import SALES_OPS_OWNER
+from salesops_pipeline.resources import ProviderResource, WarehouseResource
+from salesops_pipeline.resources.provider import provider_failures
+
+PREVIEW_ROWS = 20
+
+
+class CampaignPairConfig(dg.Config):
+    campaign_a: str = Field(default="A", description="First campaign id at the voice provider")
+    campaign_b: str = Field(default="B", description="Second campaign id at the voice provider")
+
+
+@dg.asset(owners=[SALES_OPS_OWNER], kinds={"api", "duckdb"})
+def campaign_contacts(
+    context: dg.AssetExecutionContext,
+    config: CampaignPairConfig,
+    provider: ProviderResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """The contacts two call campaigns will dial, as the voice provider holds them today.
+
+    Each contact keeps the number as the campaign wrote it and gets it in E.164 (French numbers
+    by default), so that the same person written five ways is recognised as one. Invalid
+    numbers are kept, with no E.164 form, and counted; records the provider serves malformed
+    are skipped and listed with their reason.
+    """
+    client = provider.get_voice_client()
+    with provider_failures(), warehouse.get_connection() as conn:
+        loads = load_campaigns(conn, client, config.campaign_a, config.campaign_b)
+    rejected = [(load.campaign, r) for load in loads for r in load.rejected]
+    for load in loads:
+        context.log.info(
+            f"campaign {load.campaign}: {load.contacts} contacts,"
+            f" {load.invalid_phones} invalid numbers, {len(load.rejected)} malformed records"
+        )
+    metadata = {
+        "dagster/row_count": sum(load.contacts for load in loads),
+        "invalid_phones": sum(load.invalid_phones for load in loads),
+        "malformed_records": len(rejected),
+        "malformed_details": dg.MetadataValue.md(
+            "\n".join(
+                f"- campaign {campaign}, record {r.index} (id {r.record_id}): {r.reason}"
+                for campaign, r in rejected[:PREVIEW_ROWS]
+            )
+            or "none"
+        ),
+    }
+    for load in loads:
+        metadata[f"contacts_{load.campaign}"] = load.contacts
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(owners=[SALES_OPS_OWNER], kinds={"duckdb"}, deps=[campaign_contacts])
+def cross_campaign_duplicates(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Phone numbers that both campaigns call, with each campaign's last call (Q1.1, Q1.2).
+
+    Calling one person from two campaigns wastes agents' time and annoys the customer. For each
+    number, the last call is the latest among that campaign's contacts with the number; empty
+    when the campaign never called it.
+    """
+    with warehouse.get_connection() as conn:
+        conn.execute(f"CREATE OR REPLACE TABLE cross_campaign_duplicates AS {dup.DUPLICATES_SQL}")
+        found = dup.find_duplicates(conn)
+    context.log.info(f"{len(found)} numbers are in both campaigns")
+    preview = [
+        "| phone | last call A | last call B |",
+        "|---|---|---|",
+        *(
+            f"| {mask_phone(d.phone)} | {d.last_call_a or 'never'} | {d.last_call_b or 'never'} |"
+            for d in found[:PREVIEW_ROWS]
+        ),
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(found),
+            "preview": dg.MetadataValue.md("\n".join(preview)),
+        }
+    )

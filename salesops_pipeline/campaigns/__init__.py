@@ -1,0 +1,1 @@
+"""Call campaigns at the voice provider: their contacts and the numbers two campaigns share (Q1)."""

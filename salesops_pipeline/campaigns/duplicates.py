@@ -1,0 +1,155 @@
+"""Q1: the numbers two campaigns both call, and when each campaign last called them.
+
+The contacts sit in a DuckDB table; the comparison is one SQL query, so a million contacts per
+campaign never go through a Python loop.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import numpy as np
+
+from salesops_pipeline.campaigns.phones import normalize_phone
+from salesops_pipeline.clients.models import VoiceContact
+
+CONTACTS_DDL = """
+CREATE TABLE IF NOT EXISTS campaign_contacts (
+    position INTEGER NOT NULL,      -- 1 for the first campaign compared, 2 for the second
+    campaign VARCHAR NOT NULL,
+    contact_id VARCHAR,
+    phone VARCHAR,                  -- as the provider wrote it
+    phone_e164 VARCHAR,             -- NULL when not a valid number
+    last_call_at TIMESTAMP,         -- naive Europe/Paris time, as the provider sends it
+    retry_date TIMESTAMP,
+    assigned_agent VARCHAR,
+    wrapup VARCHAR,
+    total_calls INTEGER,
+    crm_id VARCHAR
+)
+"""
+
+_COLUMNS = (
+    "position",
+    "campaign",
+    "contact_id",
+    "phone",
+    "phone_e164",
+    "last_call_at",
+    "retry_date",
+    "assigned_agent",
+    "wrapup",
+    "total_calls",
+    "crm_id",
+)
+
+DUPLICATES_SQL = """
+WITH last_calls AS (
+    SELECT position, campaign, phone_e164, MAX(last_call_at) AS last_call_at
+    FROM campaign_contacts
+    WHERE phone_e164 IS NOT NULL
+    GROUP BY position, campaign, phone_e164
+)
+SELECT first.phone_e164 AS phone,
+       first.campaign AS campaign_a, first.last_call_at AS last_call_a,
+       second.campaign AS campaign_b, second.last_call_at AS last_call_b
+FROM last_calls AS first
+JOIN last_calls AS second
+  ON second.phone_e164 = first.phone_e164 AND first.position = 1 AND second.position = 2
+ORDER BY phone
+"""
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A number present in both campaigns, with the last call of each (None: never called)."""
+
+    phone: str
+    campaign_a: str
+    last_call_a: datetime | None
+    campaign_b: str
+    last_call_b: datetime | None
+
+
+def contact_columns(position: int, campaign: str, contacts: list[VoiceContact]) -> dict:
+    """Column arrays of a campaign's contacts, phones normalised, ready for DuckDB to scan."""
+    return {
+        "position": np.full(len(contacts), position, dtype=np.int32),
+        "campaign": np.array([campaign] * len(contacts), dtype=object),
+        "contact_id": np.array([c.id for c in contacts], dtype=object),
+        "phone": np.array([c.phone for c in contacts], dtype=object),
+        "phone_e164": np.array([normalize_phone(c.phone) for c in contacts], dtype=object),
+        "last_call_at": np.array([c.last_call_at for c in contacts], dtype=object),
+        "retry_date": np.array([c.retry_date for c in contacts], dtype=object),
+        "assigned_agent": np.array([c.assigned_agent for c in contacts], dtype=object),
+        "wrapup": np.array([c.wrapup for c in contacts], dtype=object),
+        "total_calls": np.array([c.total_calls for c in contacts], dtype=object),
+        "crm_id": np.array([c.crm_id for c in contacts], dtype=object),
+    }
+
+
+def reset_contacts(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("DROP TABLE IF EXISTS campaign_contacts")
+    conn.execute(CONTACTS_DDL)
+
+
+def insert_contacts(conn: duckdb.DuckDBPyConnection, columns: dict) -> None:
+    if not len(columns["position"]):
+        return
+    conn.register("incoming_contacts", columns)
+    try:
+        conn.execute(
+            f"INSERT INTO campaign_contacts SELECT {', '.join(_COLUMNS)} FROM incoming_contacts"
+        )
+    finally:
+        conn.unregister("incoming_contacts")
+
+
+def find_duplicates(conn: duckdb.DuckDBPyConnection) -> list[Duplicate]:
+    return [Duplicate(*row) for row in conn.execute(DUPLICATES_SQL).fetchall()]
+
+
+def duplicates_not_in_both(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Phones listed in `table` that are missing from one of the two campaigns' contacts."""
+    rows = conn.execute(
+        f"""
+        SELECT d.phone FROM {table} AS d
+        WHERE NOT EXISTS (SELECT 1 FROM campaign_contacts c
+                          WHERE c.position = 1 AND c.phone_e164 = d.phone)
+           OR NOT EXISTS (SELECT 1 FROM campaign_contacts c
+                          WHERE c.position = 2 AND c.phone_e164 = d.phone)
+        ORDER BY d.phone
+        """
+    ).fetchall()
+    return [phone for (phone,) in rows]
+
+
+def _seconds(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duplicates_text(duplicates: list[Duplicate]) -> str:
+    """Q1.2's format: the number, then one tab-indented line per campaign."""
+    lines = []
+    for d in duplicates:
+        lines.append(d.phone)
+        lines.append(f"\t{d.campaign_a}: {_seconds(d.last_call_a) or 'N/A'}")
+        lines.append(f"\t{d.campaign_b}: {_seconds(d.last_call_b) or 'N/A'}")
+    return "\n".join(lines)
+
+
+def duplicates_json(duplicates: list[Duplicate]) -> str:
+    return json.dumps(
+        [
+            {
+                "phone": d.phone,
+                "last_call": {
+                    d.campaign_a: _seconds(d.last_call_a),
+                    d.campaign_b: _seconds(d.last_call_b),
+                },
+            }
+            for d in duplicates
+        ],
+        indent=2,
+    )

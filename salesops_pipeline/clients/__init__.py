@@ -1,0 +1,28 @@
+"""Plain Python clients for the voice provider and the CRM; nothing of Dagster inside."""
+
+from salesops_pipeline.clients.crm import CrmClient
+from salesops_pipeline.clients.errors import (
+    ApiAuthError,
+    ApiError,
+    ApiNotFoundError,
+    ApiRequestError,
+    ApiUnavailableError,
+)
+from salesops_pipeline.clients.models import CrmAgent, CrmContact, Rejected, VoiceContact
+from salesops_pipeline.clients.transport import ApiTransport
+from salesops_pipeline.clients.voice import VoiceClient
+
+__all__ = [
+    "ApiAuthError",
+    "ApiError",
+    "ApiNotFoundError",
+    "ApiRequestError",
+    "ApiTransport",
+    "ApiUnavailableError",
+    "CrmAgent",
+    "CrmClient",
+    "CrmContact",
+    "Rejected",
+    "VoiceClient",
+    "VoiceContact",
+]

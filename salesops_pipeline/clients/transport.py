@@ -1,0 +1,155 @@
+"""HTTP to the provider: one session, a timeout on every call, retries with backoff.
+
+429 and 5xx are retried with exponential backoff, honouring `Retry-After`; other 4xx are not
+retried and become typed errors. Lists that the provider pages are followed through their
+RFC 8288 `Link: <...>; rel="next"` headers.
+"""
+
+from collections.abc import Iterator
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from salesops_pipeline.clients.errors import (
+    ApiAuthError,
+    ApiNotFoundError,
+    ApiRequestError,
+    ApiUnavailableError,
+)
+
+# (connect, read) seconds: connecting is quick or broken; a large page may take a while.
+DEFAULT_TIMEOUT = (3.05, 30.0)
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+# A provider asking us to come back in an hour should fail the call, not hang the run.
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+class CappedRetry(Retry):
+    """urllib3's Retry, with the server's Retry-After honoured up to a ceiling."""
+
+    def get_retry_after(self, response):
+        retry_after = super().get_retry_after(response)
+        return None if retry_after is None else min(retry_after, MAX_RETRY_AFTER_SECONDS)
+
+
+def default_retry(total: int = 5, backoff_factor: float = 0.5) -> Retry:
+    return CappedRetry(
+        total=total,
+        connect=2,
+        read=2,
+        backoff_factor=backoff_factor,
+        status_forcelist=RETRY_STATUSES,
+        # PATCH is retried too: our updates set fields to absolute values, so applying one
+        # twice leaves the contact as applying it once.
+        allowed_methods=frozenset({"GET", "PATCH"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+class ApiTransport:
+    """Authenticated HTTP to one provider host; every request carries `X-API-KEY`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
+        retry: Retry | None = None,
+    ):
+        if not urlsplit(base_url).scheme or not urlsplit(base_url).netloc:
+            raise ApiRequestError(
+                "configuration", f"the API host must be a URL like https://host, not {base_url!r}"
+            )
+        self.base_url = base_url.rstrip("/") + "/"
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers.update({"X-API-KEY": api_key, "Accept": "application/json"})
+        adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_maxsize=8)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def url(self, path: str) -> str:
+        return urljoin(self.base_url, path.lstrip("/"))
+
+    def request(
+        self, method: str, url: str, *, params: dict | None = None, json: dict | None = None
+    ) -> requests.Response:
+        call = f"{method} {urlsplit(url).path}"
+        try:
+            response = self.session.request(
+                method, url, params=params, json=json, timeout=self.timeout
+            )
+        except requests.exceptions.Timeout:
+            raise ApiUnavailableError(call, f"no answer within {self._read_timeout()}s") from None
+        except requests.exceptions.RetryError as error:
+            raise ApiUnavailableError(call, f"still failing after retries ({error})") from None
+        except requests.exceptions.ConnectionError as error:
+            raise ApiUnavailableError(
+                call, f"cannot reach {urlsplit(url).netloc} ({_root_cause(error)})"
+            ) from None
+        except requests.exceptions.RequestException as error:
+            raise ApiRequestError(call, str(error)) from None
+        _raise_for_status(call, response)
+        return response
+
+    def iter_pages(self, path: str, *, params: dict | None = None) -> Iterator[requests.Response]:
+        """Every page of a list: the first from `path`, then each `rel="next"` link."""
+        url: str | None = self.url(path)
+        seen: set[str] = set()
+        while url is not None:
+            response = self.request("GET", url, params=params)
+            yield response
+            params = None  # the next link carries its own query
+            next_link = response.links.get("next", {}).get("url")
+            url = urljoin(response.url, next_link) if next_link else None
+            if url is not None:
+                if url in seen:
+                    raise ApiRequestError(
+                        f"GET {urlsplit(url).path}", "the provider's next link goes in a loop"
+                    )
+                seen.add(url)
+
+    def _read_timeout(self) -> float:
+        return self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
+
+
+def _root_cause(error: BaseException) -> str:
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    text = str(error)
+    if "Connection refused" in text or isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return text.split(": ", 1)[-1] or type(error).__name__
+
+
+def _raise_for_status(call: str, response: requests.Response) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    detail = _detail(response)
+    if status in (401, 403):
+        raise ApiAuthError(call, f"{status} {detail} (check REMOTE_API_KEY)", status=status)
+    if status == 404:
+        raise ApiNotFoundError(call, f"404 {detail}", status=status)
+    if status in RETRY_STATUSES:
+        raise ApiUnavailableError(call, f"{status} {detail}, still after retries", status=status)
+    raise ApiRequestError(call, f"{status} {detail}", status=status)
+
+
+def _detail(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or "error"
+    if isinstance(body, dict) and body.get("detail"):
+        return f"{response.reason}: {str(body['detail'])[:200]}"
+    return response.reason or "error"

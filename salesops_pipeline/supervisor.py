@@ -1,0 +1,104 @@
+"""Starting, watching and stopping the local stack's processes together."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import requests
+
+
+@dataclass
+class Child:
+    name: str
+    argv: Sequence[str]
+    env: dict[str, str]
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+
+class Supervisor:
+    """Runs children with labelled output; when one stops, or on Ctrl-C/SIGTERM, stops all."""
+
+    def __init__(self):
+        self.children: list[Child] = []
+        self._stopping = threading.Event()
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Child:
+        child = Child(name, argv, env)
+        # Own process group: stopping a child stops what it started too (dagster dev's
+        # webserver and daemon), and nothing is left behind.
+        child.process = subprocess.Popen(  # noqa: S603 - argv built by the caller, no shell
+            list(argv),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            text=True,
+            bufsize=1,
+        )
+        threading.Thread(target=self._relay, args=(child,), daemon=True).start()
+        self.children.append(child)
+        return child
+
+    @staticmethod
+    def _relay(child: Child) -> None:
+        assert child.process is not None and child.process.stdout is not None
+        for line in child.process.stdout:
+            sys.stdout.write(f"[{child.name}] {line}")
+            sys.stdout.flush()
+
+    def wait_http(self, child: Child, url: str, timeout: float = 60.0) -> None:
+        """Block until `url` answers, or fail if the child died or time ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if child.process is not None and child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with code {child.process.returncode}")
+            try:
+                if requests.get(url, timeout=1).status_code < 500:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{child.name} did not answer at {url} within {timeout:.0f}s")
+
+    def run_until_stopped(self) -> int:
+        """Wait until a child exits or a stop is requested; then stop every child."""
+        previous = signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        try:
+            while not self._stopping.is_set():
+                for child in self.children:
+                    if child.process is not None and child.process.poll() is not None:
+                        print(f"[{child.name}] exited with code {child.process.returncode}")
+                        self._stopping.set()
+                        break
+                self._stopping.wait(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.stop_all()
+        return 0
+
+    def stop_all(self, grace: float = 20.0) -> None:
+        for child in reversed(self.children):
+            if child.process is not None and child.process.poll() is None:
+                _signal_group(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in reversed(self.children):
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait()
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
