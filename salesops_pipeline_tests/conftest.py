@@ -116,3 +116,33 @@ def small_sales_db(sales_db_builder) -> Path:
     b.operation(lea_days[2], 500.0, kept)
     b.operation(tom_day, 700.0, toms)
     return b.close()
+
+
+@pytest.fixture
+def sandbox_store(tmp_path):
+    """A freshly seeded sandbox provider state (the demo campaigns at their default size)."""
+    from salesops_pipeline.sandbox.server import ensure_seeded_store
+
+    return ensure_seeded_store(tmp_path / "sandbox" / "provider.sqlite")
+
+
+@pytest.fixture
+def sandbox(sandbox_store):
+    """The sandbox provider served on loopback, with small pages so that lists are paged."""
+    from salesops_pipeline.sandbox.server import running_sandbox
+
+    with running_sandbox(sandbox_store, api_key="test-key", page_size=97) as running:
+        yield running
+
+
+def arm_fault(sandbox, **fault) -> None:
+    """Ask the running sandbox, over HTTP, to misbehave on its next matching requests."""
+    import requests
+
+    response = requests.post(
+        f"{sandbox.url}/_sandbox/faults",
+        json=fault,
+        headers={"X-API-KEY": sandbox.api_key},
+        timeout=5,
+    )
+    response.raise_for_status()

@@ -2,22 +2,28 @@
 
 import dagster as dg
 
-from salesops_pipeline.constants import SALES_REPORTING_GROUP
+from salesops_pipeline.constants import SALES_REPORTING_GROUP, VOICE_CAMPAIGNS_GROUP
 from salesops_pipeline.definitions import defs
 
 
 def test_definitions_load_and_resolve():
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("sales_reports_job") is not None
+    assert defs.resolve_job_def("campaign_duplicates_job") is not None
     assert defs.resolve_schedule_def("nightly_sales_reports_schedule") is not None
 
 
 def test_assets_are_grouped_owned_kinded_and_documented():
     graph = defs.resolve_asset_graph()
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
-    assert set(specs) == {"team_sales", "agent_daily_progression"}
+    groups = {name: node.group_name for name, node in specs.items()}
+    assert groups == {
+        "team_sales": SALES_REPORTING_GROUP,
+        "agent_daily_progression": SALES_REPORTING_GROUP,
+        "campaign_contacts": VOICE_CAMPAIGNS_GROUP,
+        "cross_campaign_duplicates": VOICE_CAMPAIGNS_GROUP,
+    }
     for node in specs.values():
-        assert node.group_name == SALES_REPORTING_GROUP
         assert node.owners == ["team:sales_ops"]
         assert node.kinds
         assert node.description and len(node.description) > 40
@@ -26,7 +32,13 @@ def test_assets_are_grouped_owned_kinded_and_documented():
 def test_every_asset_has_checks():
     graph = defs.resolve_asset_graph()
     checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys}
-    assert checked == {"team_sales", "agent_daily_progression"}
+    assert checked == {"team_sales", "agent_daily_progression", "cross_campaign_duplicates"}
+
+
+def test_provider_secrets_come_from_the_environment():
+    provider = defs.resources["provider"]
+    assert provider.host == dg.EnvVar("REMOTE_API_HOST")
+    assert provider.api_key == dg.EnvVar("REMOTE_API_KEY")
 
 
 def test_progression_is_partitioned_by_paris_month():

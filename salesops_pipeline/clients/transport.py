@@ -93,8 +93,14 @@ class ApiTransport:
         except requests.exceptions.RetryError as error:
             raise ApiUnavailableError(call, f"still failing after retries ({error})") from None
         except requests.exceptions.ConnectionError as error:
+            cause = _root_cause(error)
+            if "timed out" in cause:
+                # Read timeouts that outlast the retries surface as connection errors.
+                raise ApiUnavailableError(
+                    call, f"no answer within {self._read_timeout()}s"
+                ) from None
             raise ApiUnavailableError(
-                call, f"cannot reach {urlsplit(url).netloc} ({_root_cause(error)})"
+                call, f"cannot reach {urlsplit(url).netloc} ({cause})"
             ) from None
         except requests.exceptions.RequestException as error:
             raise ApiRequestError(call, str(error)) from None
