@@ -39,6 +39,12 @@ from salesops_pipeline.supervisor import Supervisor
 
 DEFAULT_SANDBOX_PORT = 8010
 
+WORKSPACE_YAML = """load_from:
+  - python_module:
+      module_name: salesops_pipeline.definitions
+      location_name: salesops_pipeline
+"""
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -258,6 +264,9 @@ def _dev(args: argparse.Namespace) -> int:
                 env,
             )
             supervisor.wait_http(sandbox, f"{env[settings.REMOTE_API_HOST_ENV]}/healthz")
+        # The same code location name as workspace.yaml, wherever the stack is started from.
+        workspace = dagster_home / "workspace.yaml"
+        workspace.write_text(WORKSPACE_YAML)
         supervisor.start(
             "dagster",
             [
@@ -265,8 +274,8 @@ def _dev(args: argparse.Namespace) -> int:
                 "-m",
                 "dagster",
                 "dev",
-                "-m",
-                "salesops_pipeline.definitions",
+                "-w",
+                str(workspace),
                 "--host",
                 args.host,
                 "--port",
