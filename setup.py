@@ -10,6 +10,7 @@ setup(
     version="0.1.0",
     description="Daily sales operations of a phone-sales company, orchestrated with Dagster.",
     packages=find_packages(exclude=["salesops_pipeline_tests"]),
+    package_data={"salesops_pipeline.deploy": ["*.yaml"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
         "pydantic==2.14.4",

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import uvicorn
 from dotenv import load_dotenv
 
 from salesops_pipeline import settings
@@ -25,9 +26,13 @@ from salesops_pipeline.campaigns.duplicates import (
     find_duplicates,
 )
 from salesops_pipeline.campaigns.ingest import check_campaign_pair, load_campaigns
-from salesops_pipeline.clients import ApiTransport, VoiceClient
+from salesops_pipeline.clients import ApiTransport, CrmClient, VoiceClient
 from salesops_pipeline.errors import InvalidInputError, SalesopsError
 from salesops_pipeline.exports import progression_document
+from salesops_pipeline.intake.app import create_intake_app
+from salesops_pipeline.post_call.events import parse_event
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.processor import PostCallProcessor
 from salesops_pipeline.resources.sales_db import resolve_sales_db_path
 from salesops_pipeline.sales import demo, reports
 from salesops_pipeline.sales.schema import open_sales_db
@@ -38,6 +43,7 @@ from salesops_pipeline.sandbox.server import ensure_seeded_store, running_sandbo
 from salesops_pipeline.supervisor import Supervisor
 
 DEFAULT_SANDBOX_PORT = 8010
+DEFAULT_INTAKE_PORT = 8020
 
 WORKSPACE_YAML = """load_from:
   - python_module:
@@ -117,6 +123,34 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--page-size", type=_positive_int, default=DEFAULT_PAGE_SIZE)
     sandbox.add_argument("--reset", action="store_true", help="discard its state and reseed")
     sandbox.set_defaults(handler=_sandbox)
+
+    serve = commands.add_parser("serve", help="run the intake service for post-call webhooks")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=DEFAULT_INTAKE_PORT)
+    serve.add_argument(
+        "--local-demo",
+        action="store_true",
+        help="allow starting without X_API_KEY: a throw-away key is generated and printed",
+    )
+    serve.set_defaults(handler=_serve)
+
+    post_call = commands.add_parser(
+        "post-call", help="apply one post-call event now, through the same rules as the pipeline"
+    )
+    post_call.add_argument("file", metavar="FILE|-", help="JSON event file, or - for stdin")
+    post_call.add_argument("--dry-run", action="store_true", help="show what would be done")
+    post_call.set_defaults(handler=_post_call)
+
+    inbox = commands.add_parser("inbox", help="recent post-call events and their status")
+    inbox.add_argument("--limit", type=_positive_int, default=20)
+    inbox.add_argument(
+        "--status", choices=("pending", "retrying", "applied", "nothing_to_do", "failed")
+    )
+    inbox.set_defaults(handler=_inbox)
+
+    replay = commands.add_parser("replay", help="queue a post-call event again")
+    replay.add_argument("call_id", metavar="CALL_ID")
+    replay.set_defaults(handler=_replay)
 
     dev = commands.add_parser("dev", help="start the local stack: sandbox provider and Dagster")
     dev.add_argument("--host", default="127.0.0.1")
@@ -243,6 +277,100 @@ def _sandbox(args: argparse.Namespace) -> int:
     sandbox_server.serve(
         store, api_key=key, host=args.host, port=args.port, page_size=args.page_size
     )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    key = settings.intake_api_key()
+    if key is None:
+        if not args.local_demo:
+            raise InvalidInputError(
+                f"{settings.INTAKE_KEY_ENV} is not set: refusing to accept unauthenticated"
+                " webhooks (pass --local-demo for a local demo)"
+            )
+        key = secrets.token_urlsafe(24)
+        # A throw-away key for a local demo, shown so that a person can post to it.
+        print(f"{settings.INTAKE_KEY_ENV} not set; this local demo's key is: {key}")
+    inbox = Inbox(settings.inbox_path())
+    app = create_intake_app(inbox, api_key=key, webhook_secret=settings.webhook_secret())
+    print(f"Intake on http://{args.host}:{args.port} (inbox: {inbox.path})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    return 0
+
+
+def _read_event_input(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    path = Path(source)
+    if not path.is_file():
+        raise InvalidInputError(f"No such event file: {path}")
+    return path.read_bytes()
+
+
+def _post_call(args: argparse.Namespace) -> int:
+    raw = _read_event_input(args.file)
+    event = parse_event(raw)
+    inbox = Inbox(settings.inbox_path())
+    with _provider_transport(30.0) as transport:
+        processor = PostCallProcessor(
+            inbox=inbox, voice=VoiceClient(transport), crm=CrmClient(transport)
+        )
+        if args.dry_run:
+            outcome = processor.preview(event)
+        else:
+            accepted = inbox.accept(event.callId, raw.decode())
+            if accepted.status == "conflict":
+                raise InvalidInputError(
+                    f"callId {event.callId} is already in the inbox with a different payload"
+                )
+            outcome = processor.process(event.callId)
+    print(_describe_outcome(outcome))
+    return 0 if outcome.status in ("applied", "nothing_to_do", "skipped", "dry_run") else 1
+
+
+def _describe_outcome(outcome) -> str:
+    lines = [f"{outcome.call_id}: {outcome.status}"]
+    if outcome.decision:
+        lines.append(f"  decision: {outcome.decision}")
+    for write in outcome.writes:
+        verb = "would PATCH" if outcome.status == "dry_run" else "PATCH"
+        changes = ", ".join(f"{name}={value}" for name, value in write["changes"].items())
+        lines.append(f"  {verb} contact {write['contact']}: {changes}")
+    if outcome.error:
+        lines.append(f"  error: {outcome.error}")
+    return "\n".join(lines)
+
+
+def _inbox(args: argparse.Namespace) -> int:
+    inbox = Inbox(settings.inbox_path())
+    records = inbox.recent(limit=args.limit, status=args.status)
+    if not records:
+        print("No post-call events" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    print(f"{'received (UTC)':<29} {'callId':<16} {'status':<14} {'tries':>5}  last decision")
+    for r in records:
+        detail = r.last_error or r.last_decision or ""
+        print(f"{r.received_at:<29} {r.call_id:<16} {r.status:<14} {r.attempts:>5}  {detail}")
+    counts = ", ".join(f"{status}: {n}" for status, n in sorted(inbox.counts().items()))
+    print(f"\nAll events: {counts}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    inbox = Inbox(settings.inbox_path())
+    if not inbox.replay(args.call_id):
+        raise InvalidInputError(f"Unknown callId {args.call_id!r}: not in the inbox")
+    record = inbox.get(args.call_id)
+    note = (
+        " (already applied: it will be recorded, not applied again)"
+        if record.status
+        in (
+            "applied",
+            "nothing_to_do",
+        )
+        else ""
+    )
+    print(f"{args.call_id} queued again{note}")
     return 0
 
 

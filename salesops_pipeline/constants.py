@@ -6,6 +6,7 @@ import dagster as dg
 
 SALES_REPORTING_GROUP = "sales_reporting"
 VOICE_CAMPAIGNS_GROUP = "voice_campaigns"
+POST_CALL_GROUP = "post_call"
 
 SALES_OPS_OWNER = "team:sales_ops"
 
@@ -22,3 +23,9 @@ MONTHLY_PARTITIONS = dg.MonthlyPartitionsDefinition(
     timezone=BUSINESS_TIMEZONE_NAME,
     end_offset=1,
 )
+
+# Post-call runs carry this tag; the instance lets one such run go at a time (dagster.yaml).
+POST_CALL_RUN_TAG = {"salesops/run-kind": "post-call"}
+# Events per post-call run: large enough to spread a run's start-up cost, small enough that a
+# run finishes well within a minute.
+POST_CALL_BATCH_SIZE = 100

@@ -47,3 +47,19 @@ def remote_api_host() -> str | None:
 
 def remote_api_key() -> str | None:
     return os.environ.get(REMOTE_API_KEY_ENV) or None
+
+
+INTAKE_KEY_ENV = "X_API_KEY"
+WEBHOOK_SECRET_ENV = "SALESOPS_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
+
+
+def inbox_path() -> Path:
+    return salesops_home() / "intake" / "inbox.sqlite"
+
+
+def intake_api_key() -> str | None:
+    return os.environ.get(INTAKE_KEY_ENV) or None
+
+
+def webhook_secret() -> str | None:
+    return os.environ.get(WEBHOOK_SECRET_ENV) or None

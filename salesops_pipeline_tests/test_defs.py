@@ -2,7 +2,11 @@
 
 import dagster as dg
 
-from salesops_pipeline.constants import SALES_REPORTING_GROUP, VOICE_CAMPAIGNS_GROUP
+from salesops_pipeline.constants import (
+    POST_CALL_GROUP,
+    SALES_REPORTING_GROUP,
+    VOICE_CAMPAIGNS_GROUP,
+)
 from salesops_pipeline.definitions import defs
 
 
@@ -10,6 +14,10 @@ def test_definitions_load_and_resolve():
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("sales_reports_job") is not None
     assert defs.resolve_job_def("campaign_duplicates_job") is not None
+    assert defs.resolve_job_def("post_call_job") is not None
+    sensor = defs.resolve_sensor_def("post_call_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "post_call_job"
     assert defs.resolve_schedule_def("nightly_sales_reports_schedule") is not None
 
 
@@ -22,6 +30,7 @@ def test_assets_are_grouped_owned_kinded_and_documented():
         "agent_daily_progression": SALES_REPORTING_GROUP,
         "campaign_contacts": VOICE_CAMPAIGNS_GROUP,
         "cross_campaign_duplicates": VOICE_CAMPAIGNS_GROUP,
+        "post_call_outcomes": POST_CALL_GROUP,
     }
     for node in specs.values():
         assert node.owners == ["team:sales_ops"]

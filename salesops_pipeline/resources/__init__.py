@@ -1,7 +1,14 @@
 """Dagster resources: thin, configurable handles on the project's data sources and stores."""
 
+from salesops_pipeline.resources.post_call import InboxResource, PostCallRulesResource
 from salesops_pipeline.resources.provider import ProviderResource
 from salesops_pipeline.resources.sales_db import SalesDatabaseResource
 from salesops_pipeline.resources.warehouse import WarehouseResource
 
-__all__ = ["ProviderResource", "SalesDatabaseResource", "WarehouseResource"]
+__all__ = [
+    "InboxResource",
+    "PostCallRulesResource",
+    "ProviderResource",
+    "SalesDatabaseResource",
+    "WarehouseResource",
+]

@@ -98,6 +98,8 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
     )
     app.state.store = store
     app.state.faults = FaultBox()
+    # Every change applied, in order: what a test or a benchmark checks "written once" against.
+    app.state.applied_patches = []
 
     def require_key(x_api_key: str | None = Header(default=None)) -> None:
         if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), api_key.encode()):
@@ -160,6 +162,7 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
         body = store.patch_contact(contact_id, changes)
         if body is None:
             raise HTTPException(status_code=404, detail=f"contact {contact_id} not found")
+        app.state.applied_patches.append((contact_id, changes))
         return Response(content=body, media_type="application/json")
 
     @app.get("/crm/agents", dependencies=auth)

@@ -1,9 +1,6 @@
 """Running the sandbox: as its own process (`salesops sandbox`) or inside another one."""
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from salesops_pipeline import settings
+from salesops_pipeline.http_server import serving_in_thread
 from salesops_pipeline.sandbox.app import DEFAULT_PAGE_SIZE, create_app
 from salesops_pipeline.sandbox.seed import (
     DEFAULT_CONTACTS_PER_CAMPAIGN,
@@ -69,33 +67,10 @@ def running_sandbox(
     port: int = 0,
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> Iterator[RunningSandbox]:
-    """Serve the sandbox from a background thread for the duration of the block.
-
-    Port 0 picks a free port; the URL to use is in the yielded value.
-    """
+    """Serve the sandbox from a background thread for the duration of the block."""
     app = create_app(store, api_key=api_key, page_size=page_size)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="sandbox-provider", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError("the sandbox provider did not start")
-        time.sleep(0.01)
-    try:
-        yield RunningSandbox(url=f"http://{host}:{bound_port}", api_key=api_key, app=app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving_in_thread(app, host=host, port=port) as url:
+        yield RunningSandbox(url=url, api_key=api_key, app=app)
 
 
 def serve(store: SandboxStore, *, api_key: str, host: str, port: int, page_size: int) -> None:

@@ -1,0 +1,1 @@
+"""The HTTP service the voice provider posts its post-call webhooks to."""

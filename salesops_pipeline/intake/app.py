@@ -1,0 +1,99 @@
+"""The intake service: authenticates post-call webhooks and stores them in the inbox.
+
+An event is acknowledged (2xx) only once it is on disk. A body that cannot be accepted gets a
+4xx naming the problem and is kept raw in quarantine: nothing is silently dropped.
+"""
+
+import logging
+import secrets
+import sqlite3
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from salesops_pipeline.intake.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_problem
+from salesops_pipeline.post_call.events import EventError, parse_event
+from salesops_pipeline.post_call.inbox import Inbox
+
+logger = logging.getLogger("salesops.intake")
+
+# A post-call event is well under 2 KB; anything far bigger is not one.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _problem(status: int, detail: str, **extra) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds `limit` bytes (it is not read further)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_intake_app(
+    inbox: Inbox,
+    *,
+    api_key: str,
+    webhook_secret: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    if not api_key:
+        raise ValueError("the intake service needs an API key")
+    app = FastAPI(
+        title="salesops intake",
+        description="Receives the voice provider's post-call webhooks.",
+    )
+    app.state.inbox = inbox
+
+    def authenticated(request: Request) -> bool:
+        given = request.headers.get("X-API-KEY")
+        return given is not None and secrets.compare_digest(given.encode(), api_key.encode())
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/webhooks/post-call", status_code=202)
+    async def post_call(request: Request):
+        if not authenticated(request):
+            return _problem(401, "missing or invalid X-API-KEY")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            return _problem(413, f"body larger than {max_body_bytes} bytes")
+        raw = await _read_capped(request, max_body_bytes)
+        if raw is None:
+            return _problem(413, f"body larger than {max_body_bytes} bytes")
+        if webhook_secret:
+            problem = signature_problem(
+                webhook_secret,
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                raw,
+            )
+            if problem:
+                return _problem(401, problem)
+        content_type = request.headers.get("content-type")
+        try:
+            event = parse_event(raw)
+        except EventError as error:
+            await run_in_threadpool(inbox.quarantine, str(error), raw, content_type)
+            logger.warning("post-call body quarantined: %s", error)
+            return _problem(error.http_status, str(error), quarantined=True)
+        try:
+            accepted = await run_in_threadpool(inbox.accept, event.callId, raw.decode())
+        except sqlite3.Error as error:
+            # Not stored, so not acknowledged: the provider will deliver it again.
+            logger.error("inbox unavailable: %s", error)
+            return _problem(503, "inbox unavailable, retry later")
+        logger.info("post-call %s: %s", event.callId, accepted.status)
+        status = 202 if accepted.status == "stored" else 200
+        return JSONResponse({"status": accepted.status, "callId": event.callId}, status_code=status)
+
+    return app

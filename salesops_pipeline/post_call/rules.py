@@ -1,0 +1,130 @@
+"""The post-call business rules, as pure functions of plain values.
+
+Dates here are naive datetimes in Europe/Paris local time: the provider writes them that way
+and expects them back that way.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from salesops_pipeline.constants import BUSINESS_TIMEZONE
+
+_PROVIDER_FORMAT = "%d/%m/%Y %H:%M:%S"
+
+
+def parse_provider_datetime(text: str | None) -> datetime | None:
+    """`DD/MM/YYYY HH:MM:SS` (the provider's) or ISO 8601, to naive Paris time.
+
+    An ISO date with an offset is converted to Paris time. Raises ValueError naming the value
+    for an impossible date such as 31/02/2025.
+    """
+    if text is None or not text.strip():
+        return None
+    value = text.strip()
+    try:
+        return datetime.strptime(value, _PROVIDER_FORMAT)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a valid date (expected DD/MM/YYYY HH:MM:SS or ISO 8601)"
+        ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(BUSINESS_TIMEZONE).replace(tzinfo=None)
+    return moment
+
+
+def _existing_local(day, at: time) -> datetime:
+    """`day` at `at` in Paris; a wall time skipped by the spring DST change moves past the gap."""
+    wanted = datetime.combine(day, at)
+    aware = wanted.replace(tzinfo=BUSINESS_TIMEZONE)
+    round_trip = aware.astimezone(UTC).astimezone(BUSINESS_TIMEZONE).replace(tzinfo=None)
+    return round_trip if round_trip != wanted else wanted
+
+
+def callback_date(call_day: datetime, requested: datetime) -> datetime:
+    """Q2.1: a callback may not fall on the day of the call.
+
+    A request on or before the call's day moves to the day after the call, at the requested
+    time of day; a later request stays as it is.
+    """
+    if requested.date() > call_day.date():
+        return requested
+    return _existing_local(call_day.date() + timedelta(days=1), requested.time())
+
+
+def is_callback(wrapup: str | None, labels: tuple[str, ...]) -> bool:
+    if not wrapup:
+        return False
+    return wrapup.strip().casefold() in {label.strip().casefold() for label in labels}
+
+
+def is_support_transfer(wrapup: str | None, keyword: str) -> bool:
+    return bool(wrapup) and keyword.casefold() in wrapup.casefold()
+
+
+@dataclass(frozen=True)
+class SupportCandidate:
+    username: str
+    active: bool
+    load: int
+
+
+def least_loaded_agent(candidates: list[SupportCandidate]) -> str | None:
+    """Q2.2: the active support agent with the fewest contacts; ties go to the first username.
+
+    None when no support agent is active.
+    """
+    active = [c for c in candidates if c.active]
+    if not active:
+        return None
+    return min(active, key=lambda c: (c.load, c.username)).username
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What an event asks for: nothing, a new retry date, a transfer to support, or both."""
+
+    reschedule_to: datetime | None = None
+    transfer_to_support: bool = False
+    note: str = ""
+
+    @property
+    def has_work(self) -> bool:
+        return self.reschedule_to is not None or self.transfer_to_support
+
+
+def decide(
+    *,
+    wrapup: str | None,
+    call_end: datetime | None,
+    call_start: datetime | None,
+    callback_requested: datetime | None,
+    callback_labels: tuple[str, ...],
+    support_keyword: str,
+) -> Decision:
+    """What to do after a call, from its wrap-up and dates alone."""
+    reschedule_to = None
+    notes = []
+    if is_callback(wrapup, callback_labels):
+        call_day = call_end or call_start
+        if callback_requested is None:
+            notes.append("callback asked without a date: nothing to reschedule")
+        elif call_day is None:
+            notes.append("callback asked but the call has no date: kept as requested")
+            reschedule_to = callback_requested
+        else:
+            reschedule_to = callback_date(call_day, callback_requested)
+            if reschedule_to != callback_requested:
+                notes.append(
+                    f"callback on the day of the call or before, moved from"
+                    f" {callback_requested.isoformat()} to {reschedule_to.isoformat()}"
+                )
+    transfer = is_support_transfer(wrapup, support_keyword)
+    if not reschedule_to and not transfer and not notes:
+        notes.append(f"wrap-up {wrapup!r} needs no action")
+    return Decision(
+        reschedule_to=reschedule_to, transfer_to_support=transfer, note="; ".join(notes)
+    )

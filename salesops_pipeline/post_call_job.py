@@ -1,0 +1,91 @@
+"""The run that applies a batch of post-call events, and the asset showing what it did."""
+
+from collections import Counter
+
+import dagster as dg
+from pydantic import Field
+
+from salesops_pipeline.constants import POST_CALL_GROUP, POST_CALL_RUN_TAG, SALES_OPS_OWNER
+from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
+from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
+
+post_call_outcomes = dg.AssetSpec(
+    "post_call_outcomes",
+    group_name=POST_CALL_GROUP,
+    owners=[SALES_OPS_OWNER],
+    kinds={"sqlite"},
+    description=(
+        "What the pipeline did after each call: callbacks rescheduled, contacts handed to"
+        " support, events with nothing to do, and failures with their reason. Each post-call"
+        " run reports its batch here; the full log is the inbox's `outcome` table."
+    ),
+)
+
+
+class PostCallBatchConfig(dg.Config):
+    first_seq: int = Field(description="First inbox queue position of the batch")
+    last_seq: int = Field(description="Last inbox queue position of the batch (included)")
+
+
+def outcomes_markdown(outcomes: list[Outcome]) -> str:
+    lines = ["| callId | status | decision | written | error |", "|---|---|---|---|---|"]
+    for o in outcomes:
+        written = ", ".join(
+            f"{w['contact']}: " + ", ".join(f"{k}={v}" for k, v in w["changes"].items())
+            for w in o.writes
+        )
+        cells = [o.call_id, o.status, o.decision, written or "–", o.error or ""]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+@dg.op(tags=POST_CALL_RUN_TAG)
+def apply_post_call_events(
+    context: dg.OpExecutionContext,
+    config: PostCallBatchConfig,
+    inbox: InboxResource,
+    provider: ProviderResource,
+    post_call_rules: PostCallRulesResource,
+) -> dict:
+    """Reschedule requested callbacks and hand contacts to support, event by event.
+
+    Each event is handled on its own: one that fails is recorded (and retried later when the
+    failure is temporary) without stopping the others.
+    """
+    processor = PostCallProcessor(
+        inbox=inbox.get_inbox(),
+        voice=provider.get_voice_client(),
+        crm=provider.get_crm_client(),
+        settings=post_call_rules.get_settings(),
+        run_id=context.run_id,
+    )
+    call_ids = processor.inbox.call_ids_between(config.first_seq, config.last_seq)
+    outcomes = []
+    for call_id in call_ids:
+        outcome = processor.process(call_id)
+        outcomes.append(outcome)
+        context.log.info(f"post-call {call_id}: {outcome.status} ({outcome.decision})")
+        if outcome.error:
+            context.log.warning(f"post-call {call_id}: {outcome.error}")
+    counts = Counter(o.status for o in outcomes)
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=post_call_outcomes.key,
+            description=f"queue positions {config.first_seq}–{config.last_seq}",
+            metadata={
+                "events": len(outcomes),
+                **{f"events_{status}": n for status, n in sorted(counts.items())},
+                "writes": sum(len(o.writes) for o in outcomes),
+                "outcomes": dg.MetadataValue.md(outcomes_markdown(outcomes)),
+            },
+        )
+    )
+    return dict(counts)
+
+
+@dg.job(
+    tags={**POST_CALL_RUN_TAG, "dagster/max_retries": "3"},
+    description="Apply a batch of post-call events from the inbox (requested by post_call_sensor).",
+)
+def post_call_job():
+    apply_post_call_events()
