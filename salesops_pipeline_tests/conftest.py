@@ -146,3 +146,11 @@ def arm_fault(sandbox, **fault) -> None:
         timeout=5,
     )
     response.raise_for_status()
+
+
+@pytest.fixture
+def reference_events() -> dict[str, bytes]:
+    """The provider's two real post-call payloads, byte for byte."""
+    return {
+        path.stem: path.read_bytes() for path in sorted((REFERENCE_DIR / "events").glob("*.json"))
+    }

@@ -50,7 +50,7 @@ class PostCallEvent(BaseModel):
 def parse_event(raw: bytes) -> PostCallEvent:
     """Read and validate one event; raises EventError saying exactly what is wrong."""
     try:
-        document = json.loads(raw)
+        document = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise EventError("body is not UTF-8 text", 400) from None
     except ValueError as error:

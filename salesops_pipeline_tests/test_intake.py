@@ -1,0 +1,226 @@
+"""The intake service over real HTTP on loopback: authentication, optional signatures,
+durable storage before the answer, redelivery, conflicts, and quarantine of bad bodies."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from salesops_pipeline.http_server import serving_in_thread
+from salesops_pipeline.intake.app import create_intake_app
+from salesops_pipeline.intake.signing import signature_headers
+from salesops_pipeline.post_call.inbox import Inbox
+
+KEY = "intake-key"
+EVENT = {"callId": "c-1", "contactId": "contact-1", "wrapup": "Vente", "newField": "kept"}
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    return Inbox(tmp_path / "inbox.sqlite")
+
+
+@pytest.fixture
+def intake(inbox):
+    with serving_in_thread(create_intake_app(inbox, api_key=KEY, max_body_bytes=4096)) as url:
+        yield url
+
+
+def _post(url, body, key=KEY, headers=None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(
+        f"{url}/webhooks/post-call",
+        data=data,
+        headers={"X-API-KEY": key, "Content-Type": "application/json", **(headers or {})},
+        timeout=5,
+    )
+
+
+def test_reference_payloads_are_accepted_as_they_are(intake, inbox, reference_events):
+    for raw in reference_events.values():
+        response = _post(intake, raw)
+        assert response.status_code == 202, response.text
+    stored = {record.call_id: record for record in inbox.recent()}
+    assert set(stored) == {"102224021", "102344028"}
+    assert stored["102224021"].payload.encode() == reference_events["post_call_2.1"]
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong", KEY + "x"])
+def test_missing_or_wrong_key_is_401_and_nothing_is_kept(intake, inbox, key):
+    headers = {} if key is None else {"X-API-KEY": key}
+    response = requests.post(f"{intake}/webhooks/post-call", json=EVENT, headers=headers, timeout=5)
+    assert response.status_code == 401
+    assert inbox.recent() == [] and inbox.quarantined() == []
+
+
+def test_event_is_stored_before_the_answer(intake, inbox):
+    response = _post(intake, EVENT)
+    assert response.status_code == 202
+    assert response.json() == {"status": "stored", "callId": "c-1"}
+    # A fresh connection sees it: it was committed before the 2xx went out.
+    record = Inbox(inbox.path).get("c-1")
+    assert json.loads(record.payload) == EVENT
+    assert record.status == "pending"
+    assert [q.call_id for q in inbox.queued_after(0, 10)] == ["c-1"]
+
+
+def test_redelivery_is_acknowledged_and_not_stored_twice(intake, inbox):
+    assert _post(intake, EVENT).status_code == 202
+    again = _post(intake, EVENT)
+    assert again.status_code == 200
+    assert again.json()["status"] == "duplicate"
+    assert inbox.get("c-1").deliveries == 2
+    assert len(inbox.queued_after(0, 10)) == 1
+
+
+def test_same_call_id_with_another_payload_is_kept_for_inspection(intake, inbox):
+    assert _post(intake, EVENT).status_code == 202
+    changed = {**EVENT, "wrapup": "Rappel"}
+    response = _post(intake, changed)
+    assert response.status_code == 200 and response.json()["status"] == "conflict"
+    assert json.loads(inbox.get("c-1").payload)["wrapup"] == "Vente"
+    [conflict] = inbox.conflicts()
+    assert json.loads(conflict["payload"]) == changed
+    assert len(inbox.queued_after(0, 10)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "malformed JSON"),
+        (b"[]", 400, "expected a JSON object"),
+        (
+            b'{"callId": "x", "contactId": "y", "callBackDate": "30/02/2025 10:00:00"}',
+            422,
+            "callBackDate",
+        ),
+        (b'{"contactId": "y"}', 422, "callId is missing"),
+    ],
+)
+def test_bad_bodies_get_4xx_and_are_quarantined_raw(intake, inbox, body, status, message):
+    response = _post(intake, body)
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+    [kept] = inbox.quarantined()
+    assert kept["raw_body"] == body
+    assert message in kept["reason"]
+    assert inbox.recent() == []
+
+
+def test_oversized_body_is_refused(intake, inbox):
+    response = _post(intake, {**EVENT, "wrapupComment": "x" * 10_000})
+    assert response.status_code == 413
+    assert inbox.recent() == []
+
+
+def test_inbox_failure_is_not_acknowledged(tmp_path):
+    broken = Inbox(tmp_path / "not-a-dir" / "inbox.sqlite")
+    (tmp_path / "not-a-dir").write_text("a file where the inbox directory should be")
+    with serving_in_thread(create_intake_app(broken, api_key=KEY)) as url:
+        response = _post(url, EVENT)
+    assert response.status_code >= 500
+
+
+def test_healthz(intake):
+    assert requests.get(f"{intake}/healthz", timeout=5).json() == {"status": "ok"}
+
+
+class TestSignatures:
+    SECRET = "webhook-secret"
+
+    @pytest.fixture
+    def signed_intake(self, inbox):
+        app = create_intake_app(inbox, api_key=KEY, webhook_secret=self.SECRET)
+        with serving_in_thread(app) as url:
+            yield url
+
+    def _body(self):
+        return json.dumps(EVENT).encode()
+
+    def test_valid_signature_is_accepted(self, signed_intake):
+        body = self._body()
+        assert (
+            _post(signed_intake, body, headers=signature_headers(self.SECRET, body)).status_code
+            == 202
+        )
+
+    @pytest.mark.parametrize(
+        ("make_headers", "reason"),
+        [
+            (lambda body: {}, "missing"),
+            (lambda body: signature_headers("other-secret", body), "bad signature"),
+            (lambda body: signature_headers(TestSignatures.SECRET, body + b" "), "bad signature"),
+            (
+                lambda body: signature_headers(TestSignatures.SECRET, body, now=time.time() - 3600),
+                "stale",
+            ),
+        ],
+    )
+    def test_invalid_signatures_are_refused(self, signed_intake, inbox, make_headers, reason):
+        body = self._body()
+        response = _post(signed_intake, body, headers=make_headers(body))
+        assert response.status_code == 401
+        assert reason in response.json()["detail"]
+        assert inbox.recent() == []
+
+
+def _serve(args, env):
+    return subprocess.run(
+        [sys.executable, "-m", "salesops_pipeline.cli", "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_service_refuses_to_start_without_a_key(isolated_home):
+    env = {k: v for k, v in os.environ.items() if k != "X_API_KEY"}
+    result = _serve(["--port", "0"], env)
+    assert result.returncode == 1
+    assert "X_API_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_local_demo_starts_with_a_generated_key(isolated_home):
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "X_API_KEY"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "salesops_pipeline.cli",
+            "serve",
+            "--local-demo",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first_line = process.stdout.readline()
+        assert "this local demo's key is:" in first_line
+        key = first_line.rsplit(" ", 1)[-1].strip()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = _post(f"http://127.0.0.1:{port}", EVENT, key=key)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert response.status_code == 202
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)
