@@ -7,7 +7,6 @@ traceback.
 
 import argparse
 import json
-import os
 import secrets
 import sqlite3
 import sys
@@ -40,16 +39,11 @@ from salesops_pipeline.sandbox import seed as sandbox_seed
 from salesops_pipeline.sandbox import server as sandbox_server
 from salesops_pipeline.sandbox.app import DEFAULT_PAGE_SIZE
 from salesops_pipeline.sandbox.server import ensure_seeded_store, running_sandbox
-from salesops_pipeline.supervisor import Supervisor
+from salesops_pipeline.stack import StackPorts, run_local_stack
 
 DEFAULT_SANDBOX_PORT = 8010
 DEFAULT_INTAKE_PORT = 8020
 
-WORKSPACE_YAML = """load_from:
-  - python_module:
-      module_name: salesops_pipeline.definitions
-      location_name: salesops_pipeline
-"""
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -152,9 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("call_id", metavar="CALL_ID")
     replay.set_defaults(handler=_replay)
 
-    dev = commands.add_parser("dev", help="start the local stack: sandbox provider and Dagster")
+    dev = commands.add_parser(
+        "dev", help="start the local stack: sandbox provider, intake service and Dagster"
+    )
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--dagster-port", type=int, default=3000)
+    dev.add_argument("--intake-port", type=int, default=DEFAULT_INTAKE_PORT)
     dev.add_argument("--sandbox-port", type=int, default=DEFAULT_SANDBOX_PORT)
     dev.set_defaults(handler=_dev)
     return parser
@@ -375,52 +372,10 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    home = settings.salesops_home()
-    dagster_home = home / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    sales_db = resolve_sales_db_path()
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), settings.HOME_ENV: str(home)}
-    python = [sys.executable, "-m", "salesops_pipeline.cli"]
-    supervisor = Supervisor()
-    try:
-        if settings.remote_api_host() is None:
-            env[settings.REMOTE_API_HOST_ENV] = f"http://127.0.0.1:{args.sandbox_port}"
-            env.setdefault(settings.REMOTE_API_KEY_ENV, secrets.token_urlsafe(24))
-            sandbox = supervisor.start(
-                "sandbox",
-                [*python, "sandbox", "--host", "127.0.0.1", "--port", str(args.sandbox_port)],
-                env,
-            )
-            supervisor.wait_http(sandbox, f"{env[settings.REMOTE_API_HOST_ENV]}/healthz")
-        # The same code location name as workspace.yaml, wherever the stack is started from.
-        workspace = dagster_home / "workspace.yaml"
-        workspace.write_text(WORKSPACE_YAML)
-        supervisor.start(
-            "dagster",
-            [
-                sys.executable,
-                "-m",
-                "dagster",
-                "dev",
-                "-w",
-                str(workspace),
-                "--host",
-                args.host,
-                "--port",
-                str(args.dagster_port),
-            ],
-            env,
-        )
-    except (RuntimeError, KeyboardInterrupt) as error:
-        supervisor.stop_all()
-        if isinstance(error, KeyboardInterrupt):
-            return EXIT_INTERRUPTED
-        raise SalesopsError(str(error)) from None
-    print(f"Sales DB:         {sales_db}")
-    print(f"State:            {home}")
-    print(f"Voice provider:   {env[settings.REMOTE_API_HOST_ENV]}")
-    print(f"Dagster UI:       http://{args.host}:{args.dagster_port}", flush=True)
-    return supervisor.run_until_stopped()
+    ports = StackPorts(
+        dagster=args.dagster_port, intake=args.intake_port, sandbox=args.sandbox_port
+    )
+    return run_local_stack(host=args.host, ports=ports)
 
 
 def main(argv: list[str] | None = None) -> int:
