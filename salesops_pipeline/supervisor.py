@@ -29,6 +29,11 @@ class Supervisor:
         self._stopping = threading.Event()
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Child:
+        # A shell starts background jobs with Ctrl-C ignored, and children inherit that; with a
+        # handler installed here instead, each child starts with the default and can be
+        # interrupted cleanly.
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         child = Child(name, argv, env)
         # Own process group: stopping a child stops what it started too (dagster dev's
         # webserver and daemon), and nothing is left behind.
@@ -84,19 +89,18 @@ class Supervisor:
             self.stop_all()
         return 0
 
-    def stop_all(self, grace: float = 20.0) -> None:
-        for child in reversed(self.children):
-            if child.process is not None and child.process.poll() is None:
-                _signal_group(child.process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for child in reversed(self.children):
-            if child.process is None:
-                continue
-            try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(child.process, signal.SIGKILL)
-                child.process.wait()
+    def stop_all(self, grace: float = 15.0) -> None:
+        """Interrupt every child as Ctrl-C would, then terminate, then kill what remains."""
+        for signum, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            running = [c for c in reversed(self.children) if c.process and c.process.poll() is None]
+            if not running:
+                return
+            for child in running:
+                _signal_group(child.process, signum)
+            deadline = time.monotonic() + wait
+            for child in running:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
