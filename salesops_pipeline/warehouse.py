@@ -131,3 +131,42 @@ def negative_progressions(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> l
         """,
         [limit],
     ).fetchall()
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?", [table]
+        ).fetchone()[0]
+    )
+
+
+def stored_progression(
+    conn: duckdb.DuckDBPyConnection, month: str, agent: str
+) -> list[ProgressionRow] | None:
+    """One agent's stored month, in date order; None when that month was never materialized."""
+    if not _table_exists(conn, "agent_daily_progression"):
+        return None
+    if not conn.execute(
+        "SELECT COUNT(*) FROM agent_daily_progression WHERE month = ?", [month]
+    ).fetchone()[0]:
+        return None
+    rows = conn.execute(
+        """
+        SELECT agent, strftime(date, '%Y-%m-%d'), target_of_the_day, amount_of_the_day,
+               progression_of_the_day, target_accumulated, amount_accumulated,
+               progression_accumulated
+        FROM agent_daily_progression WHERE month = ? AND agent = ? ORDER BY date
+        """,
+        [month, agent],
+    ).fetchall()
+    return [ProgressionRow(*row) for row in rows]
+
+
+def stored_team_sales(conn: duckdb.DuckDBPyConnection) -> list[dict] | None:
+    """The stored team sales rows; None when team_sales was never materialized."""
+    if not _table_exists(conn, "team_sales"):
+        return None
+    columns = ("team", "status", "sessions", "amount", "team_unsubscription_rate")
+    rows = conn.execute(f"SELECT {', '.join(columns)} FROM team_sales ORDER BY team, status")
+    return [dict(zip(columns, row, strict=True)) for row in rows.fetchall()]

@@ -7,14 +7,19 @@ An event is acknowledged (2xx) only once it is on disk. A body that cannot be ac
 import logging
 import secrets
 import sqlite3
+from collections.abc import Callable
+from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from salesops_pipeline import settings
+from salesops_pipeline.intake.frontend import frontend_router
 from salesops_pipeline.intake.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_problem
 from salesops_pipeline.post_call.events import EventError, parse_event
 from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.resources.sales_db import resolve_sales_db_path
 
 logger = logging.getLogger("salesops.intake")
 
@@ -43,12 +48,17 @@ def create_intake_app(
     api_key: str,
     webhook_secret: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    warehouse_path: Path | None = None,
+    sales_db_path: Callable[[], Path] = resolve_sales_db_path,
 ) -> FastAPI:
     if not api_key:
         raise ValueError("the intake service needs an API key")
     app = FastAPI(
-        title="salesops intake",
-        description="Receives the voice provider's post-call webhooks.",
+        title="salesops intake and frontend API",
+        description=(
+            "Receives the voice provider's post-call webhooks, and serves the sales reports to"
+            " the frontend. Every call needs the header `X-API-KEY`."
+        ),
     )
     app.state.inbox = inbox
 
@@ -56,11 +66,36 @@ def create_intake_app(
         given = request.headers.get("X-API-KEY")
         return given is not None and secrets.compare_digest(given.encode(), api_key.encode())
 
+    def require_key(request: Request) -> None:
+        if not authenticated(request):
+            raise HTTPException(status_code=401, detail="missing or invalid X-API-KEY")
+
+    app.include_router(
+        frontend_router(
+            warehouse_path=warehouse_path or settings.warehouse_path(),
+            sales_db_path=sales_db_path,
+            authenticated=require_key,
+        )
+    )
+
     @app.get("/healthz")
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.post("/webhooks/post-call", status_code=202)
+    @app.post(
+        "/webhooks/post-call",
+        status_code=202,
+        tags=["webhooks"],
+        summary="The provider's post-call event",
+        responses={
+            200: {"description": "Already received (duplicate or conflict)"},
+            400: {"description": "Malformed JSON, or not an event object (quarantined)"},
+            401: {"description": "Missing or invalid key or signature"},
+            413: {"description": "Body too large"},
+            422: {"description": "A field cannot be read (quarantined)"},
+            503: {"description": "Not stored: deliver again later"},
+        },
+    )
     async def post_call(request: Request):
         if not authenticated(request):
             return _problem(401, "missing or invalid X-API-KEY")

@@ -1,0 +1,113 @@
+"""The frontend API served by the intake service: the Q3.2 array and Q3.1 rows as stored in the
+warehouse, the same key as the webhooks, and clear 4xx for bad requests."""
+
+import dagster as dg
+import pytest
+import requests
+
+from salesops_pipeline.assets.sales import agent_daily_progression, team_sales
+from salesops_pipeline.cli import main
+from salesops_pipeline.http_server import serving_in_thread
+from salesops_pipeline.intake.app import create_intake_app
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
+
+KEY = "front-key"
+
+
+@pytest.fixture
+def api(small_sales_db, tmp_path):
+    home = tmp_path / "home"
+    assert dg.materialize(
+        [team_sales, agent_daily_progression],
+        partition_key="2025-04",
+        resources={
+            "sales_db": SalesDatabaseResource(path=str(small_sales_db)),
+            "warehouse": WarehouseResource(home=str(home)),
+        },
+    ).success
+    app = create_intake_app(
+        Inbox(tmp_path / "inbox.sqlite"),
+        api_key=KEY,
+        warehouse_path=home / "warehouse.duckdb",
+        sales_db_path=lambda: small_sales_db,
+    )
+    with serving_in_thread(app) as url:
+        yield url
+
+
+def _get(url, path, key=KEY, **params):
+    return requests.get(f"{url}{path}", params=params, headers={"X-API-KEY": key}, timeout=5)
+
+
+def test_progression_is_the_frontend_array(api, small_sales_db, capsys):
+    response = _get(api, "/api/progression", agent="lea@example.com", month="2025-04")
+    assert response.status_code == 200
+    assert (
+        main(
+            [
+                "progression",
+                "--agent",
+                "lea@example.com",
+                "--month",
+                "2025-04",
+                "--db",
+                str(small_sales_db),
+            ]
+        )
+        == 0
+    )
+    import json
+
+    assert response.json() == json.loads(capsys.readouterr().out)
+    assert list(response.json()[0]) == [
+        "date",
+        "target_of_the_day",
+        "amount_of_the_day",
+        "progression_of_the_day",
+        "target_accumulated",
+        "amount_accumulated",
+        "progression_accumulated",
+    ]
+    assert '"target_of_the_day":1000,' in response.text  # whole euros stay integers
+
+
+def test_known_agent_without_targets_gets_an_empty_array(api):
+    assert _get(api, "/api/progression", agent="zoe@example.com", month="2025-04").json() == []
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "message"),
+    [
+        ({"agent": "ghost@example.com", "month": "2025-04"}, 404, "unknown agent"),
+        ({"agent": "lea@example.com", "month": "2025-13"}, 400, "Invalid month"),
+        ({"agent": "lea@example.com", "month": "2025-05"}, 404, "no progression computed"),
+        ({"month": "2025-04"}, 422, "agent"),
+    ],
+)
+def test_bad_requests_are_clear(api, params, status, message):
+    response = _get(api, "/api/progression", **params)
+    assert response.status_code == status
+    assert message in str(response.json()["detail"])
+
+
+def test_team_sales_rows(api):
+    rows = _get(api, "/api/team-sales").json()
+    assert {
+        "team": "support",
+        "status": "new",
+        "sessions": 2,
+        "amount": 1200.0,
+        "team_unsubscription_rate": 0.3333,
+    } in rows
+
+
+def test_same_key_as_the_webhooks(api):
+    assert _get(api, "/api/team-sales", key="wrong").status_code == 401
+    assert requests.get(f"{api}/api/team-sales", timeout=5).status_code == 401
+
+
+def test_openapi_documents_the_api(api):
+    spec = requests.get(f"{api}/openapi.json", timeout=5).json()
+    assert {"/api/progression", "/api/team-sales", "/webhooks/post-call"} <= set(spec["paths"])
+    assert requests.get(f"{api}/docs", timeout=5).status_code == 200
