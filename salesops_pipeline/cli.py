@@ -39,7 +39,8 @@ from salesops_pipeline.sandbox import seed as sandbox_seed
 from salesops_pipeline.sandbox import server as sandbox_server
 from salesops_pipeline.sandbox.app import DEFAULT_PAGE_SIZE
 from salesops_pipeline.sandbox.server import ensure_seeded_store, running_sandbox
-from salesops_pipeline.stack import StackPorts, run_local_stack
+from salesops_pipeline.simulator import simulate
+from salesops_pipeline.stack import StackPorts, local_keys_path, run_local_stack
 
 DEFAULT_SANDBOX_PORT = 8010
 DEFAULT_INTAKE_PORT = 8020
@@ -145,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="queue a post-call event again")
     replay.add_argument("call_id", metavar="CALL_ID")
     replay.set_defaults(handler=_replay)
+
+    simulate = commands.add_parser(
+        "simulate", help="post realistic post-call events to the intake, like a call centre"
+    )
+    simulate.add_argument("--rate", type=_positive_float, default=1.0, help="events per second")
+    simulate.add_argument("--duration", type=_positive_float, default=30.0, help="seconds")
+    simulate.add_argument(
+        "--intake", default=f"http://127.0.0.1:{DEFAULT_INTAKE_PORT}", metavar="URL"
+    )
+    simulate.add_argument("--seed", type=int)
+    simulate.set_defaults(handler=_simulate)
 
     dev = commands.add_parser(
         "dev", help="start the local stack: sandbox provider, intake service and Dagster"
@@ -371,6 +383,40 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    key = settings.intake_api_key()
+    if key is None:
+        raise InvalidInputError(
+            f"{settings.INTAKE_KEY_ENV} is not set: the intake's key is needed to post events"
+        )
+    with _provider_transport(30.0) as transport:
+        voice = VoiceClient(transport)
+        contact_ids = [
+            contact.id
+            for campaign in ("A", "B")
+            for contact in voice.list_contacts(campaign_id=campaign).items
+            if contact.id
+        ]
+    expected = int(args.rate * args.duration)
+    print(f"Posting {expected} events to {args.intake} over {args.duration:.0f}s", flush=True)
+    report = simulate(
+        intake_url=args.intake,
+        api_key=key,
+        contact_ids=contact_ids,
+        rate=args.rate,
+        duration=args.duration,
+        webhook_secret=settings.webhook_secret(),
+        seed=args.seed,
+    )
+    latencies = sorted(report.latencies_ms) or [0.0]
+    print(
+        f"Sent {report.sent}: {dict(report.kinds)}; answers {dict(report.statuses)};"
+        f" errors {dict(report.errors) or 'none'}; latency p50"
+        f" {latencies[len(latencies) // 2]:.1f} ms, max {latencies[-1]:.1f} ms"
+    )
+    return 0 if not report.errors and set(report.statuses) <= {200, 202} else 1
+
+
 def _dev(args: argparse.Namespace) -> int:
     ports = StackPorts(
         dagster=args.dagster_port, intake=args.intake_port, sandbox=args.sandbox_port
@@ -380,6 +426,8 @@ def _dev(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     load_dotenv(dotenv_path=Path.cwd() / ".env", override=False)
+    # Keys a local `salesops dev` generated, so that its neighbours can talk to it.
+    load_dotenv(dotenv_path=local_keys_path(settings.salesops_home()), override=False)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
