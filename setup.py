@@ -30,6 +30,7 @@ setup(
     extras_require={
         "dev": [
             "pytest==9.2.0",
+            "selenium==4.51.0",
             "ruff==0.17.6",
         ],
     },

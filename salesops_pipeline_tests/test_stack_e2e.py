@@ -1,0 +1,173 @@
+"""The whole local stack with its real processes: `salesops dev` (sandbox provider, intake,
+Dagster webserver and daemon). A post-call event posted to the intake reaches the provider
+through the sensor and a run; a browser drives the Dagster UI; the frontend API answers;
+SIGTERM leaves nothing behind."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from salesops_pipeline.sandbox.seed import REFERENCE_CONTACT_ID
+from salesops_pipeline_tests.conftest import REFERENCE_DIR, REPO_ROOT
+from salesops_pipeline_tests.stack import port_open, start_stack, stop_stack
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+EVENT_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = start_stack(tmp_path_factory.mktemp("stack") / "salesops_home")
+    try:
+        yield running
+    finally:
+        stop_stack(running)
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "stack-output.log").write_text("".join(running.output))
+
+
+def _contact(stack) -> dict:
+    response = requests.get(
+        f"{stack.sandbox_url}/voice/contacts/{REFERENCE_CONTACT_ID}",
+        headers={"X-API-KEY": stack.provider_key},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def test_event_reaches_the_provider_within_a_minute(stack):
+    raw = (REFERENCE_DIR / "events" / "post_call_2.1.json").read_bytes()
+    posted = time.monotonic()
+    response = requests.post(
+        f"{stack.intake_url}/webhooks/post-call",
+        data=raw,
+        headers={"X-API-KEY": stack.intake_key, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    while _contact(stack).get("retryDate") != "2025-04-14T10:30:00":
+        assert time.monotonic() - posted < EVENT_TIMEOUT, "the event did not reach the provider"
+        time.sleep(0.5)
+    print(f"event applied {time.monotonic() - posted:.1f}s after it was posted")
+
+
+def test_the_run_and_its_outcome_show_in_dagster(stack):
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while True:
+        data = stack.graphql(
+            """
+            { runsOrError(filter: {pipelineName: "post_call_job"}) {
+                ... on Runs { results { runId status } } } }
+            """
+        )
+        runs = data["runsOrError"]["results"]
+        if any(run["status"] == "SUCCESS" for run in runs):
+            break
+        assert time.monotonic() < deadline, f"no successful post_call_job run: {runs}"
+        time.sleep(1)
+    data = stack.graphql(
+        """
+        { assetOrError(assetKey: {path: ["post_call_outcomes"]}) {
+            ... on Asset { assetMaterializations(limit: 5) {
+              runId metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } } } }
+        """
+    )
+    materializations = data["assetOrError"]["assetMaterializations"]
+    outcomes = [
+        entry["mdStr"]
+        for m in materializations
+        for entry in m["metadataEntries"]
+        if entry["label"] == "outcomes"
+    ]
+    assert any("102224021" in text and "applied" in text for text in outcomes)
+
+
+def test_frontend_api_answers_after_a_report_run(stack):
+    launched = stack.graphql(
+        """
+        mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+            __typename ... on LaunchRunSuccess { run { runId } }
+            ... on PythonError { message } } }
+        """,
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": "salesops_pipeline",
+                    "repositoryName": "__repository__",
+                    "jobName": "sales_reports_job",
+                },
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2026-03"}]},
+            }
+        },
+    )
+    assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["launchRun"]["run"]["runId"]
+    deadline = time.monotonic() + 180
+    while True:
+        status = stack.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
+        )["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    assert status == "SUCCESS"
+    headers = {"X-API-KEY": stack.intake_key}
+    teams = requests.get(f"{stack.intake_url}/api/team-sales", headers=headers, timeout=10)
+    assert teams.status_code == 200 and {row["team"] for row in teams.json()} >= {
+        "sales",
+        "support",
+    }
+    progression = requests.get(
+        f"{stack.intake_url}/api/progression",
+        params={"agent": "lea.bernard@salesops.example", "month": "2026-03"},
+        headers=headers,
+        timeout=10,
+    )
+    assert progression.status_code == 200
+    assert len(progression.json()) == 31
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "progression-2026-03.json").write_text(json.dumps(progression.json(), indent=2))
+
+
+def test_browser_finds_every_group_and_the_sensor(stack, tmp_path):
+    from salesops_pipeline_tests.browser import chromium, dismiss_welcome_dialog, wait_for_text
+
+    with chromium(tmp_path / "chromium-profile") as driver:
+        driver.get(f"{stack.dagster_url}/assets")
+        for name in (
+            "team_sales",
+            "agent_daily_progression",
+            "campaign_contacts",
+            "cross_campaign_duplicates",
+            "post_call_outcomes",
+        ):
+            wait_for_text(driver, name)
+        dismiss_welcome_dialog(driver)
+        time.sleep(1)
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "dagster-assets.png"))
+        for group in ("sales_reporting", "voice_campaigns", "post_call"):
+            driver.get(f"{stack.dagster_url}/locations/salesops_pipeline/asset-groups/{group}/list")
+            wait_for_text(driver, group)
+        driver.get(f"{stack.dagster_url}/locations/salesops_pipeline/sensors/post_call_sensor")
+        wait_for_text(driver, "post_call_sensor")
+        wait_for_text(driver, "post_call_job")
+        driver.save_screenshot(str(ARTIFACTS / "dagster-post-call-sensor.png"))
+    assert Path(ARTIFACTS / "dagster-assets.png").stat().st_size > 10_000
+
+
+def test_sigterm_stops_every_process(tmp_path):
+    # A stack of its own, so that stopping it does not disturb the module's.
+    own = start_stack(tmp_path / "salesops_home")
+    assert all(port_open(port) for port in own.ports())
+    stop_stack(own)
+    assert own.process.returncode is not None
+    deadline = time.monotonic() + 30
+    while any(port_open(port) for port in own.ports()):
+        assert time.monotonic() < deadline, "a process of the stack is still listening"
+        time.sleep(0.5)
