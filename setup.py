@@ -1,7 +1,7 @@
 from setuptools import find_packages, setup
 
 # Dagster libraries release in lockstep: dagster-webserver shares dagster's version and
-# dagster-duckdb is the matching 0.x release. Bump them together.
+# dagster-duckdb and dagster-postgres are the matching 0.x releases. Bump them together.
 DAGSTER_VERSION = "1.13.27"
 DAGSTER_LIBRARY_VERSION = "0.29.27"
 
@@ -13,17 +13,22 @@ setup(
     package_data={"salesops_pipeline.deploy": ["*.yaml"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
-        "pydantic==2.14.4",
         f"dagster=={DAGSTER_VERSION}",
         f"dagster-webserver=={DAGSTER_VERSION}",
         f"dagster-duckdb=={DAGSTER_LIBRARY_VERSION}",
+        f"dagster-postgres=={DAGSTER_LIBRARY_VERSION}",
         "duckdb==2.0.1",
         "fastapi==0.165.0",
         "matplotlib==3.11.2",
         "numpy==2.4.6",
         "phonenumbers==9.0.43",
+        "psycopg2-binary==2.9.13",
+        "pydantic==2.14.4",
         "python-dotenv==1.2.4",
         "requests==2.34.2",
+        # 2.1 switched PostgreSQL's default driver to psycopg 3, which dagster-postgres's
+        # NOTIFY statements do not support; 2.0 keeps psycopg2.
+        "sqlalchemy==2.0.58",
         "urllib3==2.8.0",
         "uvicorn==0.54.0",
     ],

@@ -15,11 +15,28 @@ REFERENCE_DIR = Path(
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch) -> Path:
+def restored_environment():
+    """The CLI loads .env files into os.environ; no test leaks what it loaded into the next."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(restored_environment, tmp_path, monkeypatch) -> Path:
     """Every test gets its own SALESOPS_HOME and working directory, and no configured DB."""
     home = tmp_path / "salesops_home"
     monkeypatch.setenv("SALESOPS_HOME", str(home))
-    monkeypatch.delenv("SALESOPS_SALES_DB", raising=False)
+    for name in (
+        "SALESOPS_SALES_DB",
+        "REMOTE_API_HOST",
+        "REMOTE_API_KEY",
+        "X_API_KEY",
+        "SALESOPS_WEBHOOK_SECRET",
+        "SALESOPS_DAGSTER_YAML",
+    ):
+        monkeypatch.delenv(name, raising=False)
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     monkeypatch.chdir(workdir)

@@ -13,6 +13,10 @@ from pathlib import Path
 import requests
 
 
+# Settings of the developer's own environment that must not leak into a test stack.
+_STACK_SETTINGS = ("SALESOPS_", "REMOTE_API_", "X_API_KEY", "DAGSTER_HOME")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -66,7 +70,7 @@ class RunningStack:
 def start_stack(home: Path, startup_timeout: float = 240.0) -> RunningStack:
     ports = {"dagster": free_port(), "intake": free_port(), "sandbox": free_port()}
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("REMOTE_API_HOST", "DAGSTER_HOME")},
+        **{k: v for k, v in os.environ.items() if not k.startswith(_STACK_SETTINGS)},
         "SALESOPS_HOME": str(home),
         "X_API_KEY": "e2e-intake-key",
         "REMOTE_API_KEY": "e2e-provider-key",

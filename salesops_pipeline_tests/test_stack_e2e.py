@@ -128,7 +128,7 @@ def test_frontend_api_answers_after_a_report_run(stack):
         headers=headers,
         timeout=10,
     )
-    assert progression.status_code == 200
+    assert progression.status_code == 200, progression.text
     assert len(progression.json()) == 31
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "progression-2026-03.json").write_text(json.dumps(progression.json(), indent=2))
