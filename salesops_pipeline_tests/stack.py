@@ -12,7 +12,6 @@ from pathlib import Path
 
 import requests
 
-
 # Settings of the developer's own environment that must not leak into a test stack.
 _STACK_SETTINGS = ("SALESOPS_", "REMOTE_API_", "X_API_KEY", "DAGSTER_HOME")
 
