@@ -49,3 +49,26 @@ def test_other_default_region():
 )
 def test_mask_keeps_only_country_and_last_digits(phone, masked):
     assert mask_phone(phone) == masked
+
+
+def test_fast_path_agrees_with_phonenumbers_on_many_numbers():
+    """The direct reading of French shapes gives exactly phonenumbers' answer."""
+    import random
+
+    from salesops_pipeline.campaigns.phones import normalize_phone_slow
+
+    rng = random.Random(7)
+    shapes = (
+        lambda n: f"0{n}",
+        lambda n: f"+33{n}",
+        lambda n: f"0033{n}",
+        lambda n: f"+33 {n[0]} {n[1:3]} {n[3:5]} {n[5:7]} {n[7:]}",
+        lambda n: f"0{n[0]}.{n[1:3]}.{n[3:5]}.{n[5:7]}.{n[7:]}",
+        lambda n: f"+33 (0){n}",
+        lambda n: f"0{n[:-1]}",
+        lambda n: f"00{n}",
+    )
+    for _ in range(20_000):
+        national = str(rng.randint(0, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(8))
+        raw = rng.choice(shapes)(national)
+        assert normalize_phone(raw) == normalize_phone_slow(raw), raw

@@ -4,11 +4,42 @@ import re
 from functools import lru_cache
 
 import phonenumbers
+from phonenumbers.phonemetadata import PhoneMetadata
 
 DEFAULT_REGION = "FR"
 
 # Separators people and exports put in numbers; they never change which number it is.
 _SEPARATORS = re.compile(r"[\s.\-()/]")
+
+# The shapes nearly every French number in a campaign takes: +33…, 0033…, 0… with a 9-digit
+# national number. They are read here directly; anything else goes through phonenumbers.
+_FRENCH_SHAPE = re.compile(r"(?:\+33|0033|0)([1-9]\d{8})")
+
+_NUMBER_TYPES = (
+    "fixed_line",
+    "mobile",
+    "toll_free",
+    "premium_rate",
+    "shared_cost",
+    "personal_number",
+    "voip",
+    "pager",
+    "uan",
+    "voicemail",
+)
+
+
+@lru_cache(maxsize=8)
+def _valid_national_number(region: str) -> re.Pattern:
+    """phonenumbers' own validity rule for `region`: the national number matches one of the
+    region's number-type patterns. Built from its metadata, so both always agree."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    patterns = [
+        getattr(metadata, name).national_number_pattern
+        for name in _NUMBER_TYPES
+        if getattr(metadata, name) is not None and getattr(metadata, name).national_number_pattern
+    ]
+    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns))
 
 
 def normalize_phone(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
@@ -19,10 +50,16 @@ def normalize_phone(raw: str | None, region: str = DEFAULT_REGION) -> str | None
     """
     if not raw:
         return None
-    return _normalize_compact(_SEPARATORS.sub("", raw), region)
+    compact = _SEPARATORS.sub("", raw)
+    if region == "FR":
+        french = _FRENCH_SHAPE.fullmatch(compact)
+        if french:
+            national = french.group(1)
+            return f"+33{national}" if _valid_national_number("FR").fullmatch(national) else None
+    return _normalize_compact(compact, region)
 
 
-@lru_cache(maxsize=1 << 18)
+@lru_cache(maxsize=1 << 16)
 def _normalize_compact(compact: str, region: str) -> str | None:
     try:
         number = phonenumbers.parse(compact, region)
@@ -31,6 +68,13 @@ def _normalize_compact(compact: str, region: str) -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_phone_slow(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
+    """The same answer through phonenumbers alone, for checking the fast path against."""
+    if not raw:
+        return None
+    return _normalize_compact.__wrapped__(_SEPARATORS.sub("", raw), region)
 
 
 def mask_phone(phone: str | None) -> str:
