@@ -26,7 +26,40 @@ def conn():
 def _load(conn, a, b, names=("A", "B")):
     dup.insert_contacts(conn, dup.contact_columns(1, names[0], a))
     dup.insert_contacts(conn, dup.contact_columns(2, names[1], b))
+    dup.normalize_phones(conn)
     return dup.find_duplicates(conn)
+
+
+def test_table_normalisation_gives_phonenumbers_answer(conn):
+    """The in-database reading of numbers agrees with phonenumbers on every shape."""
+    import random
+
+    from salesops_pipeline.campaigns.phones import normalize_phone_slow
+
+    rng = random.Random(11)
+    shapes = (
+        lambda n: f"0{n}",
+        lambda n: f"+33{n}",
+        lambda n: f"0033{n}",
+        lambda n: f"0{n[0]} {n[1:3]} {n[3:5]} {n[5:7]} {n[7:]}",
+        lambda n: f"+33 (0){n}",
+        lambda n: f"+44 20 {n[:4]} {n[4:8]}",
+        lambda n: f"0{n[:-2]}",
+        lambda n: f"0{n[0]}\u00a0{n[1:]}",
+        lambda n: f"06-{n[1:3]}-{n[3:5]}-{n[5:7]}-{n[7:]}",
+        lambda n: "not a number",
+        lambda n: "",
+    )
+    raws = []
+    for _ in range(5000):
+        national = str(rng.randint(0, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(8))
+        raws.append(rng.choice(shapes)(national))
+    dup.insert_contacts(conn, dup.contact_columns(1, "A", [_contact(raw) for raw in raws]))
+    dup.normalize_phones(conn)
+    stored = conn.execute("SELECT phone, phone_e164 FROM campaign_contacts").fetchall()
+    assert len(stored) == len(raws)
+    for raw, e164 in stored:
+        assert e164 == normalize_phone_slow(raw), raw
 
 
 def test_same_number_in_other_formats_is_a_duplicate(conn):

@@ -4,7 +4,12 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from salesops_pipeline.campaigns.duplicates import contact_columns, insert_contacts, reset_contacts
+from salesops_pipeline.campaigns.duplicates import (
+    contact_columns,
+    insert_contacts,
+    normalize_phones,
+    reset_contacts,
+)
 from salesops_pipeline.clients.models import Rejected
 from salesops_pipeline.clients.voice import VoiceClient
 from salesops_pipeline.errors import InvalidInputError
@@ -50,6 +55,15 @@ def load_campaigns(
                     Rejected(r.index + offset, r.record_id, r.reason) for r in page.rejected
                 )
             loads.append(load)
+        normalize_phones(conn)
+        invalid = dict(
+            conn.execute(
+                "SELECT position, COUNT(*) FROM campaign_contacts"
+                " WHERE phone_e164 IS NULL GROUP BY position"
+            ).fetchall()
+        )
+        for position, load in enumerate(loads, start=1):
+            load.invalid_phones = invalid.get(position, 0)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -13,7 +13,8 @@ _SEPARATORS = re.compile(r"[\s.\-()/]")
 
 # The shapes nearly every French number in a campaign takes: +33…, 0033…, 0… with a 9-digit
 # national number. They are read here directly; anything else goes through phonenumbers.
-_FRENCH_SHAPE = re.compile(r"(?:\+33|0033|0)([1-9]\d{8})")
+FRENCH_SHAPE = r"(?:\+33|0033|0)([1-9][0-9]{8})"
+_FRENCH_SHAPE = re.compile(FRENCH_SHAPE)
 
 _NUMBER_TYPES = (
     "fixed_line",
@@ -30,7 +31,7 @@ _NUMBER_TYPES = (
 
 
 @lru_cache(maxsize=8)
-def _valid_national_number(region: str) -> re.Pattern:
+def valid_national_number_pattern(region: str) -> str:
     """phonenumbers' own validity rule for `region`: the national number matches one of the
     region's number-type patterns. Built from its metadata, so both always agree."""
     metadata = PhoneMetadata.metadata_for_region(region)
@@ -39,7 +40,12 @@ def _valid_national_number(region: str) -> re.Pattern:
         for name in _NUMBER_TYPES
         if getattr(metadata, name) is not None and getattr(metadata, name).national_number_pattern
     ]
-    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns))
+    return "|".join(f"(?:{pattern})" for pattern in patterns)
+
+
+@lru_cache(maxsize=8)
+def _valid_national_number(region: str) -> re.Pattern:
+    return re.compile(valid_national_number_pattern(region))
 
 
 def normalize_phone(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
