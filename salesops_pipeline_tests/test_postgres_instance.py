@@ -18,7 +18,7 @@ from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call_job import post_call_job, post_call_outcomes
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
 from salesops_pipeline.sensors import post_call_sensor
-from salesops_pipeline_tests.stack import free_port
+from salesops_pipeline.stack_process import free_port
 
 pytestmark = pytest.mark.postgres
 

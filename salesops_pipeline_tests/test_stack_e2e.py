@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from salesops_pipeline.sandbox.seed import REFERENCE_CONTACT_ID
+from salesops_pipeline.stack_process import port_open, start_stack, stop_stack
 from salesops_pipeline_tests.conftest import REFERENCE_DIR, REPO_ROOT
-from salesops_pipeline_tests.stack import port_open, start_stack, stop_stack
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 EVENT_TIMEOUT = 60.0
