@@ -33,7 +33,9 @@ setup(
         "uvicorn==0.54.0",
     ],
     extras_require={
+        # The benchmarks compare against the pandas way.
         "dev": [
+            "pandas==3.1.1",
             "pytest==9.2.0",
             "selenium==4.51.0",
             "ruff==0.17.6",

@@ -178,6 +178,11 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
         bodies, next_cursor = store.crm_contact_page(cursor, limit)
         return page_response(request, bodies, next_cursor, limit)
 
+    @app.get("/_sandbox/patches", dependencies=auth)
+    def applied_patches() -> dict:
+        """How many contact changes this server applied since it started."""
+        return {"count": len(app.state.applied_patches)}
+
     @app.post("/_sandbox/faults", dependencies=auth, status_code=201)
     def arm_fault(fault: Fault) -> dict:
         app.state.faults.arm(fault)

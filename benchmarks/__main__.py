@@ -1,0 +1,56 @@
+"""`python -m benchmarks [--scale N] [--repeat R] [--only NAME ...]`: run the benchmarks and
+print their tables (markdown), one per hot path."""
+
+import argparse
+import platform
+import sys
+import time
+
+from benchmarks import bench_duplicates, bench_ingestion, bench_intake, bench_post_call, bench_sales
+
+MODULES = {
+    "duplicates": bench_duplicates,
+    "ingestion": bench_ingestion,
+    "sales": bench_sales,
+    "intake": bench_intake,
+    "post_call": bench_post_call,
+}
+
+
+def machine() -> str:
+    import os
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument(
+        "--scale",
+        default="1000000",
+        help="rows per input (contacts per campaign, sessions); 'smoke' for a quick check",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per method (median taken)")
+    parser.add_argument("--only", nargs="*", choices=sorted(MODULES), help="run only these")
+    args = parser.parse_args(argv)
+    smoke = args.scale == "smoke"
+    scale = 2_000 if smoke else int(args.scale)
+    repeat = 1 if smoke else args.repeat
+    print(f"# Benchmarks at scale {scale:,}, {repeat} run(s) per method\n\nMachine: {machine()}")
+    for name in args.only or MODULES:
+        started = time.monotonic()
+        print(
+            MODULES[name].main(scale, repeat, smoke=smoke)
+            if name in ("post_call", "intake")
+            else MODULES[name].main(scale, repeat),
+            flush=True,
+        )
+        print(f"\n({name}: {time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

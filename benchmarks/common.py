@@ -1,0 +1,109 @@
+"""Measuring: every repetition runs in a fresh process, so peak memory is its own."""
+
+import multiprocessing
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CACHE_DIR = Path(".salesops") / "benchmarks"
+
+
+@dataclass
+class Case:
+    """One way of doing the work: `setup` builds its input (not timed), `run` does the work."""
+
+    name: str
+    setup: Callable[[dict], object]
+    run: Callable[[object], object]
+    baseline: bool = False
+    max_repeat: int | None = None  # slow baselines may run fewer times
+
+
+@dataclass
+class Figures:
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    peak_mb: float = 0.0
+    setup_mb: float = 0.0
+    result: object = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(case: Case, params: dict, pipe) -> None:
+    try:
+        state = case.setup(params)
+        setup_mb = _rss_mb()
+        started = time.perf_counter()
+        result = case.run(state)
+        elapsed = time.perf_counter() - started
+        pipe.send(("ok", elapsed, setup_mb, _rss_mb(), result))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises
+        pipe.send(("error", f"{type(error).__name__}: {error}", 0, 0, None))
+    finally:
+        pipe.close()
+
+
+def measure(case: Case, params: dict, repeat: int) -> Figures:
+    """Median wall time of `repeat` runs, each in a new process; peak RSS over them."""
+    context = multiprocessing.get_context("spawn")
+    figures = Figures(case.name)
+    for _ in range(min(repeat, case.max_repeat or repeat)):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_child, args=(case, params, sender))
+        process.start()
+        sender.close()
+        status, elapsed, setup_mb, peak_mb, result = receiver.recv()
+        process.join()
+        if status != "ok":
+            raise RuntimeError(f"{case.name}: {elapsed}")
+        figures.seconds.append(elapsed)
+        figures.setup_mb = max(figures.setup_mb, setup_mb)
+        figures.peak_mb = max(figures.peak_mb, peak_mb)
+        figures.result = result
+    return figures
+
+
+def table(title: str, rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
+
+    def line(cells):
+        return (
+            "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
+        )
+
+    out = [f"\n## {title}\n", line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out.extend(line(row) for row in rows)
+    return "\n".join(out)
+
+
+def compare(title: str, figures: list[Figures], unit_count: int, unit: str, note: str = "") -> str:
+    """The table of a module: median, throughput, peak memory, and ratio to the baseline."""
+    baseline = figures[-1]
+    rows = []
+    for f in figures:
+        rows.append(
+            [
+                f.name,
+                f"{f.median:.3f} s",
+                f"{len(f.seconds)}",
+                f"{unit_count / f.median:,.0f} {unit}/s" if unit_count else "–",
+                f"{f.peak_mb:,.0f} MB",
+                f"{baseline.median / f.median:.1f}×",
+            ]
+        )
+    text = table(
+        title,
+        rows,
+        ["method", "median", "runs", "throughput", "peak RSS", f"vs {baseline.name}"],
+    )
+    return text + (f"\n\n{note}" if note else "")

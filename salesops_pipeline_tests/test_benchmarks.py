@@ -1,0 +1,31 @@
+"""The benchmarks' own smoke run, at a tiny scale, so that they cannot rot. It checks that
+every module runs and that the methods compared agree; it asserts no speed."""
+
+import subprocess
+import sys
+
+from salesops_pipeline_tests.conftest import REPO_ROOT
+
+
+def test_every_benchmark_runs_at_smoke_scale(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--scale", "smoke"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for title in (
+        "## Duplicates",
+        "## Contacts ingestion",
+        "## Sales: team_sales",
+        "## Sales: agent_daily_progression",
+        "## Intake",
+        "## Post-call end to end",
+    ):
+        assert title in out
+    assert "All three find the same" in out
+    assert "| events lost                                 | 0" in out
+    assert "| events applied twice                        | 0" in out
