@@ -9,7 +9,7 @@ import time
 import duckdb
 import requests
 
-from benchmarks.common import CACHE_DIR, Case, compare, measure
+from benchmarks.common import Case, cache_dir, compare, measure
 from salesops_pipeline.campaigns.ingest import load_campaigns
 from salesops_pipeline.clients import ApiTransport, VoiceClient
 from salesops_pipeline.sandbox.server import ensure_seeded_store
@@ -47,7 +47,7 @@ def run_end_to_end(transport: ApiTransport) -> int:
 
 
 def main(scale: int, repeat: int) -> str:
-    home = (CACHE_DIR / f"provider-{scale}").absolute()
+    home = (cache_dir() / f"provider-{scale}").absolute()
     ensure_seeded_store(home / "sandbox" / "provider.sqlite", contacts_per_campaign=scale)
     port = free_port()
     env = {**os.environ, "SALESOPS_HOME": str(home), "REMOTE_API_KEY": KEY}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.common import CACHE_DIR, Case, compare, measure
+from benchmarks.common import Case, cache_dir, compare, measure
 from salesops_pipeline.sales import reports
 from salesops_pipeline.sales.demo import generate_demo_db
 from salesops_pipeline.sales.schema import open_sales_db
@@ -15,7 +15,7 @@ MONTH = "2026-03"
 
 
 def demo_db(scale: int) -> Path:
-    path = (CACHE_DIR / f"sales-{scale}.sqlite").absolute()
+    path = (cache_dir() / f"sales-{scale}.sqlite").absolute()
     if not path.is_file():
         generate_demo_db(path, sessions=scale)
     return path

@@ -8,7 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CACHE_DIR = Path(".salesops") / "benchmarks"
+from salesops_pipeline import settings
+
+
+def cache_dir() -> Path:
+    """Generated inputs (demo DBs, seeded providers), kept between runs."""
+    return settings.salesops_home() / "benchmarks"
 
 
 @dataclass
