@@ -171,3 +171,14 @@ def reference_events() -> dict[str, bytes]:
     return {
         path.stem: path.read_bytes() for path in sorted((REFERENCE_DIR / "events").glob("*.json"))
     }
+
+
+def query_warehouse(home: Path, sql: str) -> list[tuple]:
+    """Rows of `sql` on the DuckDB warehouse under `home`, read-only."""
+    import duckdb
+
+    conn = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()

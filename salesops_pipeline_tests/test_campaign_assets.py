@@ -9,6 +9,7 @@ from salesops_pipeline.assets.campaign_checks import duplicates_are_in_both_camp
 from salesops_pipeline.assets.campaigns import campaign_contacts, cross_campaign_duplicates
 from salesops_pipeline.resources import ProviderResource, WarehouseResource
 from salesops_pipeline.sandbox.seed import DEFAULT_CONTACTS_PER_CAMPAIGN
+from salesops_pipeline_tests.conftest import query_warehouse
 
 ASSETS = [campaign_contacts, cross_campaign_duplicates, duplicates_are_in_both_campaigns]
 
@@ -26,12 +27,7 @@ def _run(sandbox, home, api_key=None, selection=None, run_config=None):
     )
 
 
-def _query(home, sql):
-    conn = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+_query = query_warehouse
 
 
 def _metadata(result, name):

@@ -17,6 +17,7 @@ from salesops_pipeline.assets.sales_checks import (
     team_sales_reconcile_with_sessions,
 )
 from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
+from salesops_pipeline_tests.conftest import query_warehouse
 
 ASSETS = [team_sales, agent_daily_progression]
 CHECKS = [
@@ -47,12 +48,7 @@ def _checks(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
-def _query(home, sql):
-    conn = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+_query = query_warehouse
 
 
 def _corrupt(home, sql):
