@@ -85,6 +85,9 @@ def apply_post_call_events(
 
 @dg.job(
     tags={**POST_CALL_RUN_TAG, "dagster/max_retries": "3"},
+    # One op: running it in the run's own process saves starting a second one per run, which
+    # is most of an event's wait.
+    executor_def=dg.in_process_executor,
     description="Apply a batch of post-call events from the inbox (requested by post_call_sensor).",
 )
 def post_call_job():

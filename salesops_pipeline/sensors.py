@@ -12,7 +12,7 @@ MAX_RUNS_PER_TICK = 10
 
 @dg.sensor(
     job=post_call_job,
-    minimum_interval_seconds=5,
+    minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Requests a post_call_job run for each batch of new events in the inbox, and queues"

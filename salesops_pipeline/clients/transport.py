@@ -6,6 +6,8 @@ RFC 8288 `Link: <...>; rel="next"` headers.
 """
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -126,6 +128,27 @@ class ApiTransport:
 
     def _read_timeout(self) -> float:
         return self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
+
+
+_END = object()
+
+Item = TypeVar("Item")
+
+
+def prefetched(items: Iterator[Item]) -> Iterator[Item]:
+    """Yield from `items`, getting the next one in a background thread meanwhile.
+
+    For paged lists: the next page travels while the caller parses the current one. Only one
+    thread advances `items` at a time.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        pending = pool.submit(next, items, _END)
+        while True:
+            item = pending.result()
+            if item is _END:
+                return
+            pending = pool.submit(next, items, _END)
+            yield item
 
 
 def _root_cause(error: BaseException) -> str:

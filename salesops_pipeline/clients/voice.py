@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from salesops_pipeline.clients.errors import ApiRequestError
 from salesops_pipeline.clients.models import Parsed, VoiceContact, parse_record, parse_records
-from salesops_pipeline.clients.transport import ApiTransport
+from salesops_pipeline.clients.transport import ApiTransport, prefetched
 
 
 def format_provider_datetime(value: datetime) -> str:
@@ -21,9 +21,8 @@ class VoiceClient:
     def iter_contact_pages(self, *, campaign_id: str) -> Iterator[Parsed[VoiceContact]]:
         """A campaign's contacts page by page; a contact's campaign is the one asked for."""
         call = "GET /voice/contacts"
-        for response in self.transport.iter_pages(
-            "voice/contacts", params={"campaignId": campaign_id}
-        ):
+        pages = self.transport.iter_pages("voice/contacts", params={"campaignId": campaign_id})
+        for response in prefetched(pages):
             try:
                 page = parse_records(VoiceContact, response.content)
             except ValueError as error:
