@@ -18,8 +18,10 @@ from salesops_pipeline.campaigns.phones import (
 )
 from salesops_pipeline.clients.models import VoiceContact
 
+CONTACTS = "campaign_contacts"
+
 CONTACTS_DDL = """
-CREATE TABLE IF NOT EXISTS campaign_contacts (
+CREATE TABLE IF NOT EXISTS {table} (
     position INTEGER NOT NULL,      -- 1 for the first campaign compared, 2 for the second
     campaign VARCHAR NOT NULL,
     contact_id VARCHAR,
@@ -99,7 +101,7 @@ def contact_columns(position: int, campaign: str, contacts: list[VoiceContact]) 
 _SQL_COMPACT = r"regexp_replace(phone, '[ \t.()/-]', '', 'g')"
 
 
-def normalize_phones(conn: duckdb.DuckDBPyConnection) -> None:
+def normalize_phones(conn: duckdb.DuckDBPyConnection, table: str = CONTACTS) -> None:
     """Fill `phone_e164` for the whole table.
 
     French numbers in the usual shapes are read inside DuckDB with phonenumbers' own validity
@@ -109,7 +111,7 @@ def normalize_phones(conn: duckdb.DuckDBPyConnection) -> None:
     national = f"regexp_extract({_SQL_COMPACT}, '^{FRENCH_SHAPE}$', 1)"
     conn.execute(
         f"""
-        UPDATE campaign_contacts SET phone_e164 = CASE
+        UPDATE {table} SET phone_e164 = CASE
             WHEN regexp_full_match({national}, ?) THEN '+33' || {national} END
         WHERE phone IS NOT NULL
         """,
@@ -119,7 +121,7 @@ def normalize_phones(conn: duckdb.DuckDBPyConnection) -> None:
         phone
         for (phone,) in conn.execute(
             f"""
-            SELECT DISTINCT phone FROM campaign_contacts
+            SELECT DISTINCT phone FROM {table}
             WHERE phone IS NOT NULL AND NOT regexp_full_match({_SQL_COMPACT}, '{FRENCH_SHAPE}')
             """
         ).fetchall()
@@ -133,26 +135,24 @@ def normalize_phones(conn: duckdb.DuckDBPyConnection) -> None:
     conn.register("phone_mapping", mapping)
     try:
         conn.execute(
-            "UPDATE campaign_contacts SET phone_e164 = phone_mapping.e164 FROM phone_mapping"
-            " WHERE campaign_contacts.phone = phone_mapping.phone"
+            f"UPDATE {table} SET phone_e164 = phone_mapping.e164 FROM phone_mapping"
+            f" WHERE {table}.phone = phone_mapping.phone"
         )
     finally:
         conn.unregister("phone_mapping")
 
 
-def reset_contacts(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute("DROP TABLE IF EXISTS campaign_contacts")
-    conn.execute(CONTACTS_DDL)
+def reset_contacts(conn: duckdb.DuckDBPyConnection, table: str = CONTACTS) -> None:
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute(CONTACTS_DDL.format(table=table))
 
 
-def insert_contacts(conn: duckdb.DuckDBPyConnection, columns: dict) -> None:
+def insert_contacts(conn: duckdb.DuckDBPyConnection, columns: dict, table: str = CONTACTS) -> None:
     if not len(columns["position"]):
         return
     conn.register("incoming_contacts", columns)
     try:
-        conn.execute(
-            f"INSERT INTO campaign_contacts SELECT {', '.join(_COLUMNS)} FROM incoming_contacts"
-        )
+        conn.execute(f"INSERT INTO {table} SELECT {', '.join(_COLUMNS)} FROM incoming_contacts")
     finally:
         conn.unregister("incoming_contacts")
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from salesops_pipeline.campaigns.duplicates import (
+    CONTACTS,
     contact_columns,
     insert_contacts,
     normalize_phones,
@@ -13,6 +14,10 @@ from salesops_pipeline.campaigns.duplicates import (
 from salesops_pipeline.clients.models import Rejected
 from salesops_pipeline.clients.voice import VoiceClient
 from salesops_pipeline.errors import InvalidInputError
+
+# Contacts written per commit: each commit costs a write to disk, and what is not committed
+# stays in memory.
+INSERT_BATCH = 100_000
 
 
 @dataclass
@@ -39,31 +44,43 @@ def load_campaigns(
     table is swapped in one transaction: readers see the previous load until this one is whole.
     """
     check_campaign_pair(campaign_a, campaign_b)
+    # Loaded into a table of its own, committed page by page so that DuckDB can spill to
+    # disk, then swapped in at once: readers see the previous load until this one is whole.
+    loading = f"{CONTACTS}_loading"
+    reset_contacts(conn, loading)
     loads = []
-    conn.execute("BEGIN TRANSACTION")
     try:
-        reset_contacts(conn)
         for position, campaign in ((1, campaign_a), (2, campaign_b)):
             load = CampaignLoad(campaign)
+            batch: list = []
             for page in client.iter_contact_pages(campaign_id=campaign):
-                columns = contact_columns(position, campaign, page.items)
-                insert_contacts(conn, columns)
+                batch.extend(page.items)
+                if len(batch) >= INSERT_BATCH:
+                    insert_contacts(conn, contact_columns(position, campaign, batch), loading)
+                    batch = []
                 load.contacts += len(page.items)
-                load.invalid_phones += sum(1 for e164 in columns["phone_e164"] if e164 is None)
                 offset = load.contacts + len(load.rejected) - len(page.items)
                 load.rejected.extend(
                     Rejected(r.index + offset, r.record_id, r.reason) for r in page.rejected
                 )
+            insert_contacts(conn, contact_columns(position, campaign, batch), loading)
             loads.append(load)
-        normalize_phones(conn)
+        normalize_phones(conn, loading)
         invalid = dict(
             conn.execute(
-                "SELECT position, COUNT(*) FROM campaign_contacts"
+                f"SELECT position, COUNT(*) FROM {loading}"
                 " WHERE phone_e164 IS NULL GROUP BY position"
             ).fetchall()
         )
         for position, load in enumerate(loads, start=1):
             load.invalid_phones = invalid.get(position, 0)
+    except BaseException:
+        conn.execute(f"DROP TABLE IF EXISTS {loading}")
+        raise
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"DROP TABLE IF EXISTS {CONTACTS}")
+        conn.execute(f"ALTER TABLE {loading} RENAME TO {CONTACTS}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

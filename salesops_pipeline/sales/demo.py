@@ -55,11 +55,13 @@ CREATE TABLE target_operation (
 );
 """
 
-# Indexes a production database would carry; the reports do not rely on them.
+# The indexes the reports want: with them, both read only an index, in order (about ten times
+# faster on a million sessions). The reports do not need them to be right, and the company's
+# database may lack them: the pipeline opens it read-only and never adds any.
 INDEXES = """
+CREATE INDEX session_owner_status_amount ON session(owner_id, status, amount);
 CREATE INDEX target_owner_date ON target(owner_id, date);
-CREATE INDEX target_operation_target ON target_operation(target_id);
-CREATE INDEX session_owner ON session(owner_id);
+CREATE INDEX target_operation_target_amount ON target_operation(target_id, amount);
 """
 
 TEAMS = ("sales", "support", "supervisor", "tech", "retention")
