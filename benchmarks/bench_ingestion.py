@@ -2,16 +2,13 @@
 paged, into DuckDB; and where the time goes (HTTP, JSON and validation, the rest)."""
 
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import duckdb
-import requests
 
-from benchmarks.common import Case, cache_dir, compare, measure
+from benchmarks.common import Case, cache_dir, compare, measure, server_process
 from salesops_pipeline.campaigns.ingest import load_campaigns
 from salesops_pipeline.clients import ApiTransport, VoiceClient
 from salesops_pipeline.sandbox.server import ensure_seeded_store
@@ -58,46 +55,24 @@ def main(scale: int, repeat: int) -> str:
     ensure_seeded_store(home / "sandbox" / "provider.sqlite", contacts_per_campaign=scale)
     port = free_port()
     env = {**os.environ, "SALESOPS_HOME": str(home), "REMOTE_API_KEY": KEY}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "salesops_pipeline.cli",
-            "sandbox",
-            "--port",
-            str(port),
-            "--page-size",
-            str(PAGE_SIZE),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{url}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and server.poll() is None, "no sandbox"
-                time.sleep(0.2)
-        params = {"url": url}
-        figures = [
-            measure(
-                Case("end to end into DuckDB (ours)", _transport, run_end_to_end), params, repeat
-            ),
-            measure(
-                Case("HTTP + JSON + validation", _transport, run_http_and_validation),
-                params,
-                repeat,
-            ),
-            measure(Case("HTTP only", _transport, run_http_only, baseline=True), params, repeat),
+    argv = [
+        sys.executable,
+        "-m",
+        "salesops_pipeline.cli",
+        "sandbox",
+        "--port",
+        str(port),
+        "--page-size",
+        str(PAGE_SIZE),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with server_process(argv, env, f"{url}/healthz"):
+        cases = [
+            Case("end to end into DuckDB (ours)", _transport, run_end_to_end),
+            Case("HTTP + JSON + validation", _transport, run_http_and_validation),
+            Case("HTTP only", _transport, run_http_only, baseline=True),
         ]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        figures = [measure(case, {"url": url}, repeat) for case in cases]
     total = 2 * scale
     e2e, validated, http = (f.median for f in figures)
     note = (

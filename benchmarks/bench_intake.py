@@ -4,7 +4,6 @@ synchronous=FULL) before its answer, from a loopback load generator bounded in c
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -12,7 +11,7 @@ import time
 
 import requests
 
-from benchmarks.common import table
+from benchmarks.common import server_process, table
 from salesops_pipeline.stack_process import free_port
 
 KEY = "benchmark-key"
@@ -37,22 +36,9 @@ def _one_run(home: str, total: int, time_limit: float, run: int) -> list[str]:
     port = free_port()
     env = {**os.environ, "SALESOPS_HOME": home, "X_API_KEY": KEY}
     env.pop("SALESOPS_WEBHOOK_SECRET", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "salesops_pipeline.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}/webhooks/post-call"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and server.poll() is None, "no intake"
-                time.sleep(0.2)
+    argv = [sys.executable, "-m", "salesops_pipeline.cli", "serve", "--port", str(port)]
+    with server_process(argv, env, f"http://127.0.0.1:{port}/healthz"):
         latencies: list[float] = []
         failures = [0]
         counter = iter(range(total))
@@ -90,9 +76,6 @@ def _one_run(home: str, total: int, time_limit: float, run: int) -> list[str]:
         for thread in threads:
             thread.join()
         wall = time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     return [

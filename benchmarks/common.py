@@ -3,10 +3,14 @@
 import multiprocessing
 import resource
 import statistics
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import requests
 
 from salesops_pipeline import settings
 
@@ -112,3 +116,24 @@ def compare(title: str, figures: list[Figures], unit_count: int, unit: str, note
         ["method", "median", "runs", "throughput", "peak RSS", f"vs {baseline.name}"],
     )
     return text + (f"\n\n{note}" if note else "")
+
+
+@contextmanager
+def server_process(argv: list[str], env: dict[str, str], health_url: str) -> Iterator[None]:
+    """A project server in its own process (so it does not share the client's GIL), up and
+    answering for the duration of the block."""
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(health_url, timeout=1)
+                break
+            except requests.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{argv[2:4]} did not start") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
