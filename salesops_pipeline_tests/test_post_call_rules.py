@@ -13,6 +13,7 @@ from salesops_pipeline.post_call.rules import (
     is_callback,
     least_loaded_agent,
     parse_provider_datetime,
+    support_loads,
 )
 
 
@@ -160,3 +161,15 @@ def test_extra_fields_and_numbers_are_accepted():
     event = parse_event(b'{"callId": 102224021, "contactId": "c", "question": "2"}')
     assert event.callId == "102224021"
     assert event.model_extra == {"question": "2"}
+
+
+def test_loads_count_campaign_contacts_and_later_transfers_once():
+    campaign = {"c1": "anna", "c2": "anna", "c3": "max", "c4": "zoe"}
+    transferred = {"c3": "anna", "c9": "zoe"}  # c3 moved from max to anna since
+    assert support_loads(campaign, transferred, moving_contact="c4") == {"anna": 3, "zoe": 1}
+
+
+def test_agent_with_no_contact_has_load_zero():
+    loads = support_loads({"c1": "anna"}, {}, moving_contact="c2")
+    candidates = [_candidate(name, loads.get(name, 0)) for name in ("anna", "bob")]
+    assert least_loaded_agent(candidates) == "bob"

@@ -21,7 +21,13 @@ from salesops_pipeline.clients.voice import format_provider_datetime
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.post_call.events import EventError, PostCallEvent, parse_event
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.post_call.rules import Decision, SupportCandidate, decide, least_loaded_agent
+from salesops_pipeline.post_call.rules import (
+    Decision,
+    SupportCandidate,
+    decide,
+    least_loaded_agent,
+    support_loads,
+)
 
 
 @dataclass(frozen=True)
@@ -174,13 +180,7 @@ class PostCallProcessor:
 
     def _choose_agent(self, contact_id: str, ledger: dict[str, str]) -> str | None:
         agents = self.crm.list_agents(team=self.settings.support_team).items
-        # Who holds which contact: the campaign as the provider has it, overlaid with the
-        # transfers this pipeline made since (they may not show in the campaign yet).
-        holders = {**self._assignments(), **ledger}
-        holders.pop(contact_id, None)  # the contact being moved does not weigh on anyone
-        loads: dict[str, int] = {}
-        for agent in holders.values():
-            loads[agent] = loads.get(agent, 0) + 1
+        loads = support_loads(self._assignments(), ledger, contact_id)
         return least_loaded_agent(
             [SupportCandidate(a.username, a.active, loads.get(a.username, 0)) for a in agents]
         )

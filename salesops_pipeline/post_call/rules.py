@@ -72,6 +72,24 @@ class SupportCandidate:
     load: int
 
 
+def support_loads(
+    campaign_holders: dict[str, str], transferred: dict[str, str], moving_contact: str
+) -> dict[str, int]:
+    """Q2.2: how many contacts each agent holds.
+
+    `campaign_holders` maps the load campaign's contacts to their assigned agent, as the
+    provider has it; `transferred` maps the contacts this pipeline has handed to support since,
+    which the campaign may not show yet. A contact counts once, for its latest holder; the
+    contact being moved counts for no one.
+    """
+    holders = {**campaign_holders, **transferred}
+    holders.pop(moving_contact, None)
+    loads: dict[str, int] = {}
+    for agent in holders.values():
+        loads[agent] = loads.get(agent, 0) + 1
+    return loads
+
+
 def least_loaded_agent(candidates: list[SupportCandidate]) -> str | None:
     """Q2.2: the active support agent with the fewest contacts; ties go to the first username.
 
