@@ -32,10 +32,6 @@ def warehouse_path() -> Path:
     return salesops_home() / "warehouse.duckdb"
 
 
-def exports_dir() -> Path:
-    return salesops_home() / "exports"
-
-
 REMOTE_API_HOST_ENV = "REMOTE_API_HOST"
 REMOTE_API_KEY_ENV = "REMOTE_API_KEY"
 
