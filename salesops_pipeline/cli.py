@@ -11,7 +11,7 @@ import secrets
 import sqlite3
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -227,26 +227,19 @@ def _demo_db(args: argparse.Namespace) -> int:
 @contextmanager
 def _provider_transport(timeout: float) -> Iterator[ApiTransport]:
     """The configured provider; without REMOTE_API_HOST, the sandbox served over loopback."""
-    host = settings.remote_api_host()
-    if host:
+    with ExitStack() as stack:
+        host = settings.remote_api_host()
         key = settings.remote_api_key()
-        if not key:
+        if host and not key:
             raise InvalidInputError(
                 f"{settings.REMOTE_API_KEY_ENV} is not set: the provider at {host} needs it"
             )
+        if not host:
+            key = secrets.token_urlsafe(24)
+            host = stack.enter_context(running_sandbox(ensure_seeded_store(), api_key=key)).url
         transport = ApiTransport(host, key, timeout=(3.05, timeout))
-        try:
-            yield transport
-        finally:
-            transport.close()
-        return
-    key = secrets.token_urlsafe(24)
-    with running_sandbox(ensure_seeded_store(), api_key=key) as sandbox:
-        transport = ApiTransport(sandbox.url, key, timeout=(3.05, timeout))
-        try:
-            yield transport
-        finally:
-            transport.close()
+        stack.callback(transport.close)
+        yield transport
 
 
 def _duplicates(args: argparse.Namespace) -> int:

@@ -28,8 +28,11 @@ def demo_sales_db_path() -> Path:
     return salesops_home() / "demo" / "sales.sqlite"
 
 
-def warehouse_path() -> Path:
-    return salesops_home() / "warehouse.duckdb"
+WAREHOUSE_FILE = "warehouse.duckdb"
+
+
+def warehouse_path(home: Path | None = None) -> Path:
+    return (home or salesops_home()) / WAREHOUSE_FILE
 
 
 REMOTE_API_HOST_ENV = "REMOTE_API_HOST"

@@ -69,6 +69,7 @@ class PostCallProcessor:
         self.run_id = run_id
         self.owner = run_id or "cli"
         self._campaign_assignments: dict[str, str] | None = None
+        self._support_agents: list | None = None
 
     # Public --------------------------------------------------------------------------------
 
@@ -179,7 +180,10 @@ class PostCallProcessor:
         return [{"method": "PATCH", "contact": contact.id, "changes": plan}]
 
     def _choose_agent(self, contact_id: str, ledger: dict[str, str]) -> str | None:
-        agents = self.crm.list_agents(team=self.settings.support_team).items
+        if self._support_agents is None:
+            # Read once per batch, like the campaign: a batch lasts seconds.
+            self._support_agents = self.crm.list_agents(team=self.settings.support_team).items
+        agents = self._support_agents
         loads = support_loads(self._assignments(), ledger, contact_id)
         return least_loaded_agent(
             [SupportCandidate(a.username, a.active, loads.get(a.username, 0)) for a in agents]

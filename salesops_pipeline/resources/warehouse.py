@@ -22,7 +22,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.home).expanduser().absolute() if self.home else settings.salesops_home()
 
     def database_path(self) -> Path:
-        return self.home_dir() / "warehouse.duckdb"
+        return settings.warehouse_path(self.home_dir())
 
     def exports_dir(self) -> Path:
         return self.home_dir() / "exports"
