@@ -19,6 +19,8 @@ setup(
         f"dagster-postgres=={DAGSTER_LIBRARY_VERSION}",
         "duckdb==2.0.1",
         "fastapi==0.165.0",
+        # Swagger UI and ReDoc served from the package itself: /docs works offline.
+        "fastapi-offline==1.7.7",
         "matplotlib==3.11.2",
         "numpy==2.4.6",
         "phonenumbers==9.0.43",

@@ -7,6 +7,7 @@ traceback.
 
 import argparse
 import json
+import os
 import secrets
 import sqlite3
 import sys
@@ -40,7 +41,7 @@ from salesops_pipeline.sandbox import server as sandbox_server
 from salesops_pipeline.sandbox.app import DEFAULT_PAGE_SIZE
 from salesops_pipeline.sandbox.server import ensure_seeded_store, running_sandbox
 from salesops_pipeline.simulator import simulate
-from salesops_pipeline.stack import StackPorts, local_keys_path, run_local_stack
+from salesops_pipeline.stack import StackPorts, local_keys_path, run_local_stack, running_stack
 
 DEFAULT_SANDBOX_PORT = 8010
 DEFAULT_INTAKE_PORT = 8020
@@ -153,7 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rate", type=_positive_float, default=1.0, help="events per second")
     simulate.add_argument("--duration", type=_positive_float, default=30.0, help="seconds")
     simulate.add_argument(
-        "--intake", default=f"http://127.0.0.1:{DEFAULT_INTAKE_PORT}", metavar="URL"
+        "--intake",
+        metavar="URL",
+        help=(
+            f"the intake to post to (default: {settings.INTAKE_URL_ENV}, else the local stack"
+            f" running under SALESOPS_HOME, else http://127.0.0.1:{DEFAULT_INTAKE_PORT})"
+        ),
     )
     simulate.add_argument("--seed", type=int)
     simulate.set_defaults(handler=_simulate)
@@ -226,9 +232,12 @@ def _demo_db(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _provider_transport(timeout: float) -> Iterator[ApiTransport]:
-    """The configured provider; without REMOTE_API_HOST, the sandbox served over loopback."""
+    """The configured provider (REMOTE_API_HOST); else the provider of the local stack running
+    under SALESOPS_HOME; else the sandbox, served over loopback for this command alone."""
     with ExitStack() as stack:
         host = settings.remote_api_host()
+        if host is None and (local := running_stack(settings.salesops_home())):
+            host = local.provider_url
         key = settings.remote_api_key()
         if host and not key:
             raise InvalidInputError(
@@ -252,6 +261,12 @@ def _duplicates(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     for load in loads:
+        if load.contacts == 0 and not load.rejected:
+            print(
+                f"salesops: campaign {load.campaign} is empty: the provider returned no contacts"
+                " for it (is the campaign id right?)",
+                file=sys.stderr,
+            )
         for rejected in load.rejected:
             print(
                 f"salesops: skipped malformed record {rejected.index} of campaign"
@@ -313,6 +328,16 @@ def _post_call(args: argparse.Namespace) -> int:
     raw = _read_event_input(args.file)
     event = parse_event(raw)
     inbox = Inbox(settings.inbox_path())
+    if args.dry_run:
+        # A dry run creates no state; it only reads what the inbox already knows, if any.
+        handled = inbox.get(event.callId) if inbox.path.is_file() else None
+        if handled is not None and handled.status in ("applied", "nothing_to_do"):
+            print(
+                f"{event.callId}: already {handled.status}"
+                f" ({handled.last_decision or 'no decision recorded'});"
+                " handling it again would write nothing"
+            )
+            return 0
     with _provider_transport(30.0) as transport:
         processor = PostCallProcessor(
             inbox=inbox, voice=VoiceClient(transport), crm=CrmClient(transport)
@@ -343,8 +368,19 @@ def _describe_outcome(outcome) -> str:
     return "\n".join(lines)
 
 
+def _existing_inbox() -> Inbox:
+    """The inbox the intake writes to; a read-only command never creates one."""
+    path = settings.inbox_path()
+    if not path.is_file():
+        raise InvalidInputError(
+            f"No inbox at {path}: no post-call event was ever received with SALESOPS_HOME"
+            f" {settings.describe_home()}. Run this where the stack runs, or set SALESOPS_HOME."
+        )
+    return Inbox(path)
+
+
 def _inbox(args: argparse.Namespace) -> int:
-    inbox = Inbox(settings.inbox_path())
+    inbox = _existing_inbox()
     records = inbox.recent(limit=args.limit, status=args.status)
     if not records:
         print("No post-call events" + (f" with status {args.status}" if args.status else ""))
@@ -359,7 +395,7 @@ def _inbox(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    inbox = Inbox(settings.inbox_path())
+    inbox = _existing_inbox()
     if not inbox.replay(args.call_id):
         raise InvalidInputError(f"Unknown callId {args.call_id!r}: not in the inbox")
     record = inbox.get(args.call_id)
@@ -390,10 +426,11 @@ def _simulate(args: argparse.Namespace) -> int:
             for contact in voice.list_contacts(campaign_id=campaign).items
             if contact.id
         ]
+    intake_url = _intake_url(args.intake)
     expected = int(args.rate * args.duration)
-    print(f"Posting {expected} events to {args.intake} over {args.duration:.0f}s", flush=True)
+    print(f"Posting {expected} events to {intake_url} over {args.duration:.0f}s", flush=True)
     report = simulate(
-        intake_url=args.intake,
+        intake_url=intake_url,
         api_key=key,
         contact_ids=contact_ids,
         rate=args.rate,
@@ -401,6 +438,11 @@ def _simulate(args: argparse.Namespace) -> int:
         webhook_secret=settings.webhook_secret(),
         seed=args.seed,
     )
+    if report.aborted:
+        raise SalesopsError(
+            f"stopped after {report.sent} events: {report.aborted} at {intake_url}. Is the"
+            f" stack running (salesops dev), and is {settings.INTAKE_KEY_ENV} the one it printed?"
+        )
     latencies = sorted(report.latencies_ms) or [0.0]
     print(
         f"Sent {report.sent}: {dict(report.kinds)}; answers {dict(report.statuses)};"
@@ -408,6 +450,16 @@ def _simulate(args: argparse.Namespace) -> int:
         f" {latencies[len(latencies) // 2]:.1f} ms, max {latencies[-1]:.1f} ms"
     )
     return 0 if not report.errors and set(report.statuses) <= {200, 202} else 1
+
+
+def _intake_url(option: str | None) -> str:
+    if option:
+        return option
+    if configured := os.environ.get(settings.INTAKE_URL_ENV):
+        return configured
+    if local := running_stack(settings.salesops_home()):
+        return local.intake_url
+    return f"http://127.0.0.1:{DEFAULT_INTAKE_PORT}"
 
 
 def _dev(args: argparse.Namespace) -> int:

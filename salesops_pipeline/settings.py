@@ -14,8 +14,19 @@ DEFAULT_HOME = ".salesops"
 
 
 def salesops_home() -> Path:
-    """The directory holding the warehouse, exports, demo data and Dagster's own state."""
+    """The directory holding the warehouse, exports, demo data and Dagster's own state.
+
+    SALESOPS_HOME when set (in the environment or in `.env` in the working directory), else
+    `.salesops/` in the working directory.
+    """
     return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser().absolute()
+
+
+def describe_home() -> str:
+    """Where the state is looked for and why, for messages that find nothing there."""
+    if os.environ.get(HOME_ENV):
+        return f"{salesops_home()} (from {HOME_ENV})"
+    return f"{salesops_home()} ({HOME_ENV} is not set: .salesops/ in the working directory)"
 
 
 def configured_sales_db() -> Path | None:
@@ -49,6 +60,8 @@ def remote_api_key() -> str | None:
 
 
 INTAKE_KEY_ENV = "X_API_KEY"
+# Where `salesops simulate` posts when no --intake is given and no local stack is running.
+INTAKE_URL_ENV = "SALESOPS_INTAKE_URL"
 WEBHOOK_SECRET_ENV = "SALESOPS_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
 
 

@@ -34,6 +34,8 @@ class SimulationReport:
     kinds: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     call_ids: list[str] = field(default_factory=list)
+    # Why the simulation stopped early, when the intake was unreachable or refused the key.
+    aborted: str | None = None
 
 
 def make_event(rng: random.Random, call_id: str, contact_id: str, now: datetime) -> dict:
@@ -86,8 +88,13 @@ def simulate(
     webhook_secret: str | None = None,
     seed: int | None = None,
     max_events: int = 100_000,
+    max_consecutive_failures: int = 5,
 ) -> SimulationReport:
-    """Post `rate` events per second for `duration` seconds (at most `max_events`)."""
+    """Post `rate` events per second for `duration` seconds (at most `max_events`).
+
+    Stops early after `max_consecutive_failures` posts in a row that could not connect or were
+    refused the key: posting on would only repeat the same failure for the whole duration.
+    """
     if not contact_ids:
         raise ValueError("no contacts to call")
     rng = random.Random(seed)
@@ -98,6 +105,7 @@ def simulate(
     session.headers.update({"X-API-KEY": api_key, "Content-Type": "application/json"})
     url = intake_url.rstrip("/") + "/webhooks/post-call"
     started = time.monotonic()
+    failures_in_a_row = 0
     for n in range(total):
         # Paced on the clock, not on sleeps, so slow answers do not lower the rate.
         delay = started + n / rate - time.monotonic()
@@ -110,13 +118,21 @@ def simulate(
         body = json.dumps(event).encode()
         headers = signature_headers(webhook_secret, body) if webhook_secret else {}
         sent_at = time.perf_counter()
+        failure = None
         try:
             response = session.post(url, data=body, headers=headers, timeout=10)
             report.statuses[response.status_code] += 1
             if response.status_code < 300:
                 report.call_ids.append(event["callId"])
+            elif response.status_code in (401, 403):
+                failure = f"the intake refused the key ({response.status_code})"
         except requests.RequestException as error:
             report.errors[type(error).__name__] += 1
+            failure = f"cannot reach the intake ({type(error).__name__})"
         report.latencies_ms.append((time.perf_counter() - sent_at) * 1000)
         report.sent += 1
+        failures_in_a_row = failures_in_a_row + 1 if failure else 0
+        if failures_in_a_row >= max_consecutive_failures:
+            report.aborted = f"{failures_in_a_row} posts in a row failed: {failure}"
+            break
     return report

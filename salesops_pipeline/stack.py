@@ -5,10 +5,13 @@ SIGTERM, all stop. Nothing needs credentials or the network: keys missing from t
 environment are generated for this run and printed, so that a person can use them.
 """
 
+import json
 import os
 import secrets
+import signal
+import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -33,6 +36,11 @@ class StackPorts:
     sandbox: int = 8010
 
 
+# The keys the local stack needs; any one the environment lacks is generated once and kept.
+LOCAL_KEY_NAMES = (settings.INTAKE_KEY_ENV, settings.REMOTE_API_KEY_ENV)
+STACK_FILE = "stack.json"
+
+
 def local_keys_path(home: Path) -> Path:
     return home / "local-keys.env"
 
@@ -50,12 +58,114 @@ def save_local_keys(home: Path, keys: dict[str, str]) -> None:
     `salesops` commands run beside the stack (simulate, duplicates) find them."""
     path = local_keys_path(home)
     home.mkdir(parents=True, exist_ok=True)
-    if not keys:
-        path.unlink(missing_ok=True)
-        return
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text("".join(f"{name}={value}\n" for name, value in keys.items()))
+    # Written aside then renamed: a crash never leaves a half-written key file behind.
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("".join(f"{name}={value}\n" for name, value in keys.items()))
+    partial.replace(path)
+
+
+@dataclass(frozen=True)
+class StackKey:
+    name: str
+    value: str
+    origin: str  # "environment": set by the user; "kept": generated earlier; "generated": now
+
+
+def resolve_stack_keys(home: Path, environ: dict[str, str]) -> list[StackKey]:
+    """The keys this start uses: the environment's, else the ones kept under `home`, else new.
+
+    New keys are added to the kept ones, which are never discarded: a key generated once is
+    reused by every later start until the user deletes the file.
+    """
+    kept = load_local_keys(home)
+    keys = []
+    for name in LOCAL_KEY_NAMES:
+        # `salesops` loads the kept keys into its own environment; those are still "kept".
+        given = environ.get(name)
+        if given and given != kept.get(name):
+            keys.append(StackKey(name, given, "environment"))
+        elif name == settings.REMOTE_API_KEY_ENV and environ.get(settings.REMOTE_API_HOST_ENV):
+            continue  # a real provider's key is never made up
+        elif kept.get(name):
+            keys.append(StackKey(name, kept[name], "kept"))
+        else:
+            keys.append(StackKey(name, secrets.token_urlsafe(24), "generated"))
+    generated = {key.name: key.value for key in keys if key.origin == "generated"}
+    if generated:
+        save_local_keys(home, {**kept, **generated})
+    return keys
+
+
+def describe_keys(home: Path, keys: list[StackKey]) -> list[str]:
+    lines = []
+    for key in keys:
+        if key.origin == "environment":
+            lines.append(f"  {key.name:<17} set in your environment (not shown)")
+        else:
+            # Local keys only, shown so that a person can call the services.
+            lines.append(
+                f"  {key.name:<17} {key.value}  ({key.origin} local key, kept in"
+                f" {local_keys_path(home)})"
+            )
+    return lines
+
+
+def busy_ports(host: str, ports: StackPorts) -> list[str]:
+    """The parts whose port is already taken on `host`, e.g. by a stack already running."""
+    busy = []
+    for part, port in (
+        ("Dagster UI", ports.dagster),
+        ("intake", ports.intake),
+        ("sandbox", ports.sandbox),
+    ):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            # As the servers themselves bind: a port left in TIME_WAIT is free to them.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                busy.append(f"{port} ({part})")
+    return busy
+
+
+@dataclass(frozen=True)
+class StackAddresses:
+    """Where a running `salesops dev` listens, as it recorded under its SALESOPS_HOME."""
+
+    pid: int
+    dagster_url: str
+    intake_url: str
+    provider_url: str
+
+
+def stack_file_path(home: Path) -> Path:
+    return home / STACK_FILE
+
+
+def write_stack_file(home: Path, addresses: StackAddresses) -> None:
+    path = stack_file_path(home)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(asdict(addresses), indent=2) + "\n")
+    partial.replace(path)
+
+
+def running_stack(home: Path) -> StackAddresses | None:
+    """The stack running under `home`, or None (no record, or its process is gone)."""
+    path = stack_file_path(home)
+    try:
+        addresses = StackAddresses(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    try:
+        os.kill(addresses.pid, 0)
+    except ProcessLookupError:
+        return None  # left by a stack that was killed
+    except PermissionError:
+        pass  # alive, under another user
+    return addresses
 
 
 def install_instance(dagster_home: Path) -> Path:
@@ -81,22 +191,26 @@ def install_instance(dagster_home: Path) -> Path:
 
 
 def run_local_stack(*, host: str, ports: StackPorts) -> int:
+    """Start the stack and supervise it until Ctrl-C or SIGTERM (exit 0) or until one of its
+    parts dies on its own (exit 1)."""
+    busy = busy_ports(host, ports)
+    if busy:
+        # Checked before anything is written: the stack already running is left untouched.
+        raise SalesopsError(
+            f"port {', '.join(busy)} already in use on {host}: another stack may be running;"
+            " stop it or choose other ports (--dagster-port, --intake-port, --sandbox-port)"
+        )
     home = settings.salesops_home()
     dagster_home = home / "dagster"
     workspace = install_instance(dagster_home)
     sales_db = resolve_sales_db_path()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), settings.HOME_ENV: str(home)}
-    local_keys = load_local_keys(home)
-    generated: list[str] = []
-    for name in (settings.INTAKE_KEY_ENV, settings.REMOTE_API_KEY_ENV):
-        if not env.get(name):
-            if name == settings.REMOTE_API_KEY_ENV and settings.remote_api_host():
-                continue  # a real provider's key is never made up
-            env[name] = local_keys.get(name) or secrets.token_urlsafe(24)
-            generated.append(name)
-    save_local_keys(home, {name: env[name] for name in generated})
+    keys = resolve_stack_keys(home, env)
+    env.update({key.name: key.value for key in keys})
     cli = [sys.executable, "-m", "salesops_pipeline.cli"]
     supervisor = Supervisor()
+    # SIGTERM during start-up stops what was started, as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if settings.remote_api_host() is None:
             env[settings.REMOTE_API_HOST_ENV] = f"http://127.0.0.1:{ports.sandbox}"
@@ -130,21 +244,35 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
     except (RuntimeError, KeyboardInterrupt) as error:
         supervisor.stop_all()
         if isinstance(error, KeyboardInterrupt):
-            return 130
+            return 0
         raise SalesopsError(str(error)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    addresses = StackAddresses(
+        pid=os.getpid(),
+        dagster_url=f"http://{host}:{ports.dagster}",
+        intake_url=f"http://{host}:{ports.intake}",
+        provider_url=env[settings.REMOTE_API_HOST_ENV],
+    )
+    write_stack_file(home, addresses)
     lines = [
         "",
         "salesops local stack is up:",
-        f"  Dagster UI        http://{host}:{ports.dagster}",
-        f"  Intake (webhooks) http://{host}:{ports.intake}/webhooks/post-call",
-        f"  Frontend API      http://{host}:{ports.intake}/docs",
-        f"  Voice provider    {env[settings.REMOTE_API_HOST_ENV]}",
+        f"  Dagster UI        {addresses.dagster_url}",
+        f"  Intake (webhooks) {addresses.intake_url}/webhooks/post-call",
+        f"  Frontend API      {addresses.intake_url}/docs",
+        f"  Voice provider    {addresses.provider_url}",
         f"  Sales DB          {sales_db}",
-        f"  State             {home}",
+        f"  State             {home} (addresses in {stack_file_path(home)})",
+        *describe_keys(home, keys),
+        "Stop with Ctrl-C.",
     ]
-    for name in generated:
-        # Generated for this local run only, and shown so that a person can call the services.
-        lines.append(f"  {name:<17} {env[name]}  (local key, in {local_keys_path(home)})")
-    lines.append("Stop with Ctrl-C.")
     print("\n".join(lines), flush=True)
-    return supervisor.run_until_stopped()
+    try:
+        return supervisor.run_until_stopped()
+    finally:
+        stack_file_path(home).unlink(missing_ok=True)
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt

@@ -68,16 +68,23 @@ class RunningStack:
         return [self.dagster_port, self.intake_port, self.sandbox_port]
 
 
-def start_stack(home: Path, startup_timeout: float = 240.0) -> RunningStack:
-    """Start `salesops dev` on free ports with its own SALESOPS_HOME and fresh local keys."""
+def start_stack(
+    home: Path, startup_timeout: float = 240.0, *, generate_keys: bool = False
+) -> RunningStack:
+    """Start `salesops dev` on free ports with its own SALESOPS_HOME.
+
+    Keys are fresh ones given in the environment, or, with `generate_keys`, the ones the stack
+    generates (or kept from an earlier start under the same home), read back once it is up.
+    """
     ports = {"dagster": free_port(), "intake": free_port(), "sandbox": free_port()}
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(_STACK_SETTINGS)},
         "SALESOPS_HOME": str(home),
-        "X_API_KEY": secrets.token_urlsafe(24),
-        "REMOTE_API_KEY": secrets.token_urlsafe(24),
         "PYTHONUNBUFFERED": "1",
     }
+    if not generate_keys:
+        env["X_API_KEY"] = secrets.token_urlsafe(24)
+        env["REMOTE_API_KEY"] = secrets.token_urlsafe(24)
     process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
         [
             sys.executable,
@@ -104,8 +111,8 @@ def start_stack(home: Path, startup_timeout: float = 240.0) -> RunningStack:
         ports["dagster"],
         ports["intake"],
         ports["sandbox"],
-        env["X_API_KEY"],
-        env["REMOTE_API_KEY"],
+        env.get("X_API_KEY", ""),
+        env.get("REMOTE_API_KEY", ""),
     )
     up = threading.Event()
 
@@ -121,6 +128,11 @@ def start_stack(home: Path, startup_timeout: float = 240.0) -> RunningStack:
         if process.poll() is not None or time.monotonic() > deadline:
             stop_stack(stack)
             raise RuntimeError("the stack did not start:\n" + "".join(stack.output[-40:]))
+    if generate_keys:
+        kept = dict(
+            line.split("=", 1) for line in (home / "local-keys.env").read_text().splitlines()
+        )
+        stack.intake_key, stack.provider_key = kept["X_API_KEY"], kept["REMOTE_API_KEY"]
     return stack
 
 

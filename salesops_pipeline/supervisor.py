@@ -64,30 +64,43 @@ class Supervisor:
             if child.process is not None and child.process.poll() is not None:
                 raise RuntimeError(f"{child.name} exited with code {child.process.returncode}")
             try:
-                if requests.get(url, timeout=1).status_code < 500:
-                    return
+                answered = requests.get(url, timeout=1).status_code < 500
             except requests.RequestException:
-                pass
+                answered = False
+            # The answer counts only if the child is still alive: a child that failed to bind
+            # must not pass on the strength of another process listening on its port.
+            if answered and child.process is not None and child.process.poll() is None:
+                return
             time.sleep(0.2)
         raise RuntimeError(f"{child.name} did not answer at {url} within {timeout:.0f}s")
 
     def run_until_stopped(self) -> int:
-        """Wait until a child exits or a stop is requested; then stop every child."""
+        """Wait until a child exits or a stop is requested; then stop every child.
+
+        Returns 0 when asked to stop (Ctrl-C, SIGTERM) and 1 when a child died on its own,
+        so that a service manager or a script sees the failure.
+        """
         previous = signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        died: Child | None = None
         try:
-            while not self._stopping.is_set():
-                for child in self.children:
-                    if child.process is not None and child.process.poll() is not None:
-                        print(f"[{child.name}] exited with code {child.process.returncode}")
-                        self._stopping.set()
-                        break
+            while not self._stopping.is_set() and died is None:
+                died = next(
+                    (c for c in self.children if c.process and c.process.poll() is not None),
+                    None,
+                )
                 self._stopping.wait(0.5)
         except KeyboardInterrupt:
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if died is not None:
+                print(
+                    f"[{died.name}] exited on its own with code {died.process.returncode};"
+                    " stopping the stack",
+                    flush=True,
+                )
             self.stop_all()
-        return 0
+        return 0 if died is None else 1
 
     def stop_all(self, grace: float = 15.0) -> None:
         """Interrupt every child as Ctrl-C would, then terminate, then kill what remains."""

@@ -1,7 +1,6 @@
 """Headless Chromium from the system's packages, driven through chromedriver (no download)."""
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,24 +9,21 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-CHROMIUM = os.environ.get("SALESOPS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = (
-    os.environ.get("SALESOPS_CHROMEDRIVER")
-    or shutil.which("chromedriver")
-    or "/usr/bin/chromedriver"
+from salesops_pipeline_tests.system_packages import (
+    chromedriver_binary,
+    chromium_binary,
+    missing_for,
 )
 
 
 @contextmanager
 def chromium(profile_dir: Path) -> Iterator[webdriver.Chrome]:
-    assert Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (Debian: chromium)"
-    assert Path(CHROMEDRIVER).exists(), (
-        f"chromedriver not found at {CHROMEDRIVER} (Debian: chromium-driver)"
-    )
+    missing = missing_for("browser")
+    assert missing is None, missing
     # Selenium must not look for a driver on the internet: the system's one is given.
     os.environ["SE_OFFLINE"] = "true"
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium_binary()
     for argument in (
         "--headless=new",
         "--no-sandbox",
@@ -42,7 +38,7 @@ def chromium(profile_dir: Path) -> Iterator[webdriver.Chrome]:
         f"--user-data-dir={profile_dir}",
     ):
         options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver_binary()), options=options)
     try:
         yield driver
     finally:

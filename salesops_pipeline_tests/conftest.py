@@ -7,11 +7,36 @@ from pathlib import Path
 import pytest
 
 from salesops_pipeline.sales.demo import SCHEMA
+from salesops_pipeline_tests.system_packages import missing_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_DIR = Path(
-    os.environ.get("SALESOPS_REFERENCE_DIR") or REPO_ROOT.parent / "shared" / "reference"
-)
+# Copies of the company's real sales DB and the provider's real webhooks (see fixtures/README.md).
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+REFERENCE_EVENT_NAMES = ("post_call_2.1", "post_call_2.2")
+
+
+def fixture_path(relative: str) -> Path:
+    """A file shipped in `fixtures/`; a missing one fails the test at once, naming it."""
+    path = FIXTURES_DIR / relative
+    if not path.is_file():
+        pytest.fail(f"test fixture missing: {path} (it ships with the repository)", pytrace=False)
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need a system program skip, saying how to install it, where it is absent.
+
+    Not in CI: there the test command installs them, and a missing one must fail loudly.
+    """
+    if os.environ.get("CI") == "true":
+        return
+    for marker in ("browser", "postgres"):
+        reason = missing_for(marker)
+        if reason is None:
+            continue
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(autouse=True)
@@ -46,9 +71,7 @@ def isolated_home(restored_environment, tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def reference_db() -> Path:
     """The company's real sales DB from the technical test, used as a compatibility fixture."""
-    path = REFERENCE_DIR / "database.sqlite"
-    assert path.is_file(), f"reference sales DB missing at {path} (set SALESOPS_REFERENCE_DIR)"
-    return path
+    return fixture_path("database.sqlite")
 
 
 class SalesDbBuilder:
@@ -169,7 +192,7 @@ def arm_fault(sandbox, **fault) -> None:
 def reference_events() -> dict[str, bytes]:
     """The provider's two real post-call payloads, byte for byte."""
     return {
-        path.stem: path.read_bytes() for path in sorted((REFERENCE_DIR / "events").glob("*.json"))
+        name: fixture_path(f"events/{name}.json").read_bytes() for name in REFERENCE_EVENT_NAMES
     }
 
 

@@ -207,3 +207,35 @@ def test_sandbox_command_serves_the_api(tmp_path, isolated_home):
         process.terminate()
         output = process.communicate(timeout=20)[0]
     assert "sandbox-key" not in output  # a configured key is never printed
+
+
+def test_an_empty_campaign_is_reported(provider_env, capsys):
+    assert main(["duplicates", "--campaign-b", "nobody-calls-this"]) == 0
+    captured = capsys.readouterr()
+    assert "campaign nobody-calls-this is empty" in captured.err
+    assert "campaign A is empty" not in captured.err
+    assert captured.out.strip() == ""
+
+
+def test_the_running_local_stack_is_used(sandbox, monkeypatch, capsys, isolated_home):
+    import os
+
+    from salesops_pipeline.stack import StackAddresses, write_stack_file
+
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    write_stack_file(
+        isolated_home,
+        StackAddresses(
+            pid=os.getpid(),
+            dagster_url="http://127.0.0.1:1",
+            intake_url="http://127.0.0.1:2",
+            provider_url=sandbox.url,
+        ),
+    )
+    monkeypatch.setenv("REMOTE_API_KEY", sandbox.api_key)
+    assert main(["duplicates"]) == 0
+    assert "+33612345678\n\tA: 2025-03-23 06:30:05\n\tB: 2025-03-28 04:47:45\n" in (
+        capsys.readouterr().out
+    )
+    # Answered by the stack's provider: no sandbox of its own was seeded for the command.
+    assert not (isolated_home / "sandbox").exists()

@@ -29,13 +29,31 @@ def _contact(sandbox):
     return json.loads(sandbox.app.state.store.contact(REFERENCE_CONTACT_ID))
 
 
-def test_dry_run_writes_nothing(provider_env, event_files, capsys):
+def test_dry_run_writes_nothing(provider_env, event_files, capsys, isolated_home):
     assert main(["post-call", str(event_files["post_call_2.1"]), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "would PATCH contact" in out and "retryDate=2025-04-14T10:30:00" in out
     assert provider_env.app.state.applied_patches == []
-    assert main(["inbox"]) == 0
-    assert "No post-call events" in capsys.readouterr().out
+    assert not (isolated_home / "intake" / "inbox.sqlite").exists()
+
+
+def test_dry_run_of_an_applied_event_says_so(provider_env, event_files, capsys):
+    assert main(["post-call", str(event_files["post_call_2.1"])]) == 0
+    capsys.readouterr()
+    assert main(["post-call", str(event_files["post_call_2.1"]), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "102224021: already applied" in out and "would write nothing" in out
+    assert "would PATCH" not in out
+    assert len(provider_env.app.state.applied_patches) == 1
+
+
+@pytest.mark.parametrize("command", [["inbox"], ["replay", "102224021"]])
+def test_read_only_commands_create_no_inbox(command, capsys, isolated_home):
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    inbox = isolated_home / "intake" / "inbox.sqlite"
+    assert f"No inbox at {inbox}" in err and "SALESOPS_HOME" in err
+    assert not inbox.exists() and not inbox.parent.exists()
 
 
 def test_applies_then_recognises_the_event(provider_env, event_files, capsys):

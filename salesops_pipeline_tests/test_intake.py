@@ -3,6 +3,7 @@ durable storage before the answer, redelivery, conflicts, and quarantine of bad 
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -224,3 +225,32 @@ def test_local_demo_starts_with_a_generated_key(isolated_home):
     finally:
         process.terminate()
         process.communicate(timeout=20)
+
+
+@pytest.mark.parametrize(("page", "script"), [("docs", "swagger-ui-bundle.js"), ("redoc", "redoc")])
+def test_docs_pages_load_everything_from_the_service(intake, page, script):
+    html = requests.get(f"{intake}/{page}", timeout=5)
+    assert html.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+    assert sources and all(src.startswith("/") for src in sources), sources
+    assert any(script in src for src in sources)
+    for src in sources:
+        asset = requests.get(f"{intake}{src}", timeout=5)
+        assert asset.status_code == 200 and len(asset.content) > 1000, src
+
+
+def test_openapi_declares_the_key_for_try_it_out(intake):
+    schema = requests.get(f"{intake}/openapi.json", timeout=5).json()
+    [(scheme_name, scheme)] = schema["components"]["securitySchemes"].items()
+    assert scheme == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-KEY",
+        "description": "The key the stack was started with.",
+    }
+    for path, method in (
+        ("/webhooks/post-call", "post"),
+        ("/api/progression", "get"),
+        ("/api/team-sales", "get"),
+    ):
+        assert schema["paths"][path][method]["security"] == [{scheme_name: []}], path

@@ -2,7 +2,6 @@
 a throw-away PostgreSQL server, the reference events through the sensor and post_call_job, and
 the run and its outcome read back from the database."""
 
-import glob
 import json
 import os
 import shutil
@@ -19,15 +18,14 @@ from salesops_pipeline.post_call_job import post_call_job, post_call_outcomes
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
 from salesops_pipeline.sensors import post_call_sensor
 from salesops_pipeline.stack_process import free_port
+from salesops_pipeline_tests.system_packages import missing_for, postgres_binary
 
 pytestmark = pytest.mark.postgres
 
 
 def _pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
-    )
-    assert found, f"PostgreSQL's {name} not found (Debian: apt-get install postgresql)"
+    found = postgres_binary(name)
+    assert found, missing_for("postgres")
     return found
 
 

@@ -4,25 +4,21 @@
 SALESOPS_EXTRAS="[dev]"
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 
-# System packages some tests need: Chromium for the browser test, PostgreSQL's server for the
-# PostgreSQL instance test. Installed from the system's packages where we can.
+# System programs a few tests need: Chromium for the browser test, PostgreSQL's server for the
+# PostgreSQL instance test. As root they are installed from the system's packages; otherwise
+# those tests are skipped, each saying how to install what is missing.
 missing=()
 { command -v chromium && command -v chromedriver; } >/dev/null || missing+=(chromium chromium-driver)
 have_postgres() { command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
 have_postgres || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "Installing ${missing[*]} from the system's packages..."
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    echo "Running as root: installing ${missing[*]} with apt-get for the browser and PostgreSQL tests."
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null \
+      || echo "Could not install ${missing[*]}: the tests that need them will say so." >&2
   else
-    echo "Missing system packages: ${missing[*]} (install them, e.g. with apt-get)" >&2
+    echo "Not installed: ${missing[*]}. The tests that need them are skipped (install with: sudo apt-get install ${missing[*]})." >&2
   fi
-fi
-pytest_args=()
-if ! have_postgres; then
-  echo "PostgreSQL cannot be installed here: the PostgreSQL instance test is not run." >&2
-  pytest_args+=(-m "not postgres")
 fi
 
 ruff check .
@@ -33,4 +29,4 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 DAGSTER_HOME="$scratch" SALESOPS_HOME="$scratch/salesops" dagster definitions validate
 
-python -m pytest "${pytest_args[@]}" "$@"
+python -m pytest "$@"

@@ -10,8 +10,10 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from salesops_pipeline import settings
@@ -25,6 +27,12 @@ logger = logging.getLogger("salesops.intake")
 
 # A post-call event is well under 2 KB; anything far bigger is not one.
 MAX_BODY_BYTES = 64 * 1024
+
+# Declares the key in the OpenAPI schema, so that the docs' "Authorize" and "Try it out" send
+# it. Checking it stays with the routes: a webhook without it must be answered, not raised.
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-KEY", auto_error=False, description="The key the stack was started with."
+)
 
 
 def _problem(status: int, detail: str, **extra) -> JSONResponse:
@@ -53,7 +61,9 @@ def create_intake_app(
 ) -> FastAPI:
     if not api_key:
         raise ValueError("the intake service needs an API key")
-    app = FastAPI(
+    # The docs' Swagger UI and ReDoc are served from the installed package, not from a CDN:
+    # they work on a machine without internet.
+    app: FastAPI = FastAPIOffline(
         title="salesops intake and frontend API",
         description=(
             "Receives the voice provider's post-call webhooks, and serves the sales reports to"
@@ -66,7 +76,7 @@ def create_intake_app(
         given = request.headers.get("X-API-KEY")
         return given is not None and secrets.compare_digest(given.encode(), api_key.encode())
 
-    def require_key(request: Request) -> None:
+    def require_key(request: Request, _key: str | None = Security(API_KEY_HEADER)) -> None:
         if not authenticated(request):
             raise HTTPException(status_code=401, detail="missing or invalid X-API-KEY")
 
@@ -95,6 +105,7 @@ def create_intake_app(
             422: {"description": "A field cannot be read (quarantined)"},
             503: {"description": "Not stored: deliver again later"},
         },
+        dependencies=[Security(API_KEY_HEADER)],
     )
     async def post_call(request: Request):
         if not authenticated(request):
