@@ -33,6 +33,7 @@ from salesops_pipeline.intake.app import create_intake_app
 from salesops_pipeline.post_call.events import parse_event
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.processor import PostCallProcessor
+from salesops_pipeline.post_call.status import EventStatus, HandlingStatus
 from salesops_pipeline.resources.sales_db import resolve_sales_db_path
 from salesops_pipeline.sales import demo, reports
 from salesops_pipeline.sales.schema import open_sales_db
@@ -139,9 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inbox = commands.add_parser("inbox", help="recent post-call events and their status")
     inbox.add_argument("--limit", type=_positive_int, default=20)
-    inbox.add_argument(
-        "--status", choices=("pending", "retrying", "applied", "nothing_to_do", "failed")
-    )
+    inbox.add_argument("--status", choices=[status.value for status in EventStatus])
     inbox.set_defaults(handler=_inbox)
 
     replay = commands.add_parser("replay", help="queue a post-call event again")
@@ -331,7 +330,7 @@ def _post_call(args: argparse.Namespace) -> int:
     if args.dry_run:
         # A dry run creates no state; it only reads what the inbox already knows, if any.
         handled = inbox.get(event.callId) if inbox.path.is_file() else None
-        if handled is not None and handled.status in ("applied", "nothing_to_do"):
+        if handled is not None and EventStatus(handled.status).is_final:
             print(
                 f"{event.callId}: already {handled.status}"
                 f" ({handled.last_decision or 'no decision recorded'});"
@@ -350,9 +349,17 @@ def _post_call(args: argparse.Namespace) -> int:
                 raise InvalidInputError(
                     f"callId {event.callId} is already in the inbox with a different payload"
                 )
-            outcome = processor.process(event.callId)
+            with processor:
+                outcome = processor.process(event.callId)
     print(_describe_outcome(outcome))
-    return 0 if outcome.status in ("applied", "nothing_to_do", "skipped", "dry_run") else 1
+    succeeded = (
+        EventStatus.APPLIED,
+        EventStatus.NOTHING_TO_DO,
+        EventStatus.SUPERSEDED,
+        HandlingStatus.SKIPPED,
+        HandlingStatus.DRY_RUN,
+    )
+    return 0 if outcome.status in succeeded else 1
 
 
 def _describe_outcome(outcome) -> str:
@@ -360,7 +367,7 @@ def _describe_outcome(outcome) -> str:
     if outcome.decision:
         lines.append(f"  decision: {outcome.decision}")
     for write in outcome.writes:
-        verb = "would PATCH" if outcome.status == "dry_run" else "PATCH"
+        verb = "would PATCH" if outcome.status == HandlingStatus.DRY_RUN else "PATCH"
         changes = ", ".join(f"{name}={value}" for name, value in write["changes"].items())
         lines.append(f"  {verb} contact {write['contact']}: {changes}")
     if outcome.error:
@@ -400,12 +407,8 @@ def _replay(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"Unknown callId {args.call_id!r}: not in the inbox")
     record = inbox.get(args.call_id)
     note = (
-        " (already applied: it will be recorded, not applied again)"
-        if record.status
-        in (
-            "applied",
-            "nothing_to_do",
-        )
+        f" (already {record.status}: it will be recorded, not applied again)"
+        if EventStatus(record.status).is_final
         else ""
     )
     print(f"{args.call_id} queued again{note}")

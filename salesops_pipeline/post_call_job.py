@@ -47,10 +47,12 @@ def apply_post_call_events(
     provider: ProviderResource,
     post_call_rules: PostCallRulesResource,
 ) -> dict:
-    """Reschedule requested callbacks and hand contacts to support, event by event.
+    """Reschedule requested callbacks and hand contacts to support, event by event, each
+    contact's calls oldest first.
 
     Each event is handled on its own: one that fails is recorded (and retried later when the
-    failure is temporary) without stopping the others.
+    failure is temporary) without stopping the others. An event older than a call already
+    applied to its contact ends superseded, writing nothing.
     """
     processor = PostCallProcessor(
         inbox=inbox.get_inbox(),
@@ -59,14 +61,15 @@ def apply_post_call_events(
         settings=post_call_rules.get_settings(),
         run_id=context.run_id,
     )
-    call_ids = processor.inbox.call_ids_between(config.first_seq, config.last_seq)
     outcomes = []
-    for call_id in call_ids:
-        outcome = processor.process(call_id)
-        outcomes.append(outcome)
-        context.log.info(f"post-call {call_id}: {outcome.status} ({outcome.decision})")
-        if outcome.error:
-            context.log.warning(f"post-call {call_id}: {outcome.error}")
+    with processor:
+        call_ids = processor.inbox.call_ids_between(config.first_seq, config.last_seq)
+        for call_id in processor.in_call_order(call_ids):
+            outcome = processor.process(call_id)
+            outcomes.append(outcome)
+            context.log.info(f"post-call {call_id}: {outcome.status} ({outcome.decision})")
+            if outcome.error:
+                context.log.warning(f"post-call {call_id}: {outcome.error}")
     counts = Counter(o.status for o in outcomes)
     context.log_event(
         dg.AssetMaterialization(

@@ -254,3 +254,16 @@ def test_openapi_declares_the_key_for_try_it_out(intake):
         ("/api/team-sales", "get"),
     ):
         assert schema["paths"][path][method]["security"] == [{scheme_name: []}], path
+
+
+def test_the_intake_survives_its_inbox_file_being_replaced(intake, inbox):
+    assert _post(intake, EVENT).status_code == 202
+    epoch = inbox.epoch()
+    for suffix in ("", "-wal", "-shm"):
+        inbox.path.with_name(inbox.path.name + suffix).unlink(missing_ok=True)
+    second = {**EVENT, "callId": "c-2"}
+    response = _post(intake, second)
+    assert response.status_code == 202, response.text
+    fresh = Inbox(inbox.path)
+    assert fresh.get("c-2") is not None and fresh.get("c-1") is None
+    assert fresh.epoch() != epoch

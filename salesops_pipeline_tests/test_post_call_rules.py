@@ -164,9 +164,14 @@ def test_extra_fields_and_numbers_are_accepted():
 
 
 def test_loads_count_campaign_contacts_and_later_transfers_once():
-    campaign = {"c1": "anna", "c2": "anna", "c3": "max", "c4": "zoe"}
-    transferred = {"c3": "anna", "c9": "zoe"}  # c3 moved from max to anna since
-    assert support_loads(campaign, transferred, moving_contact="c4") == {"anna": 3, "zoe": 1}
+    campaign = {"c1": "anna", "c2": "anna", "c3": "max", "c4": "zoe", "c5": None}
+    transferred = {"c3": "anna", "c5": "max"}  # since the list was read: c3 moved, c5 assigned
+    assert support_loads(campaign, transferred, moving_contact="c4") == {"anna": 3, "max": 1}
+
+
+def test_loads_count_the_load_campaigns_contacts_only():
+    # c9 is not in the campaign (a campaign-A contact handed to support): it never counts.
+    assert support_loads({"c1": "anna"}, {"c9": "zoe"}, moving_contact="c2") == {"anna": 1}
 
 
 def test_agent_with_no_contact_has_load_zero():

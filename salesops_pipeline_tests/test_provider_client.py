@@ -8,6 +8,7 @@ the list, and updates that persist.
 import socket
 import time
 from datetime import datetime
+from email.utils import formatdate
 
 import pytest
 
@@ -16,6 +17,8 @@ from salesops_pipeline.clients import (
     ApiNotFoundError,
     ApiTransport,
     ApiUnavailableError,
+    ApiWriteNotApplied,
+    ApiWriteUnknown,
     CrmClient,
     VoiceClient,
 )
@@ -136,34 +139,88 @@ def test_refused_connection_is_unavailable():
         client.list_contacts(campaign_id="A")
 
 
-def test_update_sends_only_the_given_fields_as_naive_local_time(sandbox, sandbox_store):
+def test_write_sends_only_the_given_fields(sandbox, sandbox_store):
     client = _voice(sandbox)
     before = client.get_contact(contact_id=REFERENCE_CONTACT_ID)
-    after = client.update_contact(
-        contact_id=REFERENCE_CONTACT_ID, retry_date=datetime(2025, 4, 14, 10, 30)
+    after = client.write_contact(
+        contact_id=REFERENCE_CONTACT_ID,
+        changes={"retryDate": "2025-04-14T10:30:00"},
+        idempotency_key="post-call-1",
     )
     assert after.retry_date == datetime(2025, 4, 14, 10, 30)
     assert after.assigned_agent == before.assigned_agent
     assert '"retryDate": "2025-04-14T10:30:00"' in sandbox_store.contact(REFERENCE_CONTACT_ID)
+    assert sandbox_store.write_log()[-1]["idempotency_key"] == "post-call-1"
 
 
-def test_updates_survive_a_sandbox_restart(sandbox_store):
+def test_writes_survive_a_sandbox_restart(sandbox_store):
+    agent = "cathy.dufour@walter-learning.com"
     with running_sandbox(sandbox_store, api_key="k") as first:
-        _voice(first).update_contact(
-            contact_id=REFERENCE_CONTACT_ID, assigned_agent="cathy.dufour@walter-learning.com"
+        _voice(first).write_contact(
+            contact_id=REFERENCE_CONTACT_ID, changes={"assignedAgent": agent}, idempotency_key="k1"
         )
     with running_sandbox(sandbox_store, api_key="k") as second:
-        assert _voice(second).get_contact(contact_id=REFERENCE_CONTACT_ID).assigned_agent == (
-            "cathy.dufour@walter-learning.com"
-        )
+        assert _voice(second).get_contact(contact_id=REFERENCE_CONTACT_ID).assigned_agent == agent
 
 
-def test_503_on_patch_is_retried_and_applied(sandbox):
-    arm_fault(sandbox, method="PATCH", path_prefix="/voice/contacts/", status=503)
-    updated = _voice(sandbox).update_contact(
-        contact_id=REFERENCE_CONTACT_ID, assigned_agent="x@example.com"
+def _write(sandbox, timeout=(2.0, 5.0)):
+    return _voice(sandbox, timeout=timeout).write_contact(
+        contact_id=REFERENCE_CONTACT_ID,
+        changes={"assignedAgent": "x@example.com"},
+        idempotency_key="post-call-w",
     )
-    assert updated.assigned_agent == "x@example.com"
+
+
+@pytest.mark.parametrize(
+    ("fault", "retry_after"),
+    [
+        ({"status": 503}, None),
+        ({"status": 429, "retry_after": 2}, 2.0),
+        ({"status": 429, "retry_after": "1.5"}, 1.5),
+        ({"status": 503, "retry_after": "soon"}, None),
+    ],
+)
+def test_a_refused_write_is_not_sent_again_by_the_http_layer(sandbox, fault, retry_after):
+    arm_fault(sandbox, method="PATCH", path_prefix="/voice/contacts/", **fault)
+    with pytest.raises(ApiWriteNotApplied) as refused:
+        _write(sandbox)
+    assert refused.value.retry_after == retry_after
+    assert [entry[0] for entry in sandbox.app.state.faults.log] == ["PATCH"]
+    assert sandbox.app.state.applied_patches == []
+
+
+def test_retry_after_as_an_http_date_is_read(sandbox):
+    later = formatdate(time.time() + 30, usegmt=True)
+    arm_fault(sandbox, method="PATCH", path_prefix="/voice/", status=503, retry_after=later)
+    with pytest.raises(ApiWriteNotApplied) as refused:
+        _write(sandbox)
+    assert 25 <= refused.value.retry_after <= 31
+
+
+@pytest.mark.parametrize("status", [302, 303, 307])
+def test_a_redirected_write_is_not_followed_and_not_applied(sandbox, status):
+    arm_fault(sandbox, method="PATCH", path_prefix="/voice/", status=status, location="/healthz")
+    with pytest.raises(ApiWriteNotApplied, match=f"{status} redirect"):
+        _write(sandbox)
+    assert sandbox.app.state.applied_patches == []
+
+
+def test_a_write_whose_answer_is_lost_is_unknown_and_not_sent_again(sandbox):
+    arm_fault(sandbox, method="PATCH", path_prefix="/voice/", status=None, drop_after_apply=True)
+    with pytest.raises(ApiWriteUnknown, match=r"broke off|connection lost"):
+        _write(sandbox)
+    assert len(sandbox.app.state.applied_patches) == 1  # applied once, never re-sent
+
+
+def test_a_timed_out_write_is_unknown_and_may_still_land(sandbox):
+    arm_fault(sandbox, method="PATCH", path_prefix="/voice/", status=None, delay_seconds=1.5)
+    with pytest.raises(ApiWriteUnknown) as unknown:
+        _write(sandbox, timeout=(2.0, 0.3))
+    assert unknown.value.may_still_land
+    time.sleep(2)
+    # A re-send would have met no fault and been applied at once: there was none.
+    assert [entry[0] for entry in sandbox.app.state.faults.log] == ["PATCH"]
+    assert sandbox.app.state.applied_patches == []
 
 
 def test_crm_agents_by_team(sandbox):

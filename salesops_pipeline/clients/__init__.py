@@ -7,6 +7,8 @@ from salesops_pipeline.clients.errors import (
     ApiNotFoundError,
     ApiRequestError,
     ApiUnavailableError,
+    ApiWriteNotApplied,
+    ApiWriteUnknown,
 )
 from salesops_pipeline.clients.models import CrmAgent, CrmContact, Rejected, VoiceContact
 from salesops_pipeline.clients.transport import ApiTransport
@@ -19,6 +21,8 @@ __all__ = [
     "ApiRequestError",
     "ApiTransport",
     "ApiUnavailableError",
+    "ApiWriteNotApplied",
+    "ApiWriteUnknown",
     "CrmAgent",
     "CrmClient",
     "CrmContact",

@@ -5,13 +5,16 @@ retried and become typed errors. Lists that the provider pages are followed thro
 RFC 8288 `Link: <...>; rel="next"` headers.
 """
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from salesops_pipeline.clients.errors import (
@@ -19,6 +22,8 @@ from salesops_pipeline.clients.errors import (
     ApiNotFoundError,
     ApiRequestError,
     ApiUnavailableError,
+    ApiWriteNotApplied,
+    ApiWriteUnknown,
 )
 
 # (connect, read) seconds: connecting is quick or broken; a large page may take a while.
@@ -30,8 +35,32 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 MAX_RETRY_AFTER_SECONDS = 60.0
 
 
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` as seconds: whole or fractional seconds, or an HTTP date. Anything else is
+    None, so that the caller falls back to its own backoff instead of failing."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(text).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN, infinities
+        return None
+    return max(0.0, seconds)
+
+
 class CappedRetry(Retry):
-    """urllib3's Retry, with the server's Retry-After honoured up to a ceiling."""
+    """urllib3's Retry, reading the server's Retry-After tolerantly and honouring it up to a
+    ceiling."""
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        seconds = parse_retry_after(retry_after)
+        # Unreadable: the backoff applies, as if the header were absent.
+        return 0.0 if seconds is None else min(seconds, MAX_RETRY_AFTER_SECONDS)
 
     def get_retry_after(self, response):
         retry_after = super().get_retry_after(response)
@@ -39,18 +68,26 @@ class CappedRetry(Retry):
 
 
 def default_retry(total: int = 5, backoff_factor: float = 0.5) -> Retry:
+    """For reads. Writes never go through it: see `ApiTransport.write`."""
     return CappedRetry(
         total=total,
         connect=2,
         read=2,
         backoff_factor=backoff_factor,
         status_forcelist=RETRY_STATUSES,
-        # PATCH is retried too: our updates set fields to absolute values, so applying one
-        # twice leaves the contact as applying it once.
-        allowed_methods=frozenset({"GET", "PATCH"}),
+        allowed_methods=frozenset({"GET"}),
         respect_retry_after_header=True,
         raise_on_status=False,
     )
+
+
+def write_retry() -> Retry:
+    """Only a connection that could not be opened is tried again: the write was not sent."""
+    return Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0, backoff_factor=0.2)
+
+
+# Answers to a write that say it was not applied, so that it may be sent again.
+NOT_APPLIED_STATUSES = (429, 503)
 
 
 class ApiTransport:
@@ -70,14 +107,12 @@ class ApiTransport:
             )
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.headers.update({"X-API-KEY": api_key, "Accept": "application/json"})
-        adapter = HTTPAdapter(max_retries=retry or default_retry(), pool_maxsize=8)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.session = _session(api_key, retry or default_retry())
+        self.write_session = _session(api_key, write_retry())
 
     def close(self) -> None:
         self.session.close()
+        self.write_session.close()
 
     def url(self, path: str) -> str:
         return urljoin(self.base_url, path.lstrip("/"))
@@ -106,6 +141,59 @@ class ApiTransport:
             ) from None
         except requests.exceptions.RequestException as error:
             raise ApiRequestError(call, str(error)) from None
+        _raise_for_status(call, response)
+        return response
+
+    def write(
+        self, method: str, url: str, *, json: dict, headers: dict | None = None
+    ) -> requests.Response:
+        """Send a write once, and say exactly what is known of its fate.
+
+        Never re-sent by the HTTP layer and redirects are never followed: a redirected PATCH
+        would become a GET and look applied. A 2xx is returned; a 3xx, 429 or 503 raises
+        ApiWriteNotApplied; a lost answer or a server error raises ApiWriteUnknown; other
+        4xx raise the usual typed errors.
+        """
+        call = f"{method} {urlsplit(url).path}"
+        try:
+            response = self.write_session.request(
+                method,
+                url,
+                json=json,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.ConnectTimeout:
+            raise ApiWriteNotApplied(call, "could not connect in time: not sent") from None
+        except requests.exceptions.Timeout:
+            raise ApiWriteUnknown(
+                call, f"no answer within {self._read_timeout()}s", may_still_land=True
+            ) from None
+        except requests.exceptions.ConnectionError as error:
+            cause = _root_cause(error)
+            if _never_sent(error):
+                raise ApiWriteNotApplied(call, f"cannot reach the provider ({cause})") from None
+            raise ApiWriteUnknown(call, f"connection lost before the answer ({cause})") from None
+        except requests.exceptions.RequestException as error:
+            # ChunkedEncodingError, ContentDecodingError: the answer broke on its way.
+            raise ApiWriteUnknown(call, f"the answer broke off ({type(error).__name__})") from None
+        status = response.status_code
+        if 300 <= status < 400:
+            raise ApiWriteNotApplied(
+                call,
+                f"{status} redirect to {response.headers.get('Location', '?')} not followed",
+                status=status,
+            )
+        if status in NOT_APPLIED_STATUSES:
+            raise ApiWriteNotApplied(
+                call,
+                f"{status} {_detail(response)}",
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status >= 500:
+            raise ApiWriteUnknown(call, f"{status} {_detail(response)}", status=status)
         _raise_for_status(call, response)
         return response
 
@@ -149,6 +237,26 @@ def prefetched(items: Iterator[Item]) -> Iterator[Item]:
                 return
             pending = pool.submit(next, items, _END)
             yield item
+
+
+def _session(api_key: str, retry: Retry) -> requests.Session:
+    session = requests.Session()
+    session.headers.update({"X-API-KEY": api_key, "Accept": "application/json"})
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=8)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _never_sent(error: BaseException) -> bool:
+    """Whether a connection error happened before the request left: no connection was made."""
+    while error is not None:
+        if isinstance(error, (NewConnectionError, ConnectionRefusedError)):
+            return True
+        error = error.__cause__ or error.__context__ or getattr(error, "reason", None)
+        if isinstance(error, str):
+            return False
+    return False
 
 
 def _root_cause(error: BaseException) -> str:

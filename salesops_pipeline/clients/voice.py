@@ -43,22 +43,23 @@ class VoiceClient:
         response = self.transport.request("GET", self._contact_url(contact_id))
         return self._parse_one("GET /voice/contacts/{id}", response.content)
 
-    def update_contact(
-        self,
-        *,
-        contact_id: str,
-        retry_date: datetime | None = None,
-        assigned_agent: str | None = None,
-    ) -> VoiceContact:
-        """Change only the given fields of a contact and return it as the provider now has it."""
-        changes: dict[str, str] = {}
-        if retry_date is not None:
-            changes["retryDate"] = format_provider_datetime(retry_date)
-        if assigned_agent is not None:
-            changes["assignedAgent"] = assigned_agent
-        if not changes:
-            raise ValueError("update_contact needs at least one field to change")
-        response = self.transport.request("PATCH", self._contact_url(contact_id), json=changes)
+    def write_contact(
+        self, *, contact_id: str, changes: dict[str, str], idempotency_key: str
+    ) -> VoiceContact | None:
+        """Send one change of a contact exactly once (see ApiTransport.write).
+
+        Returns the contact as the provider now has it, or None when the answer has no body
+        (204): the caller confirms by reading. `idempotency_key` names the change, so that a
+        provider that honours the header can recognise it if it is ever sent again.
+        """
+        response = self.transport.write(
+            "PATCH",
+            self._contact_url(contact_id),
+            json=changes,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        if response.status_code == 204 or not response.content.strip():
+            return None
         return self._parse_one("PATCH /voice/contacts/{id}", response.content)
 
     def _contact_url(self, contact_id: str) -> str:

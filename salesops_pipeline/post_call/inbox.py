@@ -3,17 +3,25 @@
 One SQLite file in WAL mode, written with full synchronisation: an event is on disk before the
 provider hears 2xx. Tables:
 
-- `event`: one row per callId, its payload and its current status;
+- `event`: one row per callId, its payload, its current status and who holds it (a lease);
 - `queue`: an append-only list of "handle this callId", read by the sensor past its cursor
   (an event is queued when it arrives, on replay, and when a retry falls due);
+- `write`: the write each event sends to the provider, recorded before it is sent;
+- `contact_state`: per contact, the newest call whose effect was applied (newest call wins);
+- `transfer`: the contacts this pipeline handed to support agents, while in flight or confirmed;
+- `worker`: the processes handling events, so that the leases of dead ones are released;
 - `outcome`: an append-only log of every handling: the decision, the writes, or the error;
-- `transfer`: the contacts this pipeline handed to support agents, which count in their load;
 - `conflict`: a callId delivered again with a different payload, kept for inspection;
-- `quarantine`: bodies refused at the door, raw, with the reason.
+- `quarantine`: bodies refused at the door, raw, with the reason;
+- `meta`: the inbox's epoch, which tells one inbox file from the next.
+
+No method holds the write lock across a network call: the processor reads from the provider
+first, then takes the lock only to decide and record.
 """
 
 import hashlib
 import json
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +29,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from salesops_pipeline.post_call.status import OPEN_STATUSES, EventStatus, WriteState
+
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS event (
     call_id TEXT PRIMARY KEY,
     payload TEXT NOT NULL,
@@ -30,18 +41,51 @@ CREATE TABLE IF NOT EXISTS event (
     deliveries INTEGER NOT NULL DEFAULT 1,
     status TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
+    crashes INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT NOT NULL,
     lease_owner TEXT,
     lease_until TEXT,
-    plan TEXT,
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_due ON event (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS event_lease ON event (lease_owner);
 CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,
     reason TEXT NOT NULL,
     queued_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS write (
+    call_id TEXT PRIMARY KEY,
+    contact_id TEXT NOT NULL,
+    call_time TEXT NOT NULL,
+    changes TEXT NOT NULL,
+    state TEXT NOT NULL,
+    sends INTEGER NOT NULL DEFAULT 0,
+    sent_at TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS write_contact ON write (contact_id, state);
+CREATE TABLE IF NOT EXISTS contact_state (
+    contact_id TEXT PRIMARY KEY,
+    call_time TEXT NOT NULL,
+    call_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transfer (
+    call_id TEXT PRIMARY KEY,
+    contact_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    state TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfer_at ON transfer (at);
+CREATE TABLE IF NOT EXISTS worker (
+    owner TEXT PRIMARY KEY,
+    run_id TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process_started TEXT,
+    started_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outcome (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -55,12 +99,6 @@ CREATE TABLE IF NOT EXISTS outcome (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outcome_call ON outcome (call_id, id);
-CREATE TABLE IF NOT EXISTS transfer (
-    contact_id TEXT PRIMARY KEY,
-    agent TEXT NOT NULL,
-    call_id TEXT NOT NULL,
-    at TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS conflict (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,
@@ -76,15 +114,27 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 
-# Statuses after which an event is never handled again.
-FINAL_STATUSES = ("applied", "nothing_to_do", "failed")
-OPEN_STATUSES = ("pending", "retrying")
-
-# An event queued but still open this long after is queued again: its run may have crashed.
+# An open event nobody holds and nobody queued again this long after its last queuing is
+# queued again: a safety net under the sensor's release of dead workers' leases.
 STALE_AFTER = timedelta(minutes=10)
-# How long one run may hold an event before another may take it over.
-LEASE = timedelta(minutes=5)
+# How long a lease lasts without renewal. The holder renews it at every step, and each step
+# is bounded by the HTTP timeouts, well under this.
+LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 8
+# Runs that died while holding an event, after which the event is failed: it may be what kills
+# them.
+MAX_CRASHES = 3
+
+_EVENT_COLUMNS = (
+    "e.call_id, e.payload, e.received_at, e.deliveries, e.status, e.attempts, e.crashes,"
+    " o.decision, o.error"
+)
+# An event with its latest real handling (skips and deferrals say nothing new about it).
+_EVENT_SELECT = (
+    f"SELECT {_EVENT_COLUMNS} FROM event e"
+    " LEFT JOIN outcome o ON o.id = (SELECT MAX(id) FROM outcome"
+    "   WHERE call_id = e.call_id AND status NOT IN ('skipped', 'deferred', 'lease_lost'))"
+)
 
 
 def _now() -> datetime:
@@ -100,8 +150,8 @@ def payload_digest(payload: str) -> str:
 
 
 def retry_delay(attempt: int) -> timedelta:
-    """Backoff between attempts of a failing event: 30 s, 1 min, 2 min, … capped at 1 h."""
-    return timedelta(seconds=min(30 * 2 ** max(attempt - 1, 0), 3600))
+    """Backoff between attempts of a failing event: 2 s, 4 s, 8 s, … capped at 5 min."""
+    return timedelta(seconds=min(2 * 2 ** max(attempt - 1, 0), 300))
 
 
 @dataclass(frozen=True)
@@ -124,36 +174,74 @@ class EventRecord:
     deliveries: int
     status: str
     attempts: int
-    plan: dict | None
+    crashes: int = 0
     last_decision: str | None = None
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Write:
+    """A write to the provider as recorded before it was sent."""
+
+    call_id: str
+    contact_id: str
+    call_time: str
+    changes: dict
+    state: WriteState
+    sends: int
+    sent_at: str | None
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """What `begin_write` decided: send `write`, or why not."""
+
+    write: Write | None = None
+    # One of: "superseded" (a newer call's effect is applied), "busy" (another call's write to
+    # the contact is unresolved), "lease_lost", "no_agent".
+    refusal: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Worker:
+    owner: str
+    run_id: str | None
+    host: str
+    pid: int
+    process_started: str | None
 
 
 class Inbox:
     def __init__(self, path: Path):
         self.path = path
-        self._ready = False
+        # The schema version last seen complete: a file replaced by a new one (version 0)
+        # gets its schema again, whichever process replaced it.
+        self._schema_version: int | None = None
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed event survives a power cut, not only a process crash.
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA busy_timeout = 30000")
-            if not self._ready:
-                conn.executescript(SCHEMA)
-                self._ready = True
+            version = conn.execute("PRAGMA schema_version").fetchone()[0]
+            if version != self._schema_version:
+                _ensure_schema(conn)
+                self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
             yield conn
         finally:
             conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once: concurrent writers queue, none sees stale rows."""
+        """One write transaction, taken at once: concurrent writers queue, none sees stale rows.
+
+        Callers never make a network call inside it.
+        """
         with self.connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -162,6 +250,11 @@ class Inbox:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def epoch(self) -> str:
+        """This inbox file's identity: a new file (a reset) has a new epoch."""
+        with self.connect() as conn:
+            return conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
 
     # Intake --------------------------------------------------------------------------------
 
@@ -179,7 +272,7 @@ class Inbox:
                     " next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (call_id, payload, digest, _iso(now), _iso(now + STALE_AFTER), _iso(now)),
                 )
-                self._queue(conn, call_id, "received", now)
+                _queue(conn, call_id, "received", now)
                 return Accepted("stored", call_id)
             if row[0] == digest:
                 conn.execute(
@@ -200,13 +293,6 @@ class Inbox:
                 (_iso(_now()), reason, content_type, raw_body),
             ).lastrowid
 
-    @staticmethod
-    def _queue(conn: sqlite3.Connection, call_id: str, reason: str, now: datetime) -> int:
-        return conn.execute(
-            "INSERT INTO queue (call_id, reason, queued_at) VALUES (?, ?, ?)",
-            (call_id, reason, _iso(now)),
-        ).lastrowid
-
     # The sensor ----------------------------------------------------------------------------
 
     def queued_after(self, cursor: int, limit: int) -> list[QueuedEvent]:
@@ -222,16 +308,18 @@ class Inbox:
             return conn.execute("SELECT COALESCE(MAX(seq), 0) FROM queue").fetchone()[0]
 
     def requeue_due(self, now: datetime | None = None, limit: int = 1000) -> int:
-        """Queue again the open events whose retry is due or whose run never finished them."""
+        """Queue again the open events whose retry is due, whose lease ran out, or whose run
+        never finished them; an event a live holder works on is left to it."""
         now = now or _now()
         with self.transaction() as conn:
             due = conn.execute(
-                "SELECT call_id, status FROM event WHERE status IN ('pending', 'retrying')"
-                " AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-                (_iso(now), limit),
+                "SELECT call_id, status FROM event WHERE status IN (?, ?)"
+                " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
+                " ORDER BY next_attempt_at LIMIT ?",
+                (*OPEN_STATUSES, _iso(now), _iso(now), limit),
             ).fetchall()
             for call_id, status in due:
-                self._queue(conn, call_id, "retry" if status == "retrying" else "stale", now)
+                _queue(conn, call_id, "retry" if status == EventStatus.RETRYING else "stale", now)
                 conn.execute(
                     "UPDATE event SET next_attempt_at = ? WHERE call_id = ?",
                     (_iso(now + STALE_AFTER), call_id),
@@ -241,7 +329,8 @@ class Inbox:
     def replay(self, call_id: str) -> bool:
         """Queue an event again, whatever its status; False if the callId is unknown.
 
-        An event already applied is not applied twice: its handling records that and stops.
+        A failed event gets a fresh set of attempts. An event already applied is not applied
+        twice: its handling records that and stops.
         """
         now = _now()
         with self.transaction() as conn:
@@ -249,13 +338,85 @@ class Inbox:
                 return False
             conn.execute(
                 "UPDATE event SET status = CASE WHEN status = 'failed' THEN 'retrying'"
-                " ELSE status END, next_attempt_at = ? WHERE call_id = ?",
+                " ELSE status END, attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts"
+                " END, crashes = CASE WHEN status = 'failed' THEN 0 ELSE crashes END,"
+                " next_attempt_at = ? WHERE call_id = ?",
                 (_iso(now + STALE_AFTER), call_id),
             )
-            self._queue(conn, call_id, "replay", now)
+            _queue(conn, call_id, "replay", now)
         return True
 
-    # The job -------------------------------------------------------------------------------
+    # Workers and leases --------------------------------------------------------------------
+
+    def register_worker(self, worker: Worker) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO worker"
+                " (owner, run_id, host, pid, process_started, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    worker.owner,
+                    worker.run_id,
+                    worker.host,
+                    worker.pid,
+                    worker.process_started,
+                    _iso(_now()),
+                ),
+            )
+
+    def unregister_worker(self, owner: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM worker WHERE owner = ?", (owner,))
+
+    def workers(self) -> list[Worker]:
+        """The processors registered, and the owners of leases none registered (old ones)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT owner, run_id, host, pid, process_started FROM worker ORDER BY owner"
+            ).fetchall()
+        return [Worker(*row) for row in rows]
+
+    def release_dead_worker(self, owner: str, reason: str) -> list[str]:
+        """Free what a dead processor held: its events go back to the queue at once, or to
+        `failed` once processors died MAX_CRASHES times on them. Returns their callIds."""
+        now = _now()
+        with self.transaction() as conn:
+            held = conn.execute(
+                "SELECT call_id, crashes, attempts FROM event WHERE lease_owner = ?"
+                " AND status IN (?, ?)",
+                (owner, *OPEN_STATUSES),
+            ).fetchall()
+            for call_id, crashes, attempts in held:
+                crashes += 1
+                if crashes >= MAX_CRASHES:
+                    error = f"its run died {crashes} times while handling it ({reason})"
+                    _set_status(conn, call_id, EventStatus.FAILED, now + STALE_AFTER, now)
+                    _log(conn, call_id, attempts, EventStatus.FAILED, "", [], error, None, now)
+                    _settle_write(conn, call_id, WriteState.FAILED, now)
+                else:
+                    conn.execute(
+                        "UPDATE event SET next_attempt_at = ? WHERE call_id = ?",
+                        (_iso(now + STALE_AFTER), call_id),
+                    )
+                    _queue(conn, call_id, "recovery", now)
+                conn.execute(
+                    "UPDATE event SET crashes = ?, lease_owner = NULL, lease_until = NULL"
+                    " WHERE call_id = ?",
+                    (crashes, call_id),
+                )
+            conn.execute("DELETE FROM worker WHERE owner = ?", (owner,))
+        return [call_id for call_id, _, _ in held]
+
+    def lease_owners(self) -> list[str]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT lease_owner FROM event WHERE lease_owner IS NOT NULL"
+                " AND status IN (?, ?)",
+                OPEN_STATUSES,
+            ).fetchall()
+        return [owner for (owner,) in rows]
+
+    # The processor -------------------------------------------------------------------------
 
     def call_ids_between(self, first_seq: int, last_seq: int) -> list[str]:
         """The distinct callIds queued in [first_seq, last_seq], in queue order."""
@@ -268,57 +429,164 @@ class Inbox:
         return [call_id for call_id, _ in rows]
 
     def claim(self, call_id: str, owner: str) -> EventRecord | None:
-        """Take an open event for handling; None if it is final or another run holds it."""
+        """Take an open event for handling; None if it is final or another holder's lease runs."""
         now = _now()
         with self.transaction() as conn:
             updated = conn.execute(
                 "UPDATE event SET lease_owner = ?, lease_until = ?, attempts = attempts + 1,"
-                " updated_at = ? WHERE call_id = ? AND status IN ('pending', 'retrying')"
+                " updated_at = ? WHERE call_id = ? AND status IN (?, ?)"
                 " AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)",
-                (owner, _iso(now + LEASE), _iso(now), call_id, _iso(now), owner),
+                (owner, _iso(now + LEASE), _iso(now), call_id, *OPEN_STATUSES, _iso(now), owner),
             ).rowcount
         return self.get(call_id) if updated else None
 
-    def record_plan(self, call_id: str, plan: dict) -> None:
-        """Write down what is about to be sent, before sending it (see PostCallProcessor)."""
+    def renew(self, call_id: str, owner: str) -> bool:
+        """Extend the lease; False if it ran out: the holder must stop without writing."""
+        now = _now()
         with self.transaction() as conn:
-            conn.execute("UPDATE event SET plan = ? WHERE call_id = ?", (json.dumps(plan), call_id))
+            return _renew(conn, call_id, owner, now)
+
+    def write_of(self, call_id: str) -> Write | None:
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT call_id, contact_id, call_time, changes, state, sends, sent_at"
+                " FROM write WHERE call_id = ?",
+                (call_id,),
+            ).fetchone()
+        return None if row is None else _write(row)
+
+    def newest_applied(self, contact_id: str) -> tuple[str, str] | None:
+        """(call time, callId) of the newest call whose effect is applied to the contact."""
+        with self.connect() as conn:
+            return conn.execute(
+                "SELECT call_time, call_id FROM contact_state WHERE contact_id = ?",
+                (contact_id,),
+            ).fetchone()
+
+    def begin_write(
+        self,
+        call_id: str,
+        owner: str,
+        *,
+        contact_id: str,
+        call_time: str,
+        changes: dict,
+        choose_agent: Callable[[dict[str, str]], str | None] | None = None,
+        transfers_since: str | None = None,
+    ) -> WritePlan:
+        """Decide, under the write lock and with no network call, whether this event may write
+        to its contact now, and record the write before it is sent.
+
+        Newest call wins: an event older than the newest one applied to the contact is
+        superseded. One write per contact at a time: while another call's write to the
+        contact is unresolved, this one waits. For a transfer, `choose_agent` gets the
+        transfers recorded since `transfers_since` (contact → agent) and picks the agent.
+        """
+        now = _now()
+        with self.transaction() as conn:
+            if not _renew(conn, call_id, owner, now):
+                return WritePlan(refusal="lease_lost")
+            refusal = _contact_refusal(conn, call_id, contact_id, call_time)
+            if refusal is not None:
+                return refusal
+            changes = dict(changes)
+            if choose_agent is not None:
+                agent = choose_agent(_recent_transfers(conn, transfers_since))
+                if agent is None:
+                    return WritePlan(refusal="no_agent", detail="no active support agent")
+                changes["assignedAgent"] = agent
+                conn.execute(
+                    "INSERT OR REPLACE INTO transfer (call_id, contact_id, agent, state, at)"
+                    " VALUES (?, ?, ?, 'in_flight', ?)",
+                    (call_id, contact_id, agent, _iso(now)),
+                )
+            conn.execute(
+                "INSERT INTO write (call_id, contact_id, call_time, changes, state, sends,"
+                " sent_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                (
+                    call_id,
+                    contact_id,
+                    call_time,
+                    json.dumps(changes),
+                    WriteState.SENDING,
+                    _iso(now),
+                    _iso(now),
+                ),
+            )
+        return WritePlan(write=self.write_of(call_id))
+
+    def resend_write(self, call_id: str, owner: str) -> WritePlan:
+        """Record that a write whose earlier send did not apply is sent again, under the same
+        rules as the first send."""
+        now = _now()
+        with self.transaction() as conn:
+            if not _renew(conn, call_id, owner, now):
+                return WritePlan(refusal="lease_lost")
+            contact_id, call_time = conn.execute(
+                "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
+            ).fetchone()
+            refusal = _contact_refusal(conn, call_id, contact_id, call_time)
+            if refusal is not None:
+                return refusal
+            conn.execute(
+                "UPDATE write SET state = ?, sends = sends + 1, sent_at = ?, updated_at = ?"
+                " WHERE call_id = ?",
+                (WriteState.SENDING, _iso(now), _iso(now), call_id),
+            )
+            conn.execute(
+                "UPDATE transfer SET state = 'in_flight', at = ? WHERE call_id = ?",
+                (_iso(now), call_id),
+            )
+        return WritePlan(write=self.write_of(call_id))
 
     def finish(
         self,
         call_id: str,
+        owner: str,
         *,
         status: str,
         decision: str,
         writes: list[dict],
         error: str | None = None,
         run_id: str | None = None,
-    ) -> str:
-        """Record one handling in the outcomes log and set the event's status.
+        write_state: WriteState | None = None,
+        retry_at: datetime | None = None,
+        count_attempt: bool = True,
+    ) -> str | None:
+        """Record one handling in the outcomes log, settle its write, and set the event's status.
 
-        A retryable failure becomes `retrying` with a backoff, until MAX_ATTEMPTS; then it is
-        `failed`. Returns the status stored.
+        A retryable failure becomes `retrying` with a backoff (or at `retry_at`), until
+        MAX_ATTEMPTS; then it is `failed`. An applied write makes its call the contact's newest
+        applied one. Returns the status stored, or None when the lease was lost: another holder
+        has the event, and this one records nothing.
         """
         now = _now()
         with self.transaction() as conn:
-            attempts = conn.execute(
-                "SELECT attempts FROM event WHERE call_id = ?", (call_id,)
-            ).fetchone()[0]
-            if status == "retrying" and attempts >= MAX_ATTEMPTS:
-                status = "failed"
+            row = conn.execute(
+                "SELECT attempts, lease_owner FROM event WHERE call_id = ?", (call_id,)
+            ).fetchone()
+            if row is None or row[1] != owner:
+                return None
+            attempts = row[0] if count_attempt else max(row[0] - 1, 0)
+            if status == EventStatus.RETRYING and attempts >= MAX_ATTEMPTS:
+                status = EventStatus.FAILED
                 error = f"{error} (gave up after {attempts} attempts)"
-            next_attempt = now + (retry_delay(attempts) if status == "retrying" else STALE_AFTER)
+            if write_state is not None:
+                if status == EventStatus.FAILED and write_state.in_flight:
+                    # Given up on: the provider's own view of the contact says what it holds.
+                    write_state = WriteState.FAILED
+                _settle_write(conn, call_id, write_state, now)
+            if status in (EventStatus.RETRYING, EventStatus.PENDING):
+                next_attempt = retry_at or now + retry_delay(attempts)
+            else:
+                next_attempt = now + STALE_AFTER
             conn.execute(
-                "UPDATE event SET status = ?, next_attempt_at = ?, lease_owner = NULL,"
-                " lease_until = NULL, updated_at = ? WHERE call_id = ?",
-                (status, _iso(next_attempt), _iso(now), call_id),
+                "UPDATE event SET status = ?, attempts = ?, next_attempt_at = ?,"
+                " lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE call_id = ?",
+                (status, attempts, _iso(next_attempt), _iso(now), call_id),
             )
-            conn.execute(
-                "INSERT INTO outcome"
-                " (call_id, attempt, status, decision, writes, error, run_id, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (call_id, attempts, status, decision, json.dumps(writes), error, run_id, _iso(now)),
-            )
+            logged = status if count_attempt else "deferred"
+            _log(conn, call_id, attempts, logged, decision, writes, error, run_id, now)
         return status
 
     def record_skip(self, call_id: str, reason: str, run_id: str | None) -> None:
@@ -334,56 +602,26 @@ class Inbox:
 
     # Support transfers ---------------------------------------------------------------------
 
-    def assign_transfer(
-        self, contact_id: str, call_id: str, choose: Callable[[dict[str, str]], str | None]
-    ) -> str | None:
-        """Choose and record a support agent for a contact, under the inbox's write lock.
-
-        `choose` gets the ledger of contacts already transferred (contact → agent) and returns
-        the agent. Holding the lock while choosing means two runs never pick on stale counts.
-        """
-        with self.transaction() as conn:
-            ledger = dict(conn.execute("SELECT contact_id, agent FROM transfer").fetchall())
-            agent = choose(ledger)
-            if agent is not None:
-                conn.execute(
-                    "INSERT INTO transfer (contact_id, agent, call_id, at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (contact_id) DO UPDATE SET agent = excluded.agent,"
-                    " call_id = excluded.call_id, at = excluded.at",
-                    (contact_id, agent, call_id, _iso(_now())),
-                )
-        return agent
-
-    def transfers(self) -> dict[str, str]:
+    def transfers(self, since: str | None = None) -> dict[str, str]:
+        """Contact → agent of the transfers in flight or confirmed (since `since`)."""
         with self.connect() as conn:
-            return dict(conn.execute("SELECT contact_id, agent FROM transfer").fetchall())
+            return _recent_transfers(conn, since)
 
     # Reading -------------------------------------------------------------------------------
 
     def get(self, call_id: str) -> EventRecord | None:
         with self.connect() as conn:
-            row = conn.execute(
-                "SELECT e.call_id, e.payload, e.received_at, e.deliveries, e.status, e.attempts,"
-                " e.plan, o.decision, o.error FROM event e"
-                " LEFT JOIN outcome o ON o.id = (SELECT MAX(id) FROM outcome"
-                "   WHERE call_id = e.call_id AND status != 'skipped')"
-                " WHERE e.call_id = ?",
-                (call_id,),
-            ).fetchone()
-        return None if row is None else _record(row)
+            row = conn.execute(f"{_EVENT_SELECT} WHERE e.call_id = ?", (call_id,)).fetchone()
+        return None if row is None else EventRecord(*row)
 
     def recent(self, limit: int = 20, status: str | None = None) -> list[EventRecord]:
         where, params = ("WHERE e.status = ?", [status]) if status else ("", [])
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT e.call_id, e.payload, e.received_at, e.deliveries, e.status, e.attempts,"
-                " e.plan, o.decision, o.error FROM event e"
-                " LEFT JOIN outcome o ON o.id = (SELECT MAX(id) FROM outcome"
-                "   WHERE call_id = e.call_id AND status != 'skipped')"
-                f" {where} ORDER BY e.received_at DESC, e.call_id LIMIT ?",
+                f"{_EVENT_SELECT} {where} ORDER BY e.received_at DESC, e.call_id LIMIT ?",
                 [*params, limit],
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [EventRecord(*row) for row in rows]
 
     def outcomes(self, call_id: str) -> list[dict]:
         with self.connect() as conn:
@@ -408,16 +646,141 @@ class Inbox:
             return [dict(r) for r in conn.execute("SELECT * FROM conflict ORDER BY id")]
 
 
-def _record(row) -> EventRecord:
-    call_id, payload, received_at, deliveries, status, attempts, plan, decision, error = row
-    return EventRecord(
-        call_id=call_id,
-        payload=payload,
-        received_at=received_at,
-        deliveries=deliveries,
-        status=status,
-        attempts=attempts,
-        plan=json.loads(plan) if plan else None,
-        last_decision=decision,
-        last_error=error,
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create what is missing, bringing an inbox of an earlier version to this one."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        if "event" in tables and "crashes" not in _columns(conn, "event"):
+            conn.execute("ALTER TABLE event ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+        # The earlier ledger held one transfer per contact, with no state: all confirmed.
+        legacy_ledger = "transfer" in tables and "state" not in _columns(conn, "transfer")
+        if legacy_ledger:
+            conn.execute("ALTER TABLE transfer RENAME TO transfer_v1")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        if legacy_ledger:
+            conn.execute(
+                "INSERT OR IGNORE INTO transfer (call_id, contact_id, agent, state, at)"
+                " SELECT call_id, contact_id, agent, 'confirmed', at FROM transfer_v1"
+            )
+            conn.execute("DROP TABLE transfer_v1")
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(4),)
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _queue(conn: sqlite3.Connection, call_id: str, reason: str, now: datetime) -> int:
+    return conn.execute(
+        "INSERT INTO queue (call_id, reason, queued_at) VALUES (?, ?, ?)",
+        (call_id, reason, _iso(now)),
+    ).lastrowid
+
+
+def _renew(conn: sqlite3.Connection, call_id: str, owner: str, now: datetime) -> bool:
+    """Extend a lease that `owner` holds and that has not run out."""
+    return bool(
+        conn.execute(
+            "UPDATE event SET lease_until = ? WHERE call_id = ? AND lease_owner = ?"
+            " AND lease_until >= ?",
+            (_iso(now + LEASE), call_id, owner, _iso(now)),
+        ).rowcount
+    )
+
+
+def _contact_refusal(
+    conn: sqlite3.Connection, call_id: str, contact_id: str, call_time: str
+) -> WritePlan | None:
+    newest = conn.execute(
+        "SELECT call_time, call_id FROM contact_state WHERE contact_id = ?", (contact_id,)
+    ).fetchone()
+    if newest is not None and newest[0] > call_time and newest[1] != call_id:
+        return WritePlan(
+            refusal="superseded",
+            detail=f"call {newest[1]} of {newest[0]} is newer and already applied",
+        )
+    unresolved = conn.execute(
+        "SELECT call_id FROM write WHERE contact_id = ? AND call_id != ? AND state IN (?, ?)",
+        (contact_id, call_id, WriteState.SENDING, WriteState.UNKNOWN),
+    ).fetchone()
+    if unresolved is not None:
+        return WritePlan(
+            refusal="busy", detail=f"waits for call {unresolved[0]}'s write to the contact"
+        )
+    return None
+
+
+def _settle_write(conn: sqlite3.Connection, call_id: str, state: WriteState, now: datetime) -> None:
+    conn.execute(
+        "UPDATE write SET state = ?, updated_at = ? WHERE call_id = ?",
+        (state, _iso(now), call_id),
+    )
+    transfer_state = {
+        WriteState.APPLIED: "confirmed",
+        WriteState.SENDING: "in_flight",
+        WriteState.UNKNOWN: "in_flight",
+    }.get(state, "failed")
+    conn.execute("UPDATE transfer SET state = ? WHERE call_id = ?", (transfer_state, call_id))
+    if state == WriteState.APPLIED:
+        contact_id, call_time = conn.execute(
+            "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO contact_state (contact_id, call_time, call_id) VALUES (?, ?, ?)"
+            " ON CONFLICT (contact_id) DO UPDATE SET call_time = excluded.call_time,"
+            " call_id = excluded.call_id WHERE excluded.call_time >= contact_state.call_time",
+            (contact_id, call_time, call_id),
+        )
+
+
+def _set_status(
+    conn: sqlite3.Connection, call_id: str, status: str, next_attempt: datetime, now: datetime
+) -> None:
+    conn.execute(
+        "UPDATE event SET status = ?, next_attempt_at = ?, updated_at = ? WHERE call_id = ?",
+        (status, _iso(next_attempt), _iso(now), call_id),
+    )
+
+
+def _log(
+    conn: sqlite3.Connection,
+    call_id: str,
+    attempt: int,
+    status: str,
+    decision: str,
+    writes: list[dict],
+    error: str | None,
+    run_id: str | None,
+    now: datetime,
+) -> None:
+    conn.execute(
+        "INSERT INTO outcome (call_id, attempt, status, decision, writes, error, run_id, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (call_id, attempt, status, decision, json.dumps(writes), error, run_id, _iso(now)),
+    )
+
+
+def _recent_transfers(conn: sqlite3.Connection, since: str | None) -> dict[str, str]:
+    """Contact → agent of the latest in-flight or confirmed transfer of each contact."""
+    rows = conn.execute(
+        "SELECT contact_id, agent FROM transfer WHERE state IN ('in_flight', 'confirmed')"
+        " AND at >= ? ORDER BY at, call_id",
+        (since or "",),
+    ).fetchall()
+    return dict(rows)
+
+
+def _write(row) -> Write:
+    call_id, contact_id, call_time, changes, state, sends, sent_at = row
+    return Write(
+        call_id, contact_id, call_time, json.loads(changes), WriteState(state), sends, sent_at
     )

@@ -1,33 +1,51 @@
-"""Handling one post-call event end to end: decide, read the contact, write to the provider,
-record the outcome. Shared by the Dagster job and `salesops post-call`; nothing of Dagster here.
+"""Handling post-call events end to end: decide, write to the provider, record the outcome.
+Shared by the Dagster job and `salesops post-call`; nothing of Dagster here.
 
-Never twice: an event is claimed before it is handled, so two runs cannot handle it at once;
-an event whose status is final is skipped; and what is about to be written is recorded first,
-so that a run that crashed after writing finds the contact already as planned and writes
-nothing more.
+The contract, for every write to a customer's record at the provider:
+
+1. Newest call wins, per contact: a contact's events are handled in call order, and an event
+   older than one already applied to the contact ends `superseded`, writing nothing.
+2. At most one write per event, even across crashes: the write is recorded before it is sent,
+   sent once, and a write whose answer was lost is verified by reading the contact, never sent
+   again blindly. One contact has at most one unresolved write at a time.
+3. A write counts as applied only when the provider shows it: redirects are not followed, and
+   an empty 2xx is confirmed by reading the contact.
+4. Only the holder of an event's lease writes, and it checks the lease before every write and
+   at finish.
 """
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from salesops_pipeline.clients import (
+    ApiAuthError,
     ApiError,
     ApiNotFoundError,
     ApiRequestError,
+    ApiWriteNotApplied,
+    ApiWriteUnknown,
+    CrmAgent,
     CrmClient,
     VoiceClient,
+    VoiceContact,
 )
 from salesops_pipeline.clients.voice import format_provider_datetime
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.post_call.events import EventError, PostCallEvent, parse_event
-from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.inbox import LEASE, EventRecord, Inbox, Write, WritePlan
 from salesops_pipeline.post_call.rules import (
     Decision,
     SupportCandidate,
+    call_moment,
     decide,
     least_loaded_agent,
+    ordering_key,
     support_loads,
 )
+from salesops_pipeline.post_call.status import EventStatus, HandlingStatus, WriteState
+from salesops_pipeline.post_call.workers import this_worker
 
 
 @dataclass(frozen=True)
@@ -37,12 +55,23 @@ class PostCallSettings:
     support_team: str = "support"
     # Support agents' load counts their contacts in this campaign.
     load_campaign: str = "B"
+    # How long a write whose answer was lost may still be landing at the provider; it is
+    # verified by reading the contact only after that.
+    write_settle_seconds: float = 20.0
+    # When another call's write to the same contact is unresolved, look again after this.
+    busy_retry_seconds: float = 3.0
+    # Longest wait asked by a provider's Retry-After that is honoured for a refused write.
+    max_retry_after_seconds: float = 60.0
+    # A write the provider refused (429, 503, a redirect) is sent again at once this many
+    # times when the wait it asks for is short; beyond that the event is retried later.
+    immediate_resends: int = 2
+    immediate_resend_max_wait_seconds: float = 2.0
 
 
 @dataclass
 class Outcome:
     call_id: str
-    status: str  # applied | nothing_to_do | failed | retrying | skipped | dry_run
+    status: str  # an EventStatus, or a HandlingStatus for a handling that changed nothing
     decision: str
     writes: list[dict] = field(default_factory=list)
     error: str | None = None
@@ -50,6 +79,15 @@ class Outcome:
 
 class PermanentFailure(SalesopsError):
     """The event cannot succeed as it is: retrying would fail the same way."""
+
+
+def shows(contact: VoiceContact, changes: dict) -> bool:
+    """Whether the contact, as the provider has it, carries every field of `changes`."""
+    current = {
+        "retryDate": contact.retry_date and format_provider_datetime(contact.retry_date),
+        "assignedAgent": contact.assigned_agent,
+    }
+    return all(current.get(name) == value for name, value in changes.items())
 
 
 class PostCallProcessor:
@@ -67,11 +105,31 @@ class PostCallProcessor:
         self.crm = crm
         self.settings = settings
         self.run_id = run_id
-        self.owner = run_id or "cli"
-        self._campaign_assignments: dict[str, str] | None = None
-        self._support_agents: list | None = None
+        self.worker = this_worker(run_id)
+        self.owner = self.worker.owner
+        self._support_agents: list[CrmAgent] | None = None
+        self._holders: tuple[dict[str, str | None], str] | None = None
 
     # Public --------------------------------------------------------------------------------
+
+    def __enter__(self) -> "PostCallProcessor":
+        """Register as a worker, so that if this process dies its leases are released."""
+        self.inbox.register_worker(self.worker)
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.inbox.unregister_worker(self.owner)
+
+    def process_batch(self, call_ids: Iterable[str]) -> list[Outcome]:
+        """Handle events in call order (so that each contact's calls apply oldest first)."""
+        return [self.process(call_id) for call_id in self.in_call_order(call_ids)]
+
+    def in_call_order(self, call_ids: Iterable[str]) -> list[str]:
+        keyed = []
+        for position, call_id in enumerate(call_ids):
+            record = self.inbox.get(call_id)
+            keyed.append((self._call_key(record), position, call_id))
+        return [call_id for _, _, call_id in sorted(keyed)]
 
     def process(self, call_id: str) -> Outcome:
         """Handle a stored event once; any failure is recorded, never raised."""
@@ -82,28 +140,33 @@ class PostCallProcessor:
                 "unknown event"
                 if current is None
                 else f"already {current.status}"
-                if current.status in ("applied", "nothing_to_do", "failed")
-                else "being handled by another run"
+                if EventStatus(current.status).is_final
+                else "being handled by another processor"
             )
             self.inbox.record_skip(call_id, reason, self.run_id)
-            return Outcome(call_id, "skipped", reason)
-        decision_text = ""
+            return Outcome(call_id, HandlingStatus.SKIPPED, reason)
+        text = ""
         try:
             event = parse_event(record.payload.encode())
             decision = self._decide(event)
-            decision_text = self._describe(decision)
+            text = self._describe(decision)
             if not decision.has_work:
-                return self._finish(call_id, "nothing_to_do", decision_text, [])
-            writes = self._apply(event, decision, record.plan)
-            return self._finish(call_id, "applied", decision_text, writes)
+                return self._finish(record, EventStatus.NOTHING_TO_DO, text)
+            earlier = self.inbox.write_of(call_id)
+            if earlier is not None and earlier.state.in_flight:
+                return self._recover(record, text, earlier)
+            if earlier is not None:
+                # Refused by the provider last time (not applied): the same write goes again.
+                return self._send(record, text, self.inbox.resend_write(call_id, self.owner))
+            return self._send(record, text, self._plan(record, event, decision))
         except (PermanentFailure, EventError, ApiNotFoundError, ApiRequestError) as error:
-            return self._finish(call_id, "failed", decision_text, [], str(error))
+            return self._finish(record, EventStatus.FAILED, text, error=str(error))
         except ApiError as error:
             # Unreachable, overloaded or refusing our key: worth another try later.
-            return self._finish(call_id, "retrying", decision_text, [], str(error))
+            return self._finish(record, EventStatus.RETRYING, text, error=str(error))
         except Exception as error:  # noqa: BLE001 - one broken event must not stop the batch
             return self._finish(
-                call_id, "retrying", decision_text, [], f"{type(error).__name__}: {error}"
+                record, EventStatus.RETRYING, text, error=f"{type(error).__name__}: {error}"
             )
 
     def preview(self, event: PostCallEvent) -> Outcome:
@@ -111,19 +174,186 @@ class PostCallProcessor:
         decision = self._decide(event)
         text = self._describe(decision)
         if not decision.has_work:
-            return Outcome(event.callId, "dry_run", text)
+            return Outcome(event.callId, HandlingStatus.DRY_RUN, text)
         contact = self.voice.get_contact(contact_id=event.contactId)
-        changes = {}
-        if decision.reschedule_to is not None:
-            changes["retryDate"] = format_provider_datetime(decision.reschedule_to)
+        changes = self._changes(decision)
         if decision.transfer_to_support:
-            agent = self._choose_agent(contact.id, self.inbox.transfers())
+            holders, since = self._campaign_holders()
+            recent = self.inbox.transfers(since) if self.inbox.path.is_file() else {}
+            agent = self._choose_agent(contact.id, holders, recent)
             if agent is None:
                 raise PermanentFailure("no active support agent to transfer to")
             changes["assignedAgent"] = agent
-        return Outcome(event.callId, "dry_run", text, [{"contact": contact.id, "changes": changes}])
+        return Outcome(
+            event.callId,
+            HandlingStatus.DRY_RUN,
+            text,
+            [{"contact": contact.id, "changes": changes}],
+        )
 
     # Steps ---------------------------------------------------------------------------------
+
+    def _plan(self, record: EventRecord, event: PostCallEvent, decision: Decision) -> WritePlan:
+        """Read what a transfer needs from the provider first (no lock held), then decide and
+        record the write under the inbox's lock."""
+        choose, since = None, None
+        if decision.transfer_to_support:
+            holders, since = self._campaign_holders()
+            self._agents()
+
+            def choose(recent: dict[str, str]) -> str | None:
+                return self._choose_agent(event.contactId, holders, recent)
+
+        return self.inbox.begin_write(
+            record.call_id,
+            self.owner,
+            contact_id=event.contactId,
+            call_time=self._call_key(record),
+            changes=self._changes(decision),
+            choose_agent=choose,
+            transfers_since=since,
+        )
+
+    def _send(
+        self, record: EventRecord, text: str, plan: WritePlan, resends: int | None = None
+    ) -> Outcome:
+        resends = self.settings.immediate_resends if resends is None else resends
+        if plan.write is None:
+            return self._refused(record, text, plan)
+        write = plan.write
+        sent = [{"method": "PATCH", "contact": write.contact_id, "changes": write.changes}]
+        try:
+            try:
+                contact = self.voice.write_contact(
+                    contact_id=write.contact_id,
+                    changes=write.changes,
+                    idempotency_key=f"post-call-{record.call_id}",
+                )
+            except ApiRequestError as error:
+                if error.status is None:  # a 2xx whose body is not a contact
+                    raise ApiWriteUnknown(error.call, error.reason) from None
+                raise
+            if contact is None:
+                # An empty 2xx says nothing of what the provider did: read the contact.
+                contact = self.voice.get_contact(contact_id=write.contact_id)
+            if not shows(contact, write.changes):
+                raise ApiWriteUnknown(
+                    "PATCH /voice/contacts/{id}", "answered 2xx but the contact does not show it"
+                )
+        except ApiWriteNotApplied as error:
+            wait = 0.25 if error.retry_after is None else error.retry_after
+            if resends > 0 and wait <= self.settings.immediate_resend_max_wait_seconds:
+                # Refused, so not applied: sending it again is no second write.
+                time.sleep(wait)
+                plan = self.inbox.resend_write(record.call_id, self.owner)
+                return self._send(record, text, plan, resends - 1)
+            return self._finish(
+                record,
+                EventStatus.RETRYING,
+                text,
+                error=str(error),
+                write_state=WriteState.NOT_APPLIED,
+                retry_at=self._after(error.retry_after),
+            )
+        except ApiWriteUnknown as error:
+            if not error.may_still_land and self._verified(write):
+                return self._finish(
+                    record, EventStatus.APPLIED, text, sent, write_state=WriteState.APPLIED
+                )
+            return self._finish(
+                record,
+                EventStatus.RETRYING,
+                text,
+                error=f"{error}; to be verified by reading the contact",
+                write_state=WriteState.UNKNOWN,
+                retry_at=self._settled(write),
+            )
+        except ApiAuthError as error:
+            # Refused at the door: nothing was applied.
+            return self._finish(
+                record,
+                EventStatus.RETRYING,
+                text,
+                error=str(error),
+                write_state=WriteState.NOT_APPLIED,
+            )
+        except ApiNotFoundError:
+            return self._finish(
+                record,
+                EventStatus.FAILED,
+                text,
+                error=f"unknown contact {write.contact_id}",
+                write_state=WriteState.FAILED,
+            )
+        except ApiRequestError as error:
+            return self._finish(
+                record, EventStatus.FAILED, text, error=str(error), write_state=WriteState.FAILED
+            )
+        return self._finish(record, EventStatus.APPLIED, text, sent, write_state=WriteState.APPLIED)
+
+    def _recover(self, record: EventRecord, text: str, write: Write) -> Outcome:
+        """An earlier handling sent this write and never learnt its fate (it crashed, or the
+        answer was lost). Never send it again before knowing: wait until it has settled, then
+        read the contact."""
+        settled_at = self._settled(write)
+        if datetime.now(UTC) < settled_at:
+            return self._finish(
+                record,
+                EventStatus(record.status),
+                f"{text}; its earlier write is verified once settled",
+                count_attempt=False,
+                retry_at=settled_at,
+            )
+        newest = self.inbox.newest_applied(write.contact_id)
+        if newest is not None and newest[0] > write.call_time and newest[1] != record.call_id:
+            return self._finish(
+                record,
+                EventStatus.SUPERSEDED,
+                f"{text}; call {newest[1]} is newer and applied, its write is not sent again",
+                write_state=WriteState.SUPERSEDED,
+            )
+        if self._verified(write):
+            return self._finish(
+                record,
+                EventStatus.APPLIED,
+                f"{text}; confirmed by reading the contact",
+                [{"method": "PATCH", "contact": write.contact_id, "changes": write.changes}],
+                write_state=WriteState.APPLIED,
+            )
+        return self._send(record, text, self.inbox.resend_write(record.call_id, self.owner))
+
+    def _verified(self, write: Write) -> bool:
+        """Whether the provider shows the write (reading the contact)."""
+        try:
+            return shows(self.voice.get_contact(contact_id=write.contact_id), write.changes)
+        except ApiNotFoundError:
+            raise PermanentFailure(f"unknown contact {write.contact_id}") from None
+
+    def _refused(self, record: EventRecord, text: str, plan: WritePlan) -> Outcome:
+        if plan.refusal == "lease_lost":
+            return Outcome(
+                record.call_id,
+                HandlingStatus.LEASE_LOST,
+                text,
+                error="lease ran out: another processor took the event over",
+            )
+        if plan.refusal == "superseded":
+            write = self.inbox.write_of(record.call_id)
+            return self._finish(
+                record,
+                EventStatus.SUPERSEDED,
+                f"{text}; {plan.detail}",
+                write_state=None if write is None else WriteState.SUPERSEDED,
+            )
+        if plan.refusal == "busy":
+            return self._finish(
+                record,
+                EventStatus(record.status),
+                f"{text}; {plan.detail}",
+                count_attempt=False,
+                retry_at=self._after(self.settings.busy_retry_seconds),
+            )
+        raise PermanentFailure(f"{plan.detail} to transfer to")
 
     def _decide(self, event: PostCallEvent) -> Decision:
         return decide(
@@ -133,6 +363,25 @@ class PostCallProcessor:
             callback_requested=event.moment("callBackDate"),
             callback_labels=self.settings.callback_labels,
             support_keyword=self.settings.support_keyword,
+        )
+
+    @staticmethod
+    def _changes(decision: Decision) -> dict:
+        if decision.reschedule_to is None:
+            return {}
+        return {"retryDate": format_provider_datetime(decision.reschedule_to)}
+
+    @staticmethod
+    def _call_key(record: EventRecord | None) -> str:
+        """The event's call time as a sortable UTC string; unreadable events sort first."""
+        if record is None:
+            return ""
+        try:
+            event = parse_event(record.payload.encode())
+        except EventError:
+            return ""
+        return ordering_key(
+            call_moment(event.moment("callEnd"), event.moment("callStart")), record.received_at
         )
 
     @staticmethod
@@ -146,69 +395,82 @@ class PostCallProcessor:
             parts.append(decision.note)
         return "; ".join(parts)
 
-    def _apply(self, event: PostCallEvent, decision: Decision, plan: dict | None) -> list[dict]:
-        try:
-            contact = self.voice.get_contact(contact_id=event.contactId)
-        except ApiNotFoundError:
-            raise PermanentFailure(f"unknown contact {event.contactId}") from None
-        if plan is None:
-            plan = {}
-            if decision.reschedule_to is not None:
-                plan["retryDate"] = format_provider_datetime(decision.reschedule_to)
-            if decision.transfer_to_support:
-                agent = self.inbox.assign_transfer(
-                    contact.id,
-                    event.callId,
-                    lambda ledger: self._choose_agent(contact.id, ledger),
-                )
-                if agent is None:
-                    raise PermanentFailure("no active support agent to transfer to")
-                plan["assignedAgent"] = agent
-            self.inbox.record_plan(event.callId, plan)
-        current = {
-            "retryDate": contact.retry_date and format_provider_datetime(contact.retry_date),
-            "assignedAgent": contact.assigned_agent,
-        }
-        if all(current.get(name) == value for name, value in plan.items()):
-            # A previous attempt wrote this and crashed before recording it: nothing to redo.
-            return []
-        self.voice.update_contact(
-            contact_id=contact.id,
-            retry_date=datetime.fromisoformat(plan["retryDate"]) if "retryDate" in plan else None,
-            assigned_agent=plan.get("assignedAgent"),
+    def _after(self, seconds: float | None) -> datetime | None:
+        if seconds is None:
+            return None
+        return datetime.now(UTC) + timedelta(
+            seconds=min(seconds, self.settings.max_retry_after_seconds)
         )
-        return [{"method": "PATCH", "contact": contact.id, "changes": plan}]
 
-    def _choose_agent(self, contact_id: str, ledger: dict[str, str]) -> str | None:
+    def _settled(self, write: Write) -> datetime:
+        sent = datetime.fromisoformat(write.sent_at) if write.sent_at else datetime.now(UTC)
+        return sent + timedelta(seconds=self.settings.write_settle_seconds)
+
+    # Support transfers ---------------------------------------------------------------------
+
+    def _agents(self) -> list[CrmAgent]:
         if self._support_agents is None:
             # Read once per batch, like the campaign: a batch lasts seconds.
             self._support_agents = self.crm.list_agents(team=self.settings.support_team).items
-        agents = self._support_agents
-        loads = support_loads(self._assignments(), ledger, contact_id)
-        return least_loaded_agent(
-            [SupportCandidate(a.username, a.active, loads.get(a.username, 0)) for a in agents]
-        )
+        return self._support_agents
 
-    def _assignments(self) -> dict[str, str]:
-        # Read once per batch: the campaign can be large, and the ledger covers later changes.
-        if self._campaign_assignments is None:
-            self._campaign_assignments = {
+    def _campaign_holders(self) -> tuple[dict[str, str | None], str]:
+        """The load campaign's contacts and their agents as the provider lists them, read once
+        per batch, and from when on the inbox's transfers must be added (the list may not show
+        those: a lease's length before the read began covers writes still landing)."""
+        if self._holders is None:
+            since = (datetime.now(UTC) - LEASE).isoformat(timespec="milliseconds")
+            holders = {
                 contact.id: contact.assigned_agent
                 for page in self.voice.iter_contact_pages(campaign_id=self.settings.load_campaign)
                 for contact in page.items
-                if contact.id and contact.assigned_agent
+                if contact.id
             }
-        return self._campaign_assignments
+            self._holders = (holders, since)
+        return self._holders
+
+    def _choose_agent(
+        self, contact_id: str, holders: dict[str, str | None], recent: dict[str, str]
+    ) -> str | None:
+        loads = support_loads(holders, recent, contact_id)
+        return least_loaded_agent(
+            [
+                SupportCandidate(a.username, a.active, loads.get(a.username, 0))
+                for a in self._agents()
+            ]
+        )
 
     def _finish(
-        self, call_id: str, status: str, decision: str, writes: list[dict], error: str | None = None
+        self,
+        record: EventRecord,
+        status: str,
+        decision: str,
+        writes: list[dict] | None = None,
+        *,
+        error: str | None = None,
+        write_state: WriteState | None = None,
+        retry_at: datetime | None = None,
+        count_attempt: bool = True,
     ) -> Outcome:
         stored = self.inbox.finish(
-            call_id,
+            record.call_id,
+            self.owner,
             status=status,
             decision=decision,
-            writes=writes,
+            writes=writes or [],
             error=error,
             run_id=self.run_id,
+            write_state=write_state,
+            retry_at=retry_at,
+            count_attempt=count_attempt,
         )
-        return Outcome(call_id, stored, decision, writes, error)
+        if stored is None:
+            return Outcome(
+                record.call_id,
+                HandlingStatus.LEASE_LOST,
+                decision,
+                writes or [],
+                "lease ran out before the outcome was recorded: another processor took over",
+            )
+        shown = stored if count_attempt else HandlingStatus.DEFERRED
+        return Outcome(record.call_id, shown, decision, writes or [], error)

@@ -73,21 +73,42 @@ class SupportCandidate:
 
 
 def support_loads(
-    campaign_holders: dict[str, str], transferred: dict[str, str], moving_contact: str
+    campaign_holders: dict[str, str | None],
+    recent_transfers: dict[str, str],
+    moving_contact: str,
 ) -> dict[str, int]:
-    """Q2.2: how many contacts each agent holds.
+    """Q2.2: how many of the load campaign's contacts each agent holds.
 
-    `campaign_holders` maps the load campaign's contacts to their assigned agent, as the
-    provider has it; `transferred` maps the contacts this pipeline has handed to support since,
-    which the campaign may not show yet. A contact counts once, for its latest holder; the
-    contact being moved counts for no one.
+    `campaign_holders` maps every contact of the load campaign to its assigned agent (or None),
+    as the provider listed them: the provider's view wins. `recent_transfers` maps the contacts
+    this pipeline handed to support since that list was read (in flight or confirmed), which
+    the list cannot show yet. Contacts outside the campaign do not count; a contact counts once,
+    for its latest holder; the contact being moved counts for no one.
     """
-    holders = {**campaign_holders, **transferred}
+    holders = dict(campaign_holders)
+    for contact, agent in recent_transfers.items():
+        if contact in holders:
+            holders[contact] = agent
     holders.pop(moving_contact, None)
     loads: dict[str, int] = {}
     for agent in holders.values():
-        loads[agent] = loads.get(agent, 0) + 1
+        if agent:
+            loads[agent] = loads.get(agent, 0) + 1
     return loads
+
+
+def call_moment(call_end: datetime | None, call_start: datetime | None) -> datetime | None:
+    """When a call happened, for ordering a contact's calls: its end, else its start."""
+    return call_end or call_start
+
+
+def ordering_key(moment: datetime | None, fallback_utc: str) -> str:
+    """A call's moment as a sortable UTC ISO string (naive times are Paris time); calls with
+    no date are placed at `fallback_utc`, when their event was received."""
+    if moment is None:
+        return fallback_utc
+    aware = moment.replace(tzinfo=BUSINESS_TIMEZONE) if moment.tzinfo is None else moment
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def least_loaded_agent(candidates: list[SupportCandidate]) -> str | None:

@@ -7,6 +7,7 @@ timeouts and malformed data can be shown and tested against a real server.
 
 import asyncio
 import json
+import random
 import secrets
 import threading
 from dataclasses import dataclass
@@ -34,13 +35,26 @@ class ContactPatch(BaseModel):
 
 
 class Fault(BaseModel):
-    """Make the next `times` matching requests fail with `status`, or answer after `delay`."""
+    """Make the next `times` matching requests misbehave (each with `probability`):
+
+    - answer `status` without handling them: a 4xx/5xx, a 3xx redirect to `location`, or a
+      2xx that claims success (an empty 204, or a body that is not the contact), with
+      `Retry-After: <retry_after>` when given (seconds, fractional, or an HTTP date);
+    - wait `delay_seconds` first (with `status` null: then handle them normally);
+    - with `drop_after_apply`: handle them, then break the connection before the answer
+      completes, as a crashing proxy would;
+    - with `empty_after_apply`: handle them, then answer 204 with no body.
+    """
 
     method: str = "GET"
     path_prefix: str = "/"
-    status: int | None = Field(default=503, ge=400, le=599)
-    retry_after: int | None = None
-    delay_seconds: float = 0.0
+    status: int | None = Field(default=503, ge=200, le=599)
+    location: str | None = None
+    retry_after: int | float | str | None = None
+    delay_seconds: float = Field(default=0.0, ge=0, le=120)
+    drop_after_apply: bool = False
+    empty_after_apply: bool = False
+    probability: float = Field(default=1.0, gt=0, le=1)
     times: int = Field(default=1, ge=1)
 
 
@@ -56,6 +70,7 @@ class FaultBox:
     def __init__(self):
         self._lock = threading.Lock()
         self._faults: list[_ArmedFault] = []
+        self._random = random.Random()
         self.log: list[tuple[str, str, int | None]] = []
 
     def arm(self, fault: Fault) -> None:
@@ -66,7 +81,11 @@ class FaultBox:
         with self._lock:
             for armed in self._faults:
                 spec = armed.spec
-                if spec.method.upper() == method and path.startswith(spec.path_prefix):
+                if (
+                    spec.method.upper() == method
+                    and path.startswith(spec.path_prefix)
+                    and (spec.probability >= 1 or self._random.random() < spec.probability)
+                ):
                     armed.remaining -= 1
                     if armed.remaining == 0:
                         self._faults.remove(armed)
@@ -84,6 +103,21 @@ def _provider_local(moment: datetime) -> datetime:
     if moment.tzinfo is not None:
         moment = moment.astimezone(BUSINESS_TIMEZONE).replace(tzinfo=None)
     return moment
+
+
+class _BrokenAnswer(Response):
+    """An answer cut short: the headers promise more body than is sent, so the server closes
+    the connection mid-answer and the client never learns the outcome."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"id": ', "more_body": False})
 
 
 def _json_list(bodies: list[str]) -> Response:
@@ -111,10 +145,20 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
         if fault is not None:
             if fault.delay_seconds:
                 await asyncio.sleep(fault.delay_seconds)
+            if fault.drop_after_apply:
+                await call_next(request)
+                return _BrokenAnswer()
+            if fault.empty_after_apply:
+                await call_next(request)
+                return Response(status_code=204)
+            if fault.status == 204:
+                return Response(status_code=204)
             if fault.status is not None:
                 headers = {}
                 if fault.retry_after is not None:
                     headers["Retry-After"] = str(fault.retry_after)
+                if 300 <= fault.status < 400:
+                    headers["Location"] = fault.location or "/moved"
                 return JSONResponse(
                     {"detail": "injected fault"}, status_code=fault.status, headers=headers
                 )
@@ -153,13 +197,17 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
         return Response(content=body, media_type="application/json")
 
     @app.patch("/voice/contacts/{contact_id}", dependencies=auth)
-    def patch_contact(contact_id: str, patch: ContactPatch) -> Response:
+    def patch_contact(
+        contact_id: str,
+        patch: ContactPatch,
+        idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
+    ) -> Response:
         changes = {name: getattr(patch, name) for name in patch.model_fields_set}
         if isinstance(changes.get("retryDate"), datetime):
             changes["retryDate"] = _provider_local(changes["retryDate"]).isoformat()
         if not changes:
             raise HTTPException(status_code=422, detail="nothing to change")
-        body = store.patch_contact(contact_id, changes)
+        body = store.patch_contact(contact_id, changes, idempotency_key)
         if body is None:
             raise HTTPException(status_code=404, detail=f"contact {contact_id} not found")
         app.state.applied_patches.append((contact_id, changes))
@@ -182,6 +230,11 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
     def applied_patches() -> dict:
         """How many contact changes this server applied since it started."""
         return {"count": len(app.state.applied_patches)}
+
+    @app.get("/_sandbox/writes", dependencies=auth)
+    def write_log() -> list[dict]:
+        """Every contact change ever applied, in order, with the idempotency key it came with."""
+        return store.write_log()
 
     @app.post("/_sandbox/faults", dependencies=auth, status_code=201)
     def arm_fault(fault: Fault) -> dict:

@@ -16,6 +16,13 @@ CREATE TABLE IF NOT EXISTS contact (
 CREATE INDEX IF NOT EXISTS contact_campaign ON contact (campaign, seq);
 CREATE TABLE IF NOT EXISTS crm_agent (seq INTEGER PRIMARY KEY, team TEXT, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS crm_contact (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS write_log (
+    seq INTEGER PRIMARY KEY,
+    contact_id TEXT NOT NULL,
+    changes TEXT NOT NULL,
+    idempotency_key TEXT,
+    at TEXT NOT NULL
+);
 """
 
 # The only contact fields a PATCH may change, as the provider's API defines them.
@@ -91,8 +98,14 @@ class SandboxStore:
                 ((json.dumps(contact),) for contact in contacts),
             )
 
-    def patch_contact(self, contact_id: str, changes: dict) -> str | None:
-        """Apply `changes` to a contact; its new JSON body, or None if it does not exist."""
+    def patch_contact(
+        self, contact_id: str, changes: dict, idempotency_key: str | None = None
+    ) -> str | None:
+        """Apply `changes` to a contact; its new JSON body, or None if it does not exist.
+
+        Every change applied is logged with the client's idempotency key, duplicates included:
+        it is what "each write received at most once" is checked against.
+        """
         with self.connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT body FROM contact WHERE id = ?", (contact_id,)).fetchone()
@@ -103,8 +116,23 @@ class SandboxStore:
             body.update(changes)
             text = json.dumps(body)
             conn.execute("UPDATE contact SET body = ? WHERE id = ?", (text, contact_id))
+            conn.execute(
+                "INSERT INTO write_log (contact_id, changes, idempotency_key, at)"
+                " VALUES (?, ?, ?, datetime('now'))",
+                (contact_id, json.dumps(changes), idempotency_key),
+            )
             conn.execute("COMMIT")
             return text
+
+    def write_log(self) -> list[dict]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT contact_id, changes, idempotency_key, at FROM write_log ORDER BY seq"
+            ).fetchall()
+        return [
+            {"contact": contact, "changes": json.loads(changes), "idempotency_key": key, "at": at}
+            for contact, changes, key, at in rows
+        ]
 
     # Reading -----------------------------------------------------------------------------
 

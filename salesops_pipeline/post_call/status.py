@@ -1,0 +1,52 @@
+"""The states of a post-call event, and of one handling of it, named once."""
+
+from enum import StrEnum
+
+
+class EventStatus(StrEnum):
+    """Where an event stands. The first two are open: the sensor hands them to runs."""
+
+    PENDING = "pending"
+    RETRYING = "retrying"
+    APPLIED = "applied"
+    NOTHING_TO_DO = "nothing_to_do"
+    # A newer call of the same contact had its effect applied first: this one never overwrites it.
+    SUPERSEDED = "superseded"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (EventStatus.PENDING, EventStatus.RETRYING)
+
+
+OPEN_STATUSES = tuple(s.value for s in EventStatus if not s.is_final)
+FINAL_STATUSES = tuple(s.value for s in EventStatus if s.is_final)
+
+
+class HandlingStatus(StrEnum):
+    """What one handling did, beside the event statuses it can end in."""
+
+    # Not handled: already final, or held by another processor.
+    SKIPPED = "skipped"
+    # Put back without using an attempt: an earlier call's write to the contact is unresolved.
+    DEFERRED = "deferred"
+    DRY_RUN = "dry_run"
+    # The lease ran out mid-way: stopped without writing, another holder takes over.
+    LEASE_LOST = "lease_lost"
+
+
+class WriteState(StrEnum):
+    """A write to the provider, recorded before it is sent."""
+
+    SENDING = "sending"
+    # Sent, but its answer was lost (timeout, dropped connection): verified by reading.
+    UNKNOWN = "unknown"
+    APPLIED = "applied"
+    # The provider answered that it did not apply it (a redirect, 429, 503): safe to send again.
+    NOT_APPLIED = "not_applied"
+    SUPERSEDED = "superseded"
+    FAILED = "failed"
+
+    @property
+    def in_flight(self) -> bool:
+        return self in (WriteState.SENDING, WriteState.UNKNOWN)
