@@ -1,5 +1,7 @@
 """Sensors: the pipeline's reactions to the outside world."""
 
+import time
+
 import dagster as dg
 
 from salesops_pipeline.constants import POST_CALL_BATCH_SIZE
@@ -9,6 +11,9 @@ from salesops_pipeline.resources import InboxResource
 
 # Batches requested per tick; more waits for the next tick, which keeps every tick short.
 MAX_RUNS_PER_TICK = 10
+# A post-call run registers its worker in the inbox within seconds of starting; one still
+# without a worker after this long died before it could (its process is gone).
+WORKERLESS_RUN_GRACE_SECONDS = 45
 
 
 def parse_cursor(cursor: str | None, epoch: str) -> int:
@@ -46,6 +51,19 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
         context.log.warning(
             f"released {len(dead.released)} post-call events of a dead worker ({dead.reason})"
         )
+    # A started run that never registered a worker holds the post-call concurrency slot and
+    # would block every later run: fail it, run retries start it again.
+    started = context.instance.get_run_records(
+        filters=dg.RunsFilter(job_name=post_call_job.name, statuses=[dg.DagsterRunStatus.STARTED]),
+        limit=20,
+    )
+    for record in started:
+        if (
+            record.start_time is not None
+            and time.time() - record.start_time > WORKERLESS_RUN_GRACE_SECONDS
+            and not store.run_had_worker(record.dagster_run.run_id)
+        ):
+            fail_dead_run(record.dagster_run.run_id, "it never started handling its events")
     requeued = store.requeue_due()
     epoch = store.epoch()
     cursor = parse_cursor(context.cursor, epoch)

@@ -31,6 +31,8 @@ def provider(tmp_path):
     store.create()
     store.add_agents(demo_agents())
     store.add_contacts("B", [{"id": f"c-{i}", "phone": f"061111110{i}"} for i in range(10)])
+    # A record the provider serves that does not fit its own schema.
+    store.add_contacts("A", [{"id": "c-odd", "phone": "0611111199", "totalCalls": "many"}])
     with running_sandbox(store, api_key="k") as sandbox:
         yield sandbox
 
@@ -240,6 +242,17 @@ def test_an_empty_2xx_is_confirmed_by_reading(provider, inbox):
     inbox.accept("new", NEWER)
     with processor(provider, inbox) as p:
         assert p.process("new").status == "retrying"  # 204, but the contact does not show it
+
+
+def test_a_contact_with_malformed_fields_is_still_written_and_verified(provider, inbox):
+    odd = callback("odd", "07/04/2025 10:00:00", "20/04/2025 09:00:00", contact="c-odd")
+    inbox.accept("odd", odd)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=None, empty_after_apply=True)
+    with processor(provider, inbox) as p:
+        assert p.process("odd").status == "applied"  # confirmed by reading it
+    inbox.accept("odd-2", callback("odd-2", "07/04/2025 11:00:00", "21/04/2025 09:00:00", "c-odd"))
+    with processor(provider, inbox) as p:
+        assert p.process("odd-2").status == "applied"  # nothing left holding the contact
 
 
 # 4. Claims belong to one processor -----------------------------------------------------------

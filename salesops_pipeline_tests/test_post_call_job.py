@@ -35,6 +35,7 @@ class Pipeline:
         self.intake_url = intake_url
         self.cursor = None
         self.results = []
+        self.instance = dg.DagsterInstance.ephemeral()
 
     def post(self, payload) -> requests.Response:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -57,7 +58,9 @@ class Pipeline:
     def tick_and_run(self) -> list[dg.ExecuteInProcessResult]:
         """One sensor tick, then every run it requested, in process."""
         context = dg.build_sensor_context(
-            cursor=self.cursor, resources={"inbox": InboxResource(path=str(self.inbox.path))}
+            cursor=self.cursor,
+            resources={"inbox": InboxResource(path=str(self.inbox.path))},
+            instance=self.instance,
         )
         result = post_call_sensor(context)
         if isinstance(result, dg.SkipReason):

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -15,7 +16,11 @@ from salesops_pipeline.constants import POST_CALL_BATCH_SIZE
 from salesops_pipeline.post_call.inbox import MAX_CRASHES, STALE_AFTER, Inbox, Worker
 from salesops_pipeline.post_call_job import post_call_job
 from salesops_pipeline.resources import InboxResource
-from salesops_pipeline.sensors import MAX_RUNS_PER_TICK, post_call_sensor
+from salesops_pipeline.sensors import (
+    MAX_RUNS_PER_TICK,
+    WORKERLESS_RUN_GRACE_SECONDS,
+    post_call_sensor,
+)
 
 
 @pytest.fixture
@@ -25,7 +30,9 @@ def inbox(tmp_path):
 
 def _tick(inbox, cursor=None, instance=None):
     context = dg.build_sensor_context(
-        cursor=cursor, resources={"inbox": InboxResource(path=str(inbox.path))}, instance=instance
+        cursor=cursor,
+        resources={"inbox": InboxResource(path=str(inbox.path))},
+        instance=instance or dg.DagsterInstance.ephemeral(),
     )
     return post_call_sensor(context)
 
@@ -171,3 +178,20 @@ def _dead_worker(run_id):
         pid=gone.pid,
         process_started=None,
     )
+
+
+def test_a_started_run_that_never_had_a_worker_is_failed(inbox, monkeypatch):
+    instance = dg.DagsterInstance.ephemeral()
+    config = {"ops": {"apply_post_call_events": {"config": {"first_seq": 1, "last_seq": 1}}}}
+    stuck = instance.create_run_for_job(post_call_job, run_config=config)
+    instance.handle_run_event(
+        stuck.run_id,
+        dg.DagsterEvent(event_type_value="PIPELINE_START", job_name=post_call_job.name),
+    )
+    assert instance.get_run_by_id(stuck.run_id).status == dg.DagsterRunStatus.STARTED
+    _tick(inbox, instance=instance)
+    assert instance.get_run_by_id(stuck.run_id).status == dg.DagsterRunStatus.STARTED  # young
+    later = time.time() + WORKERLESS_RUN_GRACE_SECONDS + 1
+    monkeypatch.setattr("salesops_pipeline.sensors.time.time", lambda: later)
+    _tick(inbox, instance=instance)
+    assert instance.get_run_by_id(stuck.run_id).status == dg.DagsterRunStatus.FAILURE

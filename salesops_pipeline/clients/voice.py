@@ -1,5 +1,6 @@
 """The voice provider's contacts API: campaigns' contacts, one contact, updating a contact."""
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from urllib.parse import quote
@@ -43,14 +44,24 @@ class VoiceClient:
         response = self.transport.request("GET", self._contact_url(contact_id))
         return self._parse_one("GET /voice/contacts/{id}", response.content)
 
+    def get_contact_fields(self, *, contact_id: str) -> dict:
+        """One contact's fields as the provider sent them, unvalidated: checking what a write
+        changed must not depend on fields it did not touch being well formed."""
+        response = self.transport.request("GET", self._contact_url(contact_id))
+        document = _json_object(response.content)
+        if document is None:
+            raise ApiRequestError("GET /voice/contacts/{id}", "the answer is not a contact")
+        return document
+
     def write_contact(
         self, *, contact_id: str, changes: dict[str, str], idempotency_key: str
-    ) -> VoiceContact | None:
+    ) -> dict | None:
         """Send one change of a contact exactly once (see ApiTransport.write).
 
-        Returns the contact as the provider now has it, or None when the answer has no body
-        (204): the caller confirms by reading. `idempotency_key` names the change, so that a
-        provider that honours the header can recognise it if it is ever sent again.
+        Returns the contact's fields as the provider answered them, or None when the answer
+        has no body or is not a contact: the caller confirms by reading. `idempotency_key`
+        names the change, so that a provider that honours the header can recognise it if it
+        is ever sent again.
         """
         response = self.transport.write(
             "PATCH",
@@ -58,9 +69,7 @@ class VoiceClient:
             json=changes,
             headers={"Idempotency-Key": idempotency_key},
         )
-        if response.status_code == 204 or not response.content.strip():
-            return None
-        return self._parse_one("PATCH /voice/contacts/{id}", response.content)
+        return _json_object(response.content)
 
     def _contact_url(self, contact_id: str) -> str:
         return self.transport.url(f"voice/contacts/{quote(contact_id, safe='')}")
@@ -71,3 +80,11 @@ class VoiceClient:
             return parse_record(VoiceContact, raw)
         except ValueError as error:
             raise ApiRequestError(call, f"unreadable contact: {error}") from None
+
+
+def _json_object(raw: bytes) -> dict | None:
+    try:
+        document = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None

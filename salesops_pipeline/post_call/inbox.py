@@ -85,8 +85,10 @@ CREATE TABLE IF NOT EXISTS worker (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     process_started TEXT,
-    started_at TEXT NOT NULL
+    started_at TEXT NOT NULL,
+    ended_at TEXT
 );
+CREATE INDEX IF NOT EXISTS worker_run ON worker (run_id);
 CREATE TABLE IF NOT EXISTS outcome (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,
@@ -349,7 +351,10 @@ class Inbox:
     # Workers and leases --------------------------------------------------------------------
 
     def register_worker(self, worker: Worker) -> None:
+        now = _now()
         with self.transaction() as conn:
+            # Ended workers are kept a day: "this run had a worker" is worth knowing that long.
+            conn.execute("DELETE FROM worker WHERE ended_at < ?", (_iso(now - timedelta(days=1)),))
             conn.execute(
                 "INSERT OR REPLACE INTO worker"
                 " (owner, run_id, host, pid, process_started, started_at)"
@@ -360,21 +365,29 @@ class Inbox:
                     worker.host,
                     worker.pid,
                     worker.process_started,
-                    _iso(_now()),
+                    _iso(now),
                 ),
             )
 
     def unregister_worker(self, owner: str) -> None:
         with self.transaction() as conn:
-            conn.execute("DELETE FROM worker WHERE owner = ?", (owner,))
+            conn.execute("UPDATE worker SET ended_at = ? WHERE owner = ?", (_iso(_now()), owner))
 
     def workers(self) -> list[Worker]:
-        """The processors registered, and the owners of leases none registered (old ones)."""
+        """The processors at work (registered and not ended)."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT owner, run_id, host, pid, process_started FROM worker ORDER BY owner"
+                "SELECT owner, run_id, host, pid, process_started FROM worker"
+                " WHERE ended_at IS NULL ORDER BY owner"
             ).fetchall()
         return [Worker(*row) for row in rows]
+
+    def run_had_worker(self, run_id: str) -> bool:
+        with self.connect() as conn:
+            return (
+                conn.execute("SELECT 1 FROM worker WHERE run_id = ?", (run_id,)).fetchone()
+                is not None
+            )
 
     def release_dead_worker(self, owner: str, reason: str) -> list[str]:
         """Free what a dead processor held: its events go back to the queue at once, or to
@@ -404,7 +417,7 @@ class Inbox:
                     " WHERE call_id = ?",
                     (crashes, call_id),
                 )
-            conn.execute("DELETE FROM worker WHERE owner = ?", (owner,))
+            conn.execute("UPDATE worker SET ended_at = ? WHERE owner = ?", (_iso(now), owner))
         return [call_id for call_id, _, _ in held]
 
     def lease_owners(self) -> list[str]:
@@ -571,6 +584,12 @@ class Inbox:
             if status == EventStatus.RETRYING and attempts >= MAX_ATTEMPTS:
                 status = EventStatus.FAILED
                 error = f"{error} (gave up after {attempts} attempts)"
+            if write_state is None and EventStatus(status).is_final:
+                # A final event leaves no write unresolved: it would hold its contact for ever.
+                write_state = {
+                    EventStatus.APPLIED: WriteState.APPLIED,
+                    EventStatus.SUPERSEDED: WriteState.SUPERSEDED,
+                }.get(status, WriteState.FAILED)
             if write_state is not None:
                 if status == EventStatus.FAILED and write_state.in_flight:
                     # Given up on: the provider's own view of the contact says what it holds.
@@ -653,6 +672,8 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         if "event" in tables and "crashes" not in _columns(conn, "event"):
             conn.execute("ALTER TABLE event ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+        if "worker" in tables and "ended_at" not in _columns(conn, "worker"):
+            conn.execute("ALTER TABLE worker ADD COLUMN ended_at TEXT")
         # The earlier ledger held one transfer per contact, with no state: all confirmed.
         legacy_ledger = "transfer" in tables and "state" not in _columns(conn, "transfer")
         if legacy_ledger:
@@ -730,10 +751,11 @@ def _settle_write(conn: sqlite3.Connection, call_id: str, state: WriteState, now
         WriteState.UNKNOWN: "in_flight",
     }.get(state, "failed")
     conn.execute("UPDATE transfer SET state = ? WHERE call_id = ?", (transfer_state, call_id))
-    if state == WriteState.APPLIED:
-        contact_id, call_time = conn.execute(
-            "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
-        ).fetchone()
+    row = conn.execute(
+        "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
+    ).fetchone()
+    if state == WriteState.APPLIED and row is not None:
+        contact_id, call_time = row
         conn.execute(
             "INSERT INTO contact_state (contact_id, call_time, call_id) VALUES (?, ?, ?)"
             " ON CONFLICT (contact_id) DO UPDATE SET call_time = excluded.call_time,"

@@ -29,7 +29,6 @@ from salesops_pipeline.clients import (
     CrmAgent,
     CrmClient,
     VoiceClient,
-    VoiceContact,
 )
 from salesops_pipeline.clients.voice import format_provider_datetime
 from salesops_pipeline.errors import SalesopsError
@@ -42,6 +41,7 @@ from salesops_pipeline.post_call.rules import (
     decide,
     least_loaded_agent,
     ordering_key,
+    parse_provider_datetime,
     support_loads,
 )
 from salesops_pipeline.post_call.status import EventStatus, HandlingStatus, WriteState
@@ -81,13 +81,19 @@ class PermanentFailure(SalesopsError):
     """The event cannot succeed as it is: retrying would fail the same way."""
 
 
-def shows(contact: VoiceContact, changes: dict) -> bool:
-    """Whether the contact, as the provider has it, carries every field of `changes`."""
-    current = {
-        "retryDate": contact.retry_date and format_provider_datetime(contact.retry_date),
-        "assignedAgent": contact.assigned_agent,
-    }
-    return all(current.get(name) == value for name, value in changes.items())
+def shows(contact: dict, changes: dict) -> bool:
+    """Whether the contact's fields, as the provider has them, carry every field of `changes`."""
+    for name, wanted in changes.items():
+        value = contact.get(name)
+        if name == "retryDate" and isinstance(value, str):
+            try:
+                moment = parse_provider_datetime(value)
+            except ValueError:
+                return False
+            value = moment and format_provider_datetime(moment)
+        if value != wanted:
+            return False
+    return True
 
 
 class PostCallProcessor:
@@ -175,12 +181,15 @@ class PostCallProcessor:
         text = self._describe(decision)
         if not decision.has_work:
             return Outcome(event.callId, HandlingStatus.DRY_RUN, text)
-        contact = self.voice.get_contact(contact_id=event.contactId)
+        try:
+            self.voice.get_contact_fields(contact_id=event.contactId)
+        except ApiNotFoundError:
+            raise PermanentFailure(f"unknown contact {event.contactId}") from None
         changes = self._changes(decision)
         if decision.transfer_to_support:
             holders, since = self._campaign_holders()
             recent = self.inbox.transfers(since) if self.inbox.path.is_file() else {}
-            agent = self._choose_agent(contact.id, holders, recent)
+            agent = self._choose_agent(event.contactId, holders, recent)
             if agent is None:
                 raise PermanentFailure("no active support agent to transfer to")
             changes["assignedAgent"] = agent
@@ -188,7 +197,7 @@ class PostCallProcessor:
             event.callId,
             HandlingStatus.DRY_RUN,
             text,
-            [{"contact": contact.id, "changes": changes}],
+            [{"contact": event.contactId, "changes": changes}],
         )
 
     # Steps ---------------------------------------------------------------------------------
@@ -223,19 +232,14 @@ class PostCallProcessor:
         write = plan.write
         sent = [{"method": "PATCH", "contact": write.contact_id, "changes": write.changes}]
         try:
-            try:
-                contact = self.voice.write_contact(
-                    contact_id=write.contact_id,
-                    changes=write.changes,
-                    idempotency_key=f"post-call-{record.call_id}",
-                )
-            except ApiRequestError as error:
-                if error.status is None:  # a 2xx whose body is not a contact
-                    raise ApiWriteUnknown(error.call, error.reason) from None
-                raise
+            contact = self.voice.write_contact(
+                contact_id=write.contact_id,
+                changes=write.changes,
+                idempotency_key=f"post-call-{record.call_id}",
+            )
             if contact is None:
                 # An empty 2xx says nothing of what the provider did: read the contact.
-                contact = self.voice.get_contact(contact_id=write.contact_id)
+                contact = self.voice.get_contact_fields(contact_id=write.contact_id)
             if not shows(contact, write.changes):
                 raise ApiWriteUnknown(
                     "PATCH /voice/contacts/{id}", "answered 2xx but the contact does not show it"
@@ -325,7 +329,7 @@ class PostCallProcessor:
     def _verified(self, write: Write) -> bool:
         """Whether the provider shows the write (reading the contact)."""
         try:
-            return shows(self.voice.get_contact(contact_id=write.contact_id), write.changes)
+            return shows(self.voice.get_contact_fields(contact_id=write.contact_id), write.changes)
         except ApiNotFoundError:
             raise PermanentFailure(f"unknown contact {write.contact_id}") from None
 

@@ -10,6 +10,7 @@ import json
 import random
 import secrets
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -72,6 +73,11 @@ class FaultBox:
         self._faults: list[_ArmedFault] = []
         self._random = random.Random()
         self.log: list[tuple[str, str, int | None]] = []
+        self.requests: Counter = Counter()
+
+    def count(self, method: str) -> None:
+        with self._lock:
+            self.requests[method] += 1
 
     def arm(self, fault: Fault) -> None:
         with self._lock:
@@ -141,6 +147,7 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
 
     @app.middleware("http")
     async def inject_faults(request: Request, call_next):
+        app.state.faults.count(request.method)
         fault = app.state.faults.take(request.method, request.url.path)
         if fault is not None:
             if fault.delay_seconds:
@@ -240,6 +247,15 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
     def arm_fault(fault: Fault) -> dict:
         app.state.faults.arm(fault)
         return {"armed": fault.model_dump()}
+
+    @app.get("/_sandbox/faults", dependencies=auth)
+    def fault_stats() -> dict:
+        """Requests received and faults injected since the server started, per method."""
+        faults = app.state.faults
+        return {
+            "requests": dict(faults.requests),
+            "faults": dict(Counter(method for method, _, _ in faults.log)),
+        }
 
     @app.delete("/_sandbox/faults", dependencies=auth)
     def clear_faults() -> dict:

@@ -1,0 +1,327 @@
+"""The post-call contract under chaos, on the real stack (intake, sandbox provider, Dagster
+daemon and runs): a few hundred events with callback pairs posted newest-first half of the
+time, transfers and redeliveries; about 30% provider faults (refusals with every form of
+Retry-After, redirects, answers lost after the write, slow writes); the run worker killed
+twice mid-batch; then the whole stack killed and started again.
+
+Every accepted event must be final within 2 minutes of the restart, the provider must have
+received each event's write at most once (exactly once unless superseded), each contact must
+end as its newest call asked, and no inactive agent may have been chosen. The figures go to
+`test-artifacts/chaos.json`.
+"""
+
+import contextlib
+import json
+import os
+import random
+import signal
+import threading
+import time
+from datetime import datetime, timedelta
+from email.utils import formatdate
+
+import pytest
+import requests
+
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.rules import callback_date
+from salesops_pipeline.sandbox.seed import SUPPORT_AGENTS
+from salesops_pipeline.stack_process import start_stack, stop_stack
+from salesops_pipeline_tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.chaos
+
+PAIRS = 90  # callback pairs: two calls of one contact
+TRANSFERS = 50
+OTHERS = 40
+RESEND_SHARE = 0.2
+RECOVERY_DEADLINE = 120.0
+_FORMAT = "%d/%m/%Y %H:%M:%S"
+ACTIVE_SUPPORT = {name for name, active, _ in SUPPORT_AGENTS if active}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, found through /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _run_workers(stack) -> list[int]:
+    """The run workers: the code server starts each run in a process of its own."""
+    return [p for p in _descendants(stack.process.pid) if "spawn_main" in _cmdline(p)]
+
+
+def _kill_everything(stack) -> None:
+    for pid in [stack.process.pid, *_descendants(stack.process.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    stack.process.wait(timeout=30)
+
+
+def _events(contact_ids: list[str], rng: random.Random) -> tuple[list[dict], dict, dict]:
+    """The scenario's events, what each pair's contact must end with, and the transfers."""
+    base = datetime(2026, 3, 2, 9, 0)
+    contacts = iter(contact_ids)
+    events, expected_retry, transfers = [], {}, {}
+    for n in range(PAIRS):
+        contact = next(contacts)
+        first_end = base + timedelta(minutes=n)
+        second_end = first_end + timedelta(minutes=rng.randint(1, 90))
+        pair = []
+        for label, end, days in (("a", first_end, 3), ("b", second_end, 5)):
+            # Asked for a later day, so the rules keep it as it is.
+            asked = end.replace(hour=10, minute=0, second=0) + timedelta(days=days)
+            pair.append(
+                {
+                    "callId": f"pair-{n}-{label}",
+                    "contactId": contact,
+                    "wrapup": "Rappel",
+                    "callStart": (end - timedelta(minutes=4)).strftime(_FORMAT),
+                    "callEnd": end.strftime(_FORMAT),
+                    "callBackDate": asked.strftime(_FORMAT),
+                }
+            )
+        # The newer call ("b") is what the contact must end with.
+        expected_retry[contact] = callback_date(second_end, asked)
+        if rng.random() < 0.5:
+            pair.reverse()  # the newer call's event arrives first
+        events.extend(pair)
+    for n in range(TRANSFERS):
+        contact = next(contacts)
+        end = base + timedelta(hours=3, minutes=n)
+        events.append(
+            {
+                "callId": f"transfer-{n}",
+                "contactId": contact,
+                "wrapup": "Transfert support",
+                "callEnd": end.strftime(_FORMAT),
+            }
+        )
+        transfers[f"transfer-{n}"] = contact
+    for n in range(OTHERS):
+        events.append(
+            {
+                "callId": f"other-{n}",
+                "contactId": next(contacts),
+                "wrapup": "Vente",
+                "callEnd": (base + timedelta(hours=5, minutes=n)).strftime(_FORMAT),
+            }
+        )
+    return events, expected_retry, transfers
+
+
+def _arm_faults(stack) -> int:
+    """About 30% of writes, and some reads, misbehave; returns how many fault kinds."""
+    http_date = formatdate(time.time() + 1, usegmt=True)
+    faults = [
+        {"method": "PATCH", "status": None, "delay_seconds": 0.3, "probability": 0.05},
+        {"method": "PATCH", "status": 503, "retry_after": 1, "probability": 0.06},
+        {"method": "PATCH", "status": 429, "retry_after": "0.5", "probability": 0.06},
+        {"method": "PATCH", "status": 503, "retry_after": http_date, "probability": 0.04},
+        {"method": "PATCH", "status": 302, "location": "/healthz", "probability": 0.05},
+        {"method": "PATCH", "status": None, "drop_after_apply": True, "probability": 0.05},
+        {"method": "GET", "status": 503, "retry_after": "0.2", "probability": 0.1},
+    ]
+    for fault in faults:
+        response = requests.post(
+            f"{stack.sandbox_url}/_sandbox/faults",
+            json={"path_prefix": "/voice/contacts", "times": 100_000, **fault},
+            headers={"X-API-KEY": stack.provider_key},
+            timeout=5,
+        )
+        response.raise_for_status()
+    return len(faults)
+
+
+def _post_all(stack, events: list[dict], rng: random.Random) -> tuple[set[str], int]:
+    """Post every event (some twice, as the provider redelivers); the callIds accepted."""
+    session = requests.Session()
+    session.headers.update({"X-API-KEY": stack.intake_key, "Content-Type": "application/json"})
+    accepted, resent = set(), 0
+    for event in events:
+        body = json.dumps(event)
+        times = 2 if rng.random() < RESEND_SHARE else 1
+        resent += times - 1
+        for _ in range(times):
+            answer = session.post(f"{stack.intake_url}/webhooks/post-call", data=body, timeout=10)
+            assert answer.status_code in (200, 202), answer.text
+            accepted.add(event["callId"])
+    return accepted, resent
+
+
+def _writes_tried(stack) -> int:
+    return _provider(stack, "/_sandbox/faults")["requests"].get("PATCH", 0)
+
+
+def _final_share(inbox: Inbox) -> float:
+    counts = inbox.counts()
+    total = sum(counts.values())
+    return 0.0 if not total else 1 - (counts.get("pending", 0) + counts.get("retrying", 0)) / total
+
+
+def _share(*stats: dict, method: str) -> str:
+    """Faults injected among the requests of `method`, over both lives of the sandbox."""
+    faults = sum(s["faults"].get(method, 0) for s in stats)
+    requests_ = sum(s["requests"].get(method, 0) for s in stats)
+    return f"{faults} of {requests_} ({faults / max(requests_, 1):.0%})"
+
+
+def _provider(stack, path: str):
+    response = requests.get(
+        f"{stack.sandbox_url}{path}", headers={"X-API-KEY": stack.provider_key}, timeout=30
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(tmp_path):
+    rng = random.Random(20261126)
+    home = tmp_path / "salesops_home"
+    stack = start_stack(home, generate_keys=True)
+    kills = 0
+    try:
+        contact_ids = [
+            c["id"]
+            for campaign in ("B", "A")
+            for c in _provider(stack, f"/voice/contacts?campaignId={campaign}&limit=5000")
+            if c.get("id")
+        ]
+        events, expected_retry, transfers = _events(contact_ids, rng)
+        rng.shuffle(events)
+        fault_kinds = _arm_faults(stack)
+        posted: list = []
+        poster = threading.Thread(target=lambda: posted.append(_post_all(stack, events, rng)))
+        poster.start()
+        inbox = Inbox(home / "intake" / "inbox.sqlite")
+        # The run worker is killed twice while it is writing to the provider.
+        deadline = time.monotonic() + 150
+        while kills < 2:
+            assert time.monotonic() < deadline, f"only {kills} run workers caught writing"
+            workers = _run_workers(stack)
+            before = _writes_tried(stack)
+            time.sleep(0.3)
+            if workers and _writes_tried(stack) > before:
+                time.sleep(rng.uniform(0.1, 0.6))
+                os.kill(workers[0], signal.SIGKILL)
+                kills += 1
+                while workers[0] in _run_workers(stack):
+                    time.sleep(0.1)
+        poster.join(timeout=120)
+        [(accepted, resent)] = posted
+        # Then, with work done and work left, the whole stack dies at once.
+        while _final_share(inbox) < 0.5:
+            assert time.monotonic() < deadline, f"stuck before the stack kill: {inbox.counts()}"
+            time.sleep(0.5)
+        faults_before_kill = _provider(stack, "/_sandbox/faults")
+        _kill_everything(stack)
+    except BaseException:
+        stop_stack(stack)
+        raise
+
+    restarted = start_stack(home, generate_keys=True)
+    up_at = time.monotonic()
+    try:
+        _arm_faults(restarted)  # the provider is as flaky after the restart
+        while True:
+            counts = inbox.counts()
+            open_events = counts.get("pending", 0) + counts.get("retrying", 0)
+            if open_events == 0:
+                break
+            assert time.monotonic() - up_at < RECOVERY_DEADLINE, (
+                f"{open_events} events still open {RECOVERY_DEADLINE:.0f}s after the restart:"
+                f" {counts}"
+            )
+            time.sleep(1)
+        recovery = time.monotonic() - up_at
+        faults_after_restart = _provider(restarted, "/_sandbox/faults")
+        requests.delete(
+            f"{restarted.sandbox_url}/_sandbox/faults",
+            headers={"X-API-KEY": restarted.provider_key},
+            timeout=5,
+        ).raise_for_status()
+        statuses = {call_id: inbox.get(call_id).status for call_id in accepted}
+        log = _provider(restarted, "/_sandbox/writes")
+        contacts = {
+            c["id"]: c
+            for campaign in ("A", "B")
+            for c in _provider(restarted, f"/voice/contacts?campaignId={campaign}&limit=5000")
+            if c.get("id")
+        }
+    finally:
+        stop_stack(restarted)
+
+    received: dict[str, int] = {}
+    for entry in log:
+        received[entry["idempotency_key"]] = received.get(entry["idempotency_key"], 0) + 1
+    twice = sorted(key for key, n in received.items() if n > 1)
+    lost = sorted(
+        call_id
+        for call_id, status in statuses.items()
+        if status == "applied" and received.get(f"post-call-{call_id}", 0) != 1
+    )
+    unexpected = sorted(
+        f"{call_id}: {status}"
+        for call_id, status in statuses.items()
+        if status not in ("applied", "superseded", "nothing_to_do")
+        or (call_id.startswith("other-") and status != "nothing_to_do")
+        or (call_id.startswith("transfer-") and status != "applied")
+    )
+    reverted = sorted(
+        contact
+        for contact, expected in expected_retry.items()
+        if contacts[contact].get("retryDate") != expected.isoformat()
+    )
+    inactive = sorted(
+        call_id
+        for call_id, contact in transfers.items()
+        if contacts[contact].get("assignedAgent") not in ACTIVE_SUPPORT
+    )
+    figures = {
+        "events": len(events),
+        "deliveries": len(events) + resent,
+        "redeliveries": resent,
+        "fault_kinds": fault_kinds,
+        "faulty_writes": _share(faults_before_kill, faults_after_restart, method="PATCH"),
+        "faulty_reads": _share(faults_before_kill, faults_after_restart, method="GET"),
+        "run_worker_kills": kills,
+        "stack_kills": 1,
+        "recovery_seconds": round(recovery, 1),
+        "statuses": {s: list(statuses.values()).count(s) for s in sorted(set(statuses.values()))},
+        "writes_received": len(log),
+        "lost": len(lost),
+        "twice": len(twice),
+        "reverted": len(reverted),
+        "inactive_agent_chosen": len(inactive),
+    }
+    artifacts = REPO_ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "chaos.json").write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures, indent=2))
+    assert accepted == {event["callId"] for event in events}
+    assert twice == [], f"written more than once: {twice}"
+    assert lost == [], f"applied but not received exactly once: {lost}"
+    assert unexpected == [], unexpected
+    assert reverted == [], f"contacts not as their newest call asked: {reverted}"
+    assert inactive == [], inactive
