@@ -205,3 +205,20 @@ def query_warehouse(home: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def post_call_processor(sandbox, inbox, run_id=None, **settings):
+    """A post-call processor on `sandbox`, with short timeouts. Writes whose answer was lost
+    are verified at once unless `write_settle_seconds` says otherwise: nothing is still in
+    flight in these tests."""
+    from salesops_pipeline.clients import ApiTransport, CrmClient, VoiceClient
+    from salesops_pipeline.post_call.processor import PostCallProcessor, PostCallSettings
+
+    transport = ApiTransport(sandbox.url, sandbox.api_key, timeout=(3.05, 2.0))
+    return PostCallProcessor(
+        inbox=inbox,
+        voice=VoiceClient(transport),
+        crm=CrmClient(transport),
+        run_id=run_id,
+        settings=PostCallSettings(**{"write_settle_seconds": 0, **settings}),
+    )

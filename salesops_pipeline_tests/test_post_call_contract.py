@@ -12,14 +12,13 @@ import time
 import pytest
 
 from salesops_pipeline.cli import main
-from salesops_pipeline.clients import ApiTransport, CrmClient, VoiceClient
+from salesops_pipeline.clients import VoiceClient
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.post_call.processor import PostCallProcessor, PostCallSettings
 from salesops_pipeline.post_call.status import WriteState
 from salesops_pipeline.sandbox.seed import demo_agents
 from salesops_pipeline.sandbox.server import running_sandbox
 from salesops_pipeline.sandbox.store import SandboxStore
-from salesops_pipeline_tests.conftest import arm_fault
+from salesops_pipeline_tests.conftest import arm_fault, post_call_processor
 
 CONTACT = "c-1"
 
@@ -43,15 +42,7 @@ def inbox(isolated_home):
     return Inbox(isolated_home / "intake" / "inbox.sqlite")
 
 
-def processor(provider, inbox, run_id=None, **settings) -> PostCallProcessor:
-    transport = ApiTransport(provider.url, provider.api_key, timeout=(3.05, 2.0))
-    return PostCallProcessor(
-        inbox=inbox,
-        voice=VoiceClient(transport),
-        crm=CrmClient(transport),
-        run_id=run_id,
-        settings=PostCallSettings(**{"write_settle_seconds": 0, **settings}),
-    )
+processor = post_call_processor
 
 
 def callback(call_id: str, call_end: str, callback_on: str, contact=CONTACT) -> str:

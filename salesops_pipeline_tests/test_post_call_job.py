@@ -10,18 +10,16 @@ import dagster as dg
 import pytest
 import requests
 
-from salesops_pipeline.clients import ApiTransport, CrmClient, VoiceClient
 from salesops_pipeline.http_server import serving_in_thread
 from salesops_pipeline.intake.app import create_intake_app
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.post_call.processor import PostCallProcessor, PostCallSettings
 from salesops_pipeline.post_call_job import post_call_job
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
 from salesops_pipeline.sandbox.seed import REFERENCE_CONTACT_ID, SUPPORT_AGENTS, demo_agents
 from salesops_pipeline.sandbox.server import running_sandbox
 from salesops_pipeline.sandbox.store import SandboxStore
 from salesops_pipeline.sensors import post_call_sensor
-from salesops_pipeline_tests.conftest import arm_fault
+from salesops_pipeline_tests.conftest import arm_fault, post_call_processor
 
 KEY = "intake-key"
 
@@ -128,6 +126,19 @@ def test_reference_payloads_reschedule_and_transfer(pipeline, reference_events):
             "changes": {"assignedAgent": expected_agent},
         }
     ]
+
+
+def test_a_late_older_call_shows_superseded_in_the_runs_outcomes(pipeline, reference_events):
+    pipeline.post(reference_events["post_call_2.2"])  # 11:22, the newer call
+    pipeline.tick_and_run()
+    pipeline.post(reference_events["post_call_2.1"])  # 10:26, delivered late
+    [run] = pipeline.tick_and_run()
+    [materialization] = run.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    assert metadata["events_superseded"].value == 1
+    assert "| 102224021 | superseded |" in metadata["outcomes"].value
+    assert "retryDate" not in pipeline.contact() or pipeline.contact()["retryDate"] is None
+    assert pipeline.inbox.get("102224021").status == "superseded"
 
 
 def test_replayed_and_redelivered_events_make_no_second_write(pipeline, reference_events):
@@ -245,16 +256,8 @@ def _processor(pipeline, run_id):
     return _processor_for(pipeline.sandbox, pipeline.inbox, run_id)
 
 
-def _processor_for(sandbox, inbox, run_id="test-run", **settings):
-    transport = ApiTransport(sandbox.url, sandbox.api_key, timeout=(3.05, 5.0))
-    return PostCallProcessor(
-        inbox=inbox,
-        voice=VoiceClient(transport),
-        crm=CrmClient(transport),
-        run_id=run_id,
-        # Writes whose answer was lost are verified at once: nothing is still in flight here.
-        settings=PostCallSettings(**{"write_settle_seconds": 0, **settings}),
-    )
+def _processor_for(sandbox, inbox, run_id="test-run"):
+    return post_call_processor(sandbox, inbox, run_id)
 
 
 @pytest.fixture

@@ -244,10 +244,15 @@ class PostCallProcessor:
                 raise ApiWriteUnknown(
                     "PATCH /voice/contacts/{id}", "answered 2xx but the contact does not show it"
                 )
-        except ApiWriteNotApplied as error:
-            wait = 0.25 if error.retry_after is None else error.retry_after
-            if resends > 0 and wait <= self.settings.immediate_resend_max_wait_seconds:
-                # Refused, so not applied: sending it again is no second write.
+        except (ApiWriteNotApplied, ApiAuthError) as error:
+            # Refused (a redirect, 429, 503, or the key at the door): nothing was applied.
+            retry_after = getattr(error, "retry_after", None)
+            wait = 0.25 if retry_after is None else retry_after
+            if (
+                isinstance(error, ApiWriteNotApplied)
+                and resends > 0
+                and wait <= self.settings.immediate_resend_max_wait_seconds
+            ):
                 time.sleep(wait)
                 plan = self.inbox.resend_write(record.call_id, self.owner)
                 return self._send(record, text, plan, resends - 1)
@@ -257,7 +262,7 @@ class PostCallProcessor:
                 text,
                 error=str(error),
                 write_state=WriteState.NOT_APPLIED,
-                retry_at=self._after(error.retry_after),
+                retry_at=self._after(retry_after),
             )
         except ApiWriteUnknown as error:
             if not error.may_still_land and self._verified(write):
@@ -272,26 +277,14 @@ class PostCallProcessor:
                 write_state=WriteState.UNKNOWN,
                 retry_at=self._settled(write),
             )
-        except ApiAuthError as error:
-            # Refused at the door: nothing was applied.
-            return self._finish(
-                record,
-                EventStatus.RETRYING,
-                text,
-                error=str(error),
-                write_state=WriteState.NOT_APPLIED,
+        except (ApiNotFoundError, ApiRequestError) as error:
+            reason = (
+                f"unknown contact {write.contact_id}"
+                if isinstance(error, ApiNotFoundError)
+                else str(error)
             )
-        except ApiNotFoundError:
             return self._finish(
-                record,
-                EventStatus.FAILED,
-                text,
-                error=f"unknown contact {write.contact_id}",
-                write_state=WriteState.FAILED,
-            )
-        except ApiRequestError as error:
-            return self._finish(
-                record, EventStatus.FAILED, text, error=str(error), write_state=WriteState.FAILED
+                record, EventStatus.FAILED, text, error=reason, write_state=WriteState.FAILED
             )
         return self._finish(record, EventStatus.APPLIED, text, sent, write_state=WriteState.APPLIED)
 

@@ -147,7 +147,8 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
 
     @app.middleware("http")
     async def inject_faults(request: Request, call_next):
-        app.state.faults.count(request.method)
+        if not request.url.path.startswith(("/_sandbox", "/healthz")):
+            app.state.faults.count(request.method)  # the provider's API only
         fault = app.state.faults.take(request.method, request.url.path)
         if fault is not None:
             if fault.delay_seconds:
@@ -250,7 +251,8 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
 
     @app.get("/_sandbox/faults", dependencies=auth)
     def fault_stats() -> dict:
-        """Requests received and faults injected since the server started, per method."""
+        """Requests to the provider's API and faults injected since the server started, per
+        method."""
         faults = app.state.faults
         return {
             "requests": dict(faults.requests),
