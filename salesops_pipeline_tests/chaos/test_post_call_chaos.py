@@ -136,12 +136,13 @@ def _arm_faults(stack) -> int:
     """About 30% of writes, and some reads, misbehave; returns how many fault kinds."""
     http_date = formatdate(time.time() + 1, usegmt=True)
     faults = [
+        # Tried in turn, the first that fires wins: about 31% of writes in all.
         {"method": "PATCH", "status": None, "delay_seconds": 0.3, "probability": 0.05},
-        {"method": "PATCH", "status": 503, "retry_after": 1, "probability": 0.06},
-        {"method": "PATCH", "status": 429, "retry_after": "0.5", "probability": 0.06},
-        {"method": "PATCH", "status": 503, "retry_after": http_date, "probability": 0.04},
-        {"method": "PATCH", "status": 302, "location": "/healthz", "probability": 0.05},
-        {"method": "PATCH", "status": None, "drop_after_apply": True, "probability": 0.05},
+        {"method": "PATCH", "status": 503, "retry_after": 1, "probability": 0.07},
+        {"method": "PATCH", "status": 429, "retry_after": "0.5", "probability": 0.07},
+        {"method": "PATCH", "status": 503, "retry_after": http_date, "probability": 0.05},
+        {"method": "PATCH", "status": 302, "location": "/healthz", "probability": 0.06},
+        {"method": "PATCH", "status": None, "drop_after_apply": True, "probability": 0.06},
         {"method": "GET", "status": 503, "retry_after": "0.2", "probability": 0.1},
     ]
     for fault in faults:
