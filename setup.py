@@ -37,6 +37,7 @@ setup(
     extras_require={
         # The benchmarks compare against the pandas way.
         "dev": [
+            "hypothesis==6.170.15",
             "pandas==3.1.1",
             "pytest==9.2.0",
             "selenium==4.51.0",

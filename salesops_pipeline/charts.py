@@ -29,7 +29,7 @@ def progression_chart_markdown(month: str, rows: Iterable[ProgressionRow]) -> st
                 [int(row.date[8:10]) for row in agent_rows],
                 [row.progression_accumulated for row in agent_rows],
                 marker=".",
-                label=agent.split("@")[0],
+                label=_literal_label(agent.split("@")[0]),
             )
         axis.axhline(1.0, color="grey", linestyle="--", linewidth=1)
         axis.set_title(f"Accumulated progression toward target, {month}")
@@ -44,3 +44,10 @@ def progression_chart_markdown(month: str, rows: Iterable[ProgressionRow]) -> st
         plt.close(figure)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"![Progression {month}](data:image/png;base64,{encoded})"
+
+
+def _literal_label(name: str) -> str:
+    """A name as matplotlib shows it literally: `$` would start math text (and may fail the
+    whole chart), and a leading `_` hides the line from the legend."""
+    label = name.replace("$", r"\$")
+    return f" {label}" if label.startswith("_") else label

@@ -16,7 +16,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
-import uvicorn
 from dotenv import load_dotenv
 
 from salesops_pipeline import settings
@@ -30,6 +29,7 @@ from salesops_pipeline.clients import ApiTransport, CrmClient, VoiceClient
 from salesops_pipeline.errors import InvalidInputError, SalesopsError
 from salesops_pipeline.exports import progression_document
 from salesops_pipeline.intake.app import create_intake_app
+from salesops_pipeline.intake.server import LOG_LEVELS, serve_intake
 from salesops_pipeline.post_call.events import parse_event
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.processor import PostCallProcessor
@@ -42,7 +42,13 @@ from salesops_pipeline.sandbox import server as sandbox_server
 from salesops_pipeline.sandbox.app import DEFAULT_PAGE_SIZE
 from salesops_pipeline.sandbox.server import ensure_seeded_store, running_sandbox
 from salesops_pipeline.simulator import simulate
-from salesops_pipeline.stack import StackPorts, local_keys_path, run_local_stack, running_stack
+from salesops_pipeline.stack import (
+    StackPorts,
+    load_local_keys,
+    run_local_stack,
+    running_stack,
+)
+from salesops_pipeline.text import terminal_safe
 
 DEFAULT_SANDBOX_PORT = 8010
 DEFAULT_INTAKE_PORT = 8020
@@ -128,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--local-demo",
         action="store_true",
         help="allow starting without X_API_KEY: a throw-away key is generated and printed",
+    )
+    serve.add_argument(
+        "--docs",
+        action="store_true",
+        help="serve the API's documentation (/docs, /redoc, /openapi.json); off by default",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=os.environ.get(settings.LOG_LEVEL_ENV, "info").lower(),
+        help=f"default: {settings.LOG_LEVEL_ENV}, else info",
     )
     serve.set_defaults(handler=_serve)
 
@@ -308,9 +325,11 @@ def _serve(args: argparse.Namespace) -> int:
         # A throw-away key for a local demo, shown so that a person can post to it.
         print(f"{settings.INTAKE_KEY_ENV} not set; this local demo's key is: {key}")
     inbox = Inbox(settings.inbox_path())
-    app = create_intake_app(inbox, api_key=key, webhook_secret=settings.webhook_secret())
+    app = create_intake_app(
+        inbox, api_key=key, webhook_secret=settings.webhook_secret(), docs=args.docs
+    )
     print(f"Intake on http://{args.host}:{args.port} (inbox: {inbox.path})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    serve_intake(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -332,8 +351,8 @@ def _post_call(args: argparse.Namespace) -> int:
         handled = inbox.get(event.callId) if inbox.path.is_file() else None
         if handled is not None and EventStatus(handled.status).is_final:
             print(
-                f"{event.callId}: already {handled.status}"
-                f" ({handled.last_decision or 'no decision recorded'});"
+                f"{terminal_safe(event.callId)}: already {handled.status}"
+                f" ({terminal_safe(handled.last_decision or 'no decision recorded')});"
                 " handling it again would write nothing"
             )
             return 0
@@ -363,15 +382,18 @@ def _post_call(args: argparse.Namespace) -> int:
 
 
 def _describe_outcome(outcome) -> str:
-    lines = [f"{outcome.call_id}: {outcome.status}"]
+    # Every value may come from the event or the provider: shown, never obeyed by the terminal.
+    lines = [f"{terminal_safe(outcome.call_id)}: {outcome.status}"]
     if outcome.decision:
-        lines.append(f"  decision: {outcome.decision}")
+        lines.append(f"  decision: {terminal_safe(outcome.decision)}")
     for write in outcome.writes:
         verb = "would PATCH" if outcome.status == HandlingStatus.DRY_RUN else "PATCH"
         changes = ", ".join(f"{name}={value}" for name, value in write["changes"].items())
-        lines.append(f"  {verb} contact {write['contact']}: {changes}")
+        lines.append(
+            f"  {verb} contact {terminal_safe(write['contact'])}: {terminal_safe(changes)}"
+        )
     if outcome.error:
-        lines.append(f"  error: {outcome.error}")
+        lines.append(f"  error: {terminal_safe(outcome.error)}")
     return "\n".join(lines)
 
 
@@ -394,8 +416,11 @@ def _inbox(args: argparse.Namespace) -> int:
         return 0
     print(f"{'received (UTC)':<29} {'callId':<16} {'status':<14} {'tries':>5}  last decision")
     for r in records:
-        detail = r.last_error or r.last_decision or ""
-        print(f"{r.received_at:<29} {r.call_id:<16} {r.status:<14} {r.attempts:>5}  {detail}")
+        # The callId and what the decision or error quote came in a webhook: an escape sequence
+        # or a newline in them is shown, never obeyed by the terminal.
+        call_id = terminal_safe(r.call_id)
+        detail = terminal_safe(r.last_error or r.last_decision or "")
+        print(f"{r.received_at:<29} {call_id:<16} {r.status:<14} {r.attempts:>5}  {detail}")
     counts = ", ".join(f"{status}: {n}" for status, n in sorted(inbox.counts().items()))
     print(f"\nAll events: {counts}")
     return 0
@@ -472,12 +497,29 @@ def _dev(args: argparse.Namespace) -> int:
     return run_local_stack(host=args.host, ports=ports)
 
 
+# The locally generated keys each command may take: only those it needs (a service started by
+# `salesops dev` gets no more than its part of the stack).
+LOCAL_KEYS_FOR = {
+    "serve": (settings.INTAKE_KEY_ENV,),
+    "sandbox": (settings.REMOTE_API_KEY_ENV,),
+    "simulate": (settings.INTAKE_KEY_ENV, settings.REMOTE_API_KEY_ENV),
+    "dev": (settings.INTAKE_KEY_ENV, settings.REMOTE_API_KEY_ENV),
+}
+
+
+def _load_local_keys(command: str) -> None:
+    """Keys a local `salesops dev` generated, so that its neighbours can talk to it."""
+    wanted = LOCAL_KEYS_FOR.get(command, (settings.REMOTE_API_KEY_ENV,))
+    for name, value in load_local_keys(settings.salesops_home()).items():
+        if name in wanted and not os.environ.get(name):
+            os.environ[name] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     load_dotenv(dotenv_path=Path.cwd() / ".env", override=False)
-    # Keys a local `salesops dev` generated, so that its neighbours can talk to it.
-    load_dotenv(dotenv_path=local_keys_path(settings.salesops_home()), override=False)
     parser = build_parser()
     args = parser.parse_args(argv)
+    _load_local_keys(args.command)
     try:
         return args.handler(args)
     except SalesopsError as error:

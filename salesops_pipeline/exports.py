@@ -2,14 +2,16 @@
 
 import json
 import os
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 from salesops_pipeline.sales.reports import ProgressionRow
 
-_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9@._+-]")
+# Kept as they are in file names, besides ASCII letters, digits and `_~` (which `quote` never
+# escapes): what a username usually holds, so `martin.mougenot@…` stays readable.
+_FILENAME_SAFE = "@.-"
 
 
 def progression_document(rows: Iterable[ProgressionRow]) -> list[dict]:
@@ -18,15 +20,23 @@ def progression_document(rows: Iterable[ProgressionRow]) -> list[dict]:
 
 
 def agent_filename(username: str) -> str:
-    """A file name for `username`; anything that could escape the directory is replaced."""
-    name = _UNSAFE_FILENAME.sub("_", username)
-    return f"{'_' + name if name.startswith('.') else name}.json"
+    """The file of `username`'s progression: the username percent-encoded as UTF-8 (ASCII
+    letters, digits and `@._-~` kept), then `.json`.
+
+    The frontend finds an agent's file from the username alone, and two agents never share one
+    (`o'neil` and `o_neil`, `hélène` and `hèlène`). A slash is always encoded, and so is a
+    leading dot: static file servers refuse to serve hidden files.
+    """
+    name = quote(username, safe=_FILENAME_SAFE)
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    return f"{name}.json"
 
 
 def write_progression_exports(
     exports_dir: Path, month: str, rows: Iterable[ProgressionRow]
 ) -> list[Path]:
-    """Write `<exports_dir>/progression/<month>/<agent>.json` for every agent in `rows`.
+    """Write `<exports_dir>/progression/<month>/<agent_filename>` for every agent in `rows`.
 
     The month's directory is rewritten as a whole, so an agent who no longer has targets that
     month does not keep a stale file. Each file is written beside and renamed into place: the

@@ -8,6 +8,7 @@ from pydantic import Field
 from salesops_pipeline.constants import POST_CALL_GROUP, POST_CALL_RUN_TAG, SALES_OPS_OWNER
 from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
+from salesops_pipeline.text import markdown_cell
 
 post_call_outcomes = dg.AssetSpec(
     "post_call_outcomes",
@@ -28,6 +29,8 @@ class PostCallBatchConfig(dg.Config):
 
 
 def outcomes_markdown(outcomes: list[Outcome]) -> str:
+    """The batch as a table for the Dagster UI. Every cell may carry what a webhook sent (its
+    callId, contactId, wrap-up in the decision, a provider's error): shown, never rendered."""
     lines = ["| callId | status | decision | written | error |", "|---|---|---|---|---|"]
     for o in outcomes:
         written = ", ".join(
@@ -35,7 +38,7 @@ def outcomes_markdown(outcomes: list[Outcome]) -> str:
             for w in o.writes
         )
         cells = [o.call_id, o.status, o.decision, written or "–", o.error or ""]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 

@@ -60,6 +60,7 @@ def remote_api_key() -> str | None:
 
 
 INTAKE_KEY_ENV = "X_API_KEY"
+LOG_LEVEL_ENV = "SALESOPS_LOG_LEVEL"
 # Where `salesops simulate` posts when no --intake is given and no local stack is running.
 INTAKE_URL_ENV = "SALESOPS_INTAKE_URL"
 WEBHOOK_SECRET_ENV = "SALESOPS_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret

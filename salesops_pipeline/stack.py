@@ -113,6 +113,20 @@ def describe_keys(home: Path, keys: list[StackKey]) -> list[str]:
     return lines
 
 
+# The secrets each part of the stack must not see: the intake never calls the provider, the
+# provider and Dagster's runs never receive webhooks.
+SECRETS_NOT_NEEDED = {
+    "sandbox": (settings.INTAKE_KEY_ENV, settings.WEBHOOK_SECRET_ENV),
+    "intake": (settings.REMOTE_API_KEY_ENV,),
+    "dagster": (settings.INTAKE_KEY_ENV, settings.WEBHOOK_SECRET_ENV),
+}
+
+
+def child_environment(part: str, env: dict[str, str]) -> dict[str, str]:
+    """`env` less the secrets `part` does not need."""
+    return {name: value for name, value in env.items() if name not in SECRETS_NOT_NEEDED[part]}
+
+
 def busy_ports(host: str, ports: StackPorts) -> list[str]:
     """The parts whose port is already taken on `host`, e.g. by a stack already running."""
     busy = []
@@ -217,11 +231,13 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
             sandbox = supervisor.start(
                 "sandbox",
                 [*cli, "sandbox", "--host", "127.0.0.1", "--port", str(ports.sandbox)],
-                env,
+                child_environment("sandbox", env),
             )
             supervisor.wait_http(sandbox, f"{env[settings.REMOTE_API_HOST_ENV]}/healthz")
         intake = supervisor.start(
-            "intake", [*cli, "serve", "--host", host, "--port", str(ports.intake)], env
+            "intake",
+            [*cli, "serve", "--host", host, "--port", str(ports.intake), "--docs"],
+            child_environment("intake", env),
         )
         supervisor.wait_http(intake, f"http://{host}:{ports.intake}/healthz")
         dagster = supervisor.start(
@@ -238,7 +254,7 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
                 "--port",
                 str(ports.dagster),
             ],
-            env,
+            child_environment("dagster", env),
         )
         supervisor.wait_http(dagster, f"http://{host}:{ports.dagster}/server_info", timeout=180)
     except (RuntimeError, KeyboardInterrupt) as error:

@@ -1,11 +1,14 @@
 """`salesops post-call`, `inbox` and `replay`: one event through the same rules, client and
-outcomes ledger as the pipeline, synchronously; clear messages for bad input."""
+outcomes ledger as the pipeline, synchronously; clear messages for bad input; what a webhook
+sent is printed as visible text, never as terminal control sequences or extra lines."""
 
 import json
 
 import pytest
 
+from salesops_pipeline import settings
 from salesops_pipeline.cli import main
+from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.sandbox.seed import REFERENCE_CONTACT_ID
 
 
@@ -88,6 +91,28 @@ def test_inbox_lists_and_replay_queues(provider_env, event_files, capsys):
     assert "queued again" in capsys.readouterr().out
     assert main(["replay", "404404"]) == 1
     assert "Unknown callId" in capsys.readouterr().err
+
+
+def test_inbox_shows_control_characters_instead_of_obeying_them(provider_env, tmp_path, capsys):
+    call_id = "x\x1b[2J\x1b]0;owned\x07\rfake\n2025-01-01 forged applied\u202e"
+    path = tmp_path / "event.json"
+    path.write_text(
+        json.dumps({"callId": call_id, "contactId": "c\x1b[31m\nred", "wrapup": "support"})
+    )
+    main(["post-call", str(path)])
+    Inbox(settings.inbox_path()).accept(
+        "plain-1", json.dumps({"callId": "plain-1", "contactId": "c"})
+    )
+    capsys.readouterr()
+    assert main(["inbox"]) == 0
+    out = capsys.readouterr().out
+    assert not [c for c in out if c in "\x1b\x07\r\u202e"]
+    lines = out.splitlines()
+    # The header, one line per event, a blank line and the counts: nothing forged.
+    assert len(lines) == 5
+    [evil] = [line for line in lines if "fake" in line]
+    assert "x\\x1b[2J\\x1b]0;owned\\x07\\rfake\\n2025-01-01 forged applied\\u202e" in evil
+    assert "c\\x1b[31m\\nred" in evil  # the error quoting the contact id, on the same line
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,23 @@
 durable storage before the answer, redelivery, conflicts, and quarantine of bad bodies."""
 
 import json
+import logging
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 
+import anyio
 import pytest
 import requests
+import uvicorn
 
 from salesops_pipeline.http_server import serving_in_thread
 from salesops_pipeline.intake.app import create_intake_app
+from salesops_pipeline.intake.server import intake_config, log_config
 from salesops_pipeline.intake.signing import signature_headers
 from salesops_pipeline.post_call.inbox import Inbox
 
@@ -227,8 +233,20 @@ def test_local_demo_starts_with_a_generated_key(isolated_home):
         process.communicate(timeout=20)
 
 
+@pytest.fixture
+def intake_with_docs(inbox):
+    with serving_in_thread(create_intake_app(inbox, api_key=KEY, docs=True)) as url:
+        yield url
+
+
+@pytest.mark.parametrize("page", ["docs", "redoc", "openapi.json"])
+def test_no_docs_unless_asked(intake, page):
+    assert requests.get(f"{intake}/{page}", timeout=5).status_code == 404
+
+
 @pytest.mark.parametrize(("page", "script"), [("docs", "swagger-ui-bundle.js"), ("redoc", "redoc")])
-def test_docs_pages_load_everything_from_the_service(intake, page, script):
+def test_docs_pages_load_everything_from_the_service(intake_with_docs, page, script):
+    intake = intake_with_docs
     html = requests.get(f"{intake}/{page}", timeout=5)
     assert html.status_code == 200
     sources = re.findall(r'(?:src|href)="([^"]+)"', html.text)
@@ -239,7 +257,8 @@ def test_docs_pages_load_everything_from_the_service(intake, page, script):
         assert asset.status_code == 200 and len(asset.content) > 1000, src
 
 
-def test_openapi_declares_the_key_for_try_it_out(intake):
+def test_openapi_declares_the_key_for_try_it_out(intake_with_docs):
+    intake = intake_with_docs
     schema = requests.get(f"{intake}/openapi.json", timeout=5).json()
     [(scheme_name, scheme)] = schema["components"]["securitySchemes"].items()
     assert scheme == {
@@ -267,3 +286,128 @@ def test_the_intake_survives_its_inbox_file_being_replaced(intake, inbox):
     fresh = Inbox(inbox.path)
     assert fresh.get("c-2") is not None and fresh.get("c-1") is None
     assert fresh.epoch() != epoch
+
+
+def test_a_deeply_nested_body_is_refused_and_quarantined(intake, inbox):
+    response = _post(intake, b"[" * 2000 + b"]" * 2000)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+    assert len(inbox.quarantined()) == 1
+
+
+def test_a_non_ascii_signature_is_a_bad_signature(inbox):
+    app = create_intake_app(inbox, api_key=KEY, webhook_secret="s3cret")
+    with serving_in_thread(app) as url:
+        headers = {"X-Signature-Timestamp": str(int(time.time())), "X-Signature": "sha256=é"}
+        response = _post(url, EVENT, headers={k: v.encode("latin-1") for k, v in headers.items()})
+    assert response.status_code == 401
+    assert response.json()["detail"] == "bad signature"
+
+
+def test_one_log_line_per_delivery_without_secrets(intake, caplog):
+    caplog.set_level(logging.INFO, logger="salesops.intake")
+    with_phone = {**EVENT, "contactPhone": "+33612345678"}
+    _post(intake, with_phone)  # stored
+    _post(intake, with_phone)  # duplicate
+    _post(intake, {**with_phone, "wrapup": "changed"})  # conflict
+    _post(intake, b"{oops")  # quarantined
+    _post(intake, EVENT, key="wrong-key")  # refused
+    lines = [r.getMessage() for r in caplog.records if r.name == "salesops.intake"]
+    assert [line.split(":")[0] for line in lines] == [
+        "post-call c-1",
+        "post-call c-1",
+        "post-call c-1",
+        "post-call quarantined",
+        "post-call refused",
+    ]
+    assert lines[0].endswith("stored") and lines[2].endswith("conflict")
+    assert "401" in lines[4]
+    text = "\n".join(lines)
+    assert KEY not in text and "wrong-key" not in text and "612345678" not in text
+
+
+def test_log_lines_are_formatted_like_uvicorns_at_the_chosen_level():
+    config = log_config("warning")
+    assert config["loggers"]["salesops"] == {"handlers": ["default"], "level": "WARNING"}
+    assert config["handlers"]["default"]["formatter"] == "default"
+
+
+def _serve_for_real(app, monkeypatch, **timeouts):
+    """The intake as `salesops serve` runs it (its protocol, timeouts and limits)."""
+    for name, value in timeouts.items():
+        monkeypatch.setattr(name, value)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(intake_config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    return server, thread, sock.getsockname()[1]
+
+
+def test_a_client_trickling_its_headers_is_cut_off(inbox, monkeypatch):
+    app = create_intake_app(inbox, api_key=KEY)
+    server, thread, port = _serve_for_real(
+        app,
+        monkeypatch,
+        **{"salesops_pipeline.intake.server.HEADER_READ_TIMEOUT_SECONDS": 1.0},
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"POST /webhooks/post-call HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            assert slow.recv(1024) == b""  # closed by the server
+            assert time.monotonic() - started < 5
+        # Meanwhile and after, others are served.
+        response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert response.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_client_stalling_its_body_gets_408(inbox, monkeypatch):
+    monkeypatch.setattr("salesops_pipeline.intake.app.BODY_READ_TIMEOUT_SECONDS", 1.0)
+    app = create_intake_app(inbox, api_key=KEY)
+    server, thread, port = _serve_for_real(app, monkeypatch)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(
+                b"POST /webhooks/post-call HTTP/1.1\r\nHost: x\r\nX-API-KEY: "
+                + KEY.encode()
+                + b"\r\nContent-Length: 100\r\n\r\n{"
+            )
+            assert slow.recv(1024).startswith(b"HTTP/1.1 408")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_webhooks_are_stored_while_the_frontend_fills_every_thread(inbox):
+    app = create_intake_app(inbox, api_key=KEY)
+    finished = []
+
+    @app.get("/test/one-thread")
+    async def one_thread():
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+        return {}
+
+    @app.get("/test/slow-read")
+    def slow_read():  # a frontend read waiting on the warehouse, in the shared threads
+        time.sleep(3)
+        finished.append("frontend")
+        return {}
+
+    with serving_in_thread(app) as url:
+        requests.get(f"{url}/test/one-thread", timeout=5)
+        reader = threading.Thread(
+            target=requests.get, args=(f"{url}/test/slow-read",), kwargs={"timeout": 10}
+        )
+        reader.start()
+        time.sleep(0.3)
+        assert _post(url, EVENT).status_code == 202
+        finished.append("webhook")
+        reader.join(timeout=10)
+    assert finished == ["webhook", "frontend"]

@@ -1,8 +1,11 @@
 """The post-call automation end to end, over loopback: the provider's payloads posted to the
 intake, the sensor's run requests, post_call_job against the sandbox provider, and the
-guarantees: applied once, replays and retries write nothing twice, transfers spread evenly."""
+guarantees: applied once, replays and retries write nothing twice, transfers spread evenly and
+only to agents the CRM says are active support agents, and what a webhook sent is shown in the
+run's outcomes table, never rendered."""
 
 import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +13,7 @@ import dagster as dg
 import pytest
 import requests
 
+from salesops_pipeline.clients.models import CrmAgent, Parsed
 from salesops_pipeline.http_server import serving_in_thread
 from salesops_pipeline.intake.app import create_intake_app
 from salesops_pipeline.post_call.inbox import Inbox
@@ -250,6 +254,85 @@ def test_no_active_support_agent_fails_with_that_reason(tmp_path):
         outcome = _processor_for(sandbox, inbox).process("t1")
     assert outcome.status == "failed"
     assert outcome.error == "no active support agent to transfer to"
+
+
+def test_crm_agents_without_an_active_flag_get_no_transfer(tmp_path):
+    store = SandboxStore(tmp_path / "provider.sqlite")
+    store.create()
+    store.add_agents([{k: v for k, v in a.items() if k != "active"} for a in demo_agents()])
+    store.add_contacts("A", [{"id": "c1", "phone": "0611111111"}])
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    inbox.accept("t1", json.dumps({"callId": "t1", "contactId": "c1", "wrapup": "support"}))
+    with running_sandbox(store, api_key="k") as sandbox:
+        outcome = _processor_for(sandbox, inbox).process("t1")
+    assert outcome.status == "failed"
+    assert outcome.error == "no active support agent to transfer to"
+    assert inbox.transfers() == {}
+
+
+class _LooseCrm:
+    """A CRM whose list for a team also carries `extra` agents, as one that ignores or widens
+    the team filter would."""
+
+    def __init__(self, crm, extra: list[CrmAgent]):
+        self.crm = crm
+        self.extra = extra
+
+    def list_agents(self, *, team=None):
+        listed = self.crm.list_agents(team=team)
+        return Parsed(items=[*self.extra, *listed.items], rejected=listed.rejected)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"team": "sales", "active": True},
+        {"team": None, "active": True},
+        {"active": True},
+        {"team": "support"},
+        {"team": "support", "active": None},
+    ],
+)
+def test_only_active_agents_of_the_support_team_get_a_transfer(level_sandbox, tmp_path, fields):
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    _transfer_events(inbox, 1)
+    processor = _processor_for(level_sandbox, inbox)
+    # Sorted first with no load: the one chosen if it counted as a candidate at all.
+    intruder = CrmAgent.model_validate({"username": "aaa.intruder@example.com", **fields})
+    processor.crm = _LooseCrm(processor.crm, [intruder])
+    assert processor.process("t0").status == "applied"
+    active = {name for name, is_active, _ in SUPPORT_AGENTS if is_active}
+    assert inbox.transfers()["c0"] in active
+
+
+def _markdown_cells(row: str) -> list[str]:
+    """A markdown table row split the way a GFM renderer splits it: escaped pipes stay."""
+    cells, current, escaped = [], "", False
+    for char in row.strip().removeprefix("|").removesuffix("|"):
+        if char == "|" and not escaped:
+            cells.append(current)
+            current = ""
+            continue
+        current += char
+        escaped = char == "\\" and not escaped
+    return [*cells, current]
+
+
+def test_what_a_webhook_sent_is_shown_not_rendered_in_the_outcomes(pipeline):
+    call_id = "e1 | applied | <img src=x onerror=alert(1)> |\n| 999 | applied | *forged* | – | |"
+    contact_id = "ghost_[link](http://evil.example)`\r"
+    assert pipeline.post({"callId": call_id, "contactId": contact_id, "wrapup": "support"}).ok
+    [run] = pipeline.tick_and_run()
+    [materialization] = run.get_asset_materialization_events()
+    table = materialization.materialization.metadata["outcomes"].value
+    lines = table.split("\n")
+    assert len(lines) == 3  # header, separator, the one event: no forged row
+    assert [len(_markdown_cells(line)) for line in lines] == [5, 5, 5]
+    cells = _markdown_cells(lines[2])
+    assert cells[0].strip().startswith("e1 \\| applied \\| \\<img src=x")
+    assert cells[1].strip() == "failed"
+    assert "ghost\\_\\[link\\](http://evil.example)\\`\\\\r" in cells[4]
+    assert not re.search(r"(?<!\\)[<*`\[]", table) and "\r" not in table
 
 
 def _processor(pipeline, run_id):

@@ -1,5 +1,6 @@
-"""The post-call rules (Q2.1 callback date, Q2.2 support agent choice) and event parsing,
-over their edge cases; plain functions, no Dagster, no HTTP."""
+"""The post-call rules (Q2.1 callback date, Q2.2 support transfer: the word asked for and who
+may take the contact) and event parsing, over their edge cases; plain functions, no Dagster, no
+HTTP."""
 
 from datetime import datetime
 
@@ -9,8 +10,10 @@ from salesops_pipeline.post_call.events import EventError, parse_event
 from salesops_pipeline.post_call.rules import (
     SupportCandidate,
     callback_date,
+    can_take_support_contacts,
     decide,
     is_callback,
+    is_support_transfer,
     least_loaded_agent,
     parse_provider_datetime,
     support_loads,
@@ -103,6 +106,44 @@ def test_call_day_falls_back_to_call_start():
 def test_support_keyword_anywhere_in_the_wrapup():
     assert _decide("Transfert Support technique").transfer_to_support
     assert not _decide("Vente").has_work
+
+
+@pytest.mark.parametrize(
+    "wrapup",
+    ["support", "Transfert support", "SUPPORT technique", "Client -> support.", "(Support)"],
+)
+def test_support_as_a_word_transfers(wrapup):
+    assert is_support_transfer(wrapup, "support")
+    assert _decide(wrapup).transfer_to_support
+
+
+@pytest.mark.parametrize(
+    "wrapup",
+    ["unsupported number", "Numéro non supporté", "supports", "supportive", "", None],
+)
+def test_support_inside_another_word_does_not_transfer(wrapup):
+    assert not is_support_transfer(wrapup, "support")
+    assert not _decide(wrapup).transfer_to_support
+
+
+def test_an_empty_support_keyword_transfers_nothing():
+    assert not is_support_transfer("Transfert support", "")
+    assert not is_support_transfer("Transfert support", "  ")
+
+
+@pytest.mark.parametrize(
+    ("active", "team", "eligible"),
+    [
+        (True, "support", True),
+        (None, "support", False),  # the CRM did not say: not known to be active
+        (False, "support", False),
+        (True, "sales", False),
+        (True, None, False),
+        (True, "Support", False),
+    ],
+)
+def test_only_explicitly_active_support_agents_take_contacts(active, team, eligible):
+    assert can_take_support_contacts(active, team, "support") is eligible
 
 
 def test_reference_events_decisions():

@@ -191,6 +191,25 @@ def test_malformed_month_is_refused(month):
         reports.parse_month(month)
 
 
+@pytest.mark.parametrize(
+    "month",
+    [
+        "\uff12\uff10\uff12\uff15-04",  # full-width digits, which int() would read as 2025
+        "\u0662\u0660\u0662\u0665-04",  # Arabic-Indic digits
+        "2025-04\n",
+        "\n2025-04",
+        " 2025-04",
+        "2025-4",
+        "2025-13",
+        "0000-04",  # no year 0 in a date
+        "9999-12",  # its next month is past the last date
+    ],
+)
+def test_month_is_ascii_yyyy_mm_and_nothing_else(month):
+    with pytest.raises(InvalidInputError, match="expected YYYY-MM"):
+        reports.parse_month(month)
+
+
 def test_parse_month_bounds():
     assert [d.isoformat() for d in reports.parse_month("2025-12")] == ["2025-12-01", "2026-01-01"]
 

@@ -1,10 +1,14 @@
 """The sales assets and their checks, materialized through Dagster on small sales DBs.
 
-Asserts what lands in the DuckDB warehouse, in the frontend's JSON files and in the metadata a
-manager sees; each check is run both on good data and on deliberately broken data.
+Asserts what lands in the DuckDB warehouse, in the frontend's JSON files (one per agent, named
+by the percent-encoded username) and in the metadata a manager sees, where names from the sales
+DB are shown and never rendered as markdown; each check is run both on good data and on
+deliberately broken data.
 """
 
 import json
+import re
+from urllib.parse import unquote
 
 import dagster as dg
 import duckdb
@@ -141,6 +145,115 @@ def test_frontend_files_one_per_agent(materialized):
     ]
 
 
+# Usernames the old file naming folded together, or could not name a file after.
+LOOKALIKE_USERNAMES = (
+    "o'neil@example.com",
+    "o_neil@example.com",
+    "hélène@example.com",
+    "hèlène@example.com",
+    "a/b@example.com",
+    "a_b@example.com",
+    "%41@example.com",
+    "A@example.com",
+    ".",
+    "..",
+    ".hidden",
+)
+
+
+def test_every_agent_gets_a_file_of_their_own(sales_db_builder, tmp_path):
+    b = sales_db_builder
+    team = b.team("sales")
+    for n, username in enumerate(LOOKALIKE_USERNAMES, start=1):
+        b.operation(b.target(b.agent(username, team), "2025-04-01", 1000), 100.0 * n)
+    home = tmp_path / "home"
+    assert _materialize(b.close(), home).success
+    month_dir = home / "exports" / "progression" / "2025-04"
+    files = {path.name: path for path in month_dir.iterdir()}
+    assert len(files) == len(LOOKALIKE_USERNAMES)
+    assert not [name for name in files if name.startswith(".")]
+    assert "o%27neil@example.com.json" in files and "o_neil@example.com.json" in files
+    assert "h%C3%A9l%C3%A8ne@example.com.json" in files
+    # The name gives the username back, and the file holds that agent's figures.
+    amounts = {
+        unquote(name.removesuffix(".json")): json.loads(path.read_text())[0]["amount_of_the_day"]
+        for name, path in files.items()
+    }
+    assert amounts == {u: 100 * n for n, u in enumerate(LOOKALIKE_USERNAMES, start=1)}
+
+
+def _cells(row: str) -> list[str]:
+    """A markdown table row split the way a GFM renderer splits it: escaped pipes stay."""
+    cells, current, escaped = [], "", False
+    for char in row.strip().removeprefix("|").removesuffix("|"):
+        if char == "|" and not escaped:
+            cells.append(current)
+            current = ""
+            continue
+        current += char
+        escaped = char == "\\" and not escaped
+    return [*cells, current]
+
+
+def _metadata(result, asset: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
+    return {key: value.value for key, value in event.materialization.metadata.items()}
+
+
+HOSTILE_TEAM = "ops | <img src=x onerror=alert(1)>\n| forged | row | 9 | 9 | 9% |"
+HOSTILE_AGENT = "*lea*_[x](http://evil.example)`\r\n| forged | 2025-04-01 | 1 | 1 | 1% |"
+
+
+@pytest.fixture
+def hostile_names(sales_db_builder, tmp_path):
+    """A sales DB whose team and agent names are written like markdown, HTML and table rows."""
+    b = sales_db_builder
+    team = b.team(HOSTILE_TEAM)
+    agent = b.agent(HOSTILE_AGENT, team)
+    b.session(agent, 700.0, "new|<b>bold</b>")
+    b.operation(b.target(agent, "2025-04-01", 1000), 700.0)
+    home = tmp_path / "home"
+    result = _materialize(b.close(), home)
+    assert result.success
+    return b.path, home, result
+
+
+def _assert_inert_table(table: str, rows: int, columns: int) -> None:
+    lines = table.split("\n")
+    assert len(lines) == 2 + rows  # header, separator, and not one forged row more
+    assert all(len(_cells(line)) == columns for line in lines)
+    assert not re.search(r"(?<!\\)[<*_`\[]", table)  # every markdown/HTML special escaped
+    assert "\r" not in table
+
+
+def test_names_from_the_sales_db_are_shown_not_rendered(hostile_names):
+    _, _, result = hostile_names
+    team_table = _metadata(result, "team_sales")["team_sales"]
+    _assert_inert_table(team_table, rows=1, columns=5)
+    assert "| ops \\| \\<img src=x onerror=alert(1)\\>\\\\n\\| forged" in team_table
+    assert "| new\\|\\<b\\>bold\\</b\\> |" in team_table
+    month_end = _metadata(result, "agent_daily_progression")["month_end"]
+    _assert_inert_table(month_end, rows=1, columns=5)
+    assert month_end.split("\n")[2].startswith("| \\*lea\\*\\_\\[x\\](http://evil.example)")
+
+
+def test_check_details_show_names_not_markdown(hostile_names):
+    db_path, home, _ = hostile_names
+    _corrupt(home, "UPDATE team_sales SET sessions = sessions + 1")
+    _corrupt(home, "UPDATE agent_daily_progression SET progression_of_the_day = -0.5")
+    evaluations = {
+        e.check_name: {k: v.value for k, v in e.metadata.items()}
+        for e in _run_checks_only(db_path, home).get_asset_check_evaluations()
+    }
+    for check, key in (
+        ("team_sales_reconcile_with_sessions", "differences"),
+        ("progression_never_negative", "first_negatives"),
+    ):
+        [line] = evaluations[check][key].split("\n")  # one item, no forged line
+        assert line.startswith("- ")
+        assert not re.search(r"(?<!\\)[<*_`|\[]", line)
+
+
 def test_rematerializing_a_month_replaces_it(materialized):
     db_path, home, _ = materialized
     assert _materialize(db_path, home).success
@@ -208,3 +321,15 @@ def test_negative_progression_check_fails(materialized):
     checks = _checks(_run_checks_only(db_path, home))
     assert checks["progression_never_negative"] is False
     assert checks["progression_accumulates_daily_values"] is True
+
+
+def test_a_username_with_math_markup_still_charts():
+    from salesops_pipeline.charts import progression_chart_markdown
+    from salesops_pipeline.sales.reports import ProgressionRow
+
+    rows = [
+        ProgressionRow(name, "2025-04-01", 100, 50, 0.5, 100, 50, 0.5)
+        for name in ("a$\\frac$b@example.com", "_lea@example.com")
+    ]
+    chart = progression_chart_markdown("2025-04", rows)
+    assert chart.startswith("![") and "data:image/png;base64," in chart

@@ -13,11 +13,12 @@ import threading
 
 import pytest
 
-from salesops_pipeline.cli import main
+from salesops_pipeline.cli import _load_local_keys, main
 from salesops_pipeline.stack import (
     StackAddresses,
     StackPorts,
     busy_ports,
+    child_environment,
     load_local_keys,
     local_keys_path,
     resolve_stack_keys,
@@ -143,3 +144,34 @@ def test_run_sh_installs_only_when_the_packaging_changed(project_copy):
     with (copy / "setup.py").open("a") as setup:
         setup.write("\n# a new dependency\n")
     assert run()[-2:] == ["pip", "salesops dev --dagster-port 3001"]
+
+
+def test_each_part_of_the_stack_gets_only_the_secrets_it_needs():
+    env = {
+        "X_API_KEY": "intake-key",
+        "REMOTE_API_KEY": "provider-key",
+        "SALESOPS_WEBHOOK_SECRET": "signing-secret",
+        "PATH": "/bin",
+    }
+    assert set(child_environment("intake", env)) == {
+        "X_API_KEY",
+        "SALESOPS_WEBHOOK_SECRET",
+        "PATH",
+    }
+    assert set(child_environment("dagster", env)) == {"REMOTE_API_KEY", "PATH"}
+    assert set(child_environment("sandbox", env)) == {"REMOTE_API_KEY", "PATH"}
+
+
+@pytest.mark.parametrize(
+    ("command", "loaded"),
+    [
+        ("serve", {"X_API_KEY"}),
+        ("sandbox", {"REMOTE_API_KEY"}),
+        ("duplicates", {"REMOTE_API_KEY"}),
+        ("simulate", {"X_API_KEY", "REMOTE_API_KEY"}),
+    ],
+)
+def test_commands_take_only_the_kept_keys_they_need(isolated_home, command, loaded):
+    resolve_stack_keys(isolated_home, {})  # a stack generated and kept both keys
+    _load_local_keys(command)
+    assert {name for name in ("X_API_KEY", "REMOTE_API_KEY") if os.environ.get(name)} == loaded

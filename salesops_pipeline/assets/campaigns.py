@@ -9,6 +9,7 @@ from salesops_pipeline.campaigns.phones import mask_phone
 from salesops_pipeline.constants import SALES_OPS_OWNER
 from salesops_pipeline.resources import ProviderResource, WarehouseResource
 from salesops_pipeline.resources.provider import provider_failures
+from salesops_pipeline.text import markdown_cell
 
 PREVIEW_ROWS = 20
 
@@ -47,7 +48,8 @@ def campaign_contacts(
         "malformed_records": len(rejected),
         "malformed_details": dg.MetadataValue.md(
             "\n".join(
-                f"- campaign {campaign}, record {r.index} (id {r.record_id}): {r.reason}"
+                f"- campaign {markdown_cell(campaign)}, record {r.index}"
+                f" (id {markdown_cell(r.record_id)}): {markdown_cell(r.reason)}"
                 for campaign, r in rejected[:PREVIEW_ROWS]
             )
             or "none"

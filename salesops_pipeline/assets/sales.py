@@ -8,6 +8,7 @@ from salesops_pipeline.constants import MONTHLY_PARTITIONS, SALES_OPS_OWNER
 from salesops_pipeline.exports import write_progression_exports
 from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
 from salesops_pipeline.sales import reports
+from salesops_pipeline.text import markdown_cell
 
 
 @dg.asset(owners=[SALES_OPS_OWNER], kinds={"sqlite", "duckdb"})
@@ -43,13 +44,18 @@ def _team_sales_markdown(report: reports.TeamSalesReport) -> str:
     for team in report.teams:
         rate = report.unsubscription_rate(team)
         rate_text = "–" if rate is None else f"{rate:.1%}"
+        # Team names and statuses are whatever the sales DB holds: shown, never rendered.
+        team_cell = markdown_cell(team)
         rows = report.rows_of(team) or [None]
         for row in rows:
             if row is None:
-                lines.append(f"| {team} | no sales | 0 | 0 | {rate_text} |")
+                lines.append(f"| {team_cell} | no sales | 0 | 0 | {rate_text} |")
             else:
                 amount = f"{row.amount:,.2f}".replace(",", " ")
-                lines.append(f"| {team} | {row.status} | {row.sessions} | {amount} | {rate_text} |")
+                lines.append(
+                    f"| {team_cell} | {markdown_cell(row.status)} | {row.sessions} | {amount}"
+                    f" | {rate_text} |"
+                )
     return "\n".join(lines)
 
 
@@ -68,7 +74,7 @@ def agent_daily_progression(
     One row per agent and target day: the day's target and booked amount (unsubscriptions
     count negative on the day they are booked), the ratio of the two, and the running totals
     since the first of the month. Agents see it in the frontend, which reads one JSON file per
-    agent and month from `exports/progression/<YYYY-MM>/<agent>.json`.
+    agent and month from `exports/progression/<YYYY-MM>/<username, percent-encoded>.json`.
     """
     month = context.partition_key
     with sales_db.connect() as conn:
@@ -102,7 +108,7 @@ def _month_end_markdown(rows: list[reports.ProgressionRow]) -> str:
     ]
     for agent, row in sorted(last_rows.items()):
         lines.append(
-            f"| {agent} | {row.date} | {row.target_accumulated:,.0f} |"
+            f"| {markdown_cell(agent)} | {row.date} | {row.target_accumulated:,.0f} |"
             f" {row.amount_accumulated:,.0f} | {row.progression_accumulated:.0%} |"
         )
     return "\n".join(lines)

@@ -6,6 +6,7 @@ from salesops_pipeline import warehouse as wh
 from salesops_pipeline.assets.sales import agent_daily_progression, team_sales
 from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
 from salesops_pipeline.sales import reports
+from salesops_pipeline.text import markdown_cell
 
 
 @dg.asset_check(asset=team_sales)
@@ -22,7 +23,9 @@ def team_sales_reconcile_with_sessions(
         passed=not differences,
         metadata={
             "teams_checked": len(raw),
-            "differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in differences) or "none"),
+            "differences": dg.MetadataValue.md(
+                "\n".join(f"- {markdown_cell(d)}" for d in differences) or "none"
+            ),
         },
     )
 
@@ -38,7 +41,7 @@ def progression_accumulates_daily_values(warehouse: WarehouseResource) -> dg.Ass
             "mismatches_shown": len(mismatches),
             "first_mismatches": dg.MetadataValue.md(
                 "\n".join(
-                    f"- {month} {agent} {day}: target {t} (expected {et}),"
+                    f"- {month} {markdown_cell(agent)} {day}: target {t} (expected {et}),"
                     f" amount {a} (expected {ea})"
                     for month, agent, day, t, et, a, ea in mismatches
                 )
@@ -59,7 +62,7 @@ def progression_never_negative(warehouse: WarehouseResource) -> dg.AssetCheckRes
             "negatives_shown": len(negatives),
             "first_negatives": dg.MetadataValue.md(
                 "\n".join(
-                    f"- {month} {agent} {day}: day {p_day}, accumulated {p_acc}"
+                    f"- {month} {markdown_cell(agent)} {day}: day {p_day}, accumulated {p_acc}"
                     for month, agent, day, p_day, p_acc in negatives
                 )
                 or "none"

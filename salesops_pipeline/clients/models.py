@@ -41,7 +41,9 @@ class CrmAgent(BaseModel):
     id: str | None = None
     username: str
     team: str | None = None
-    active: bool = True
+    # None when the CRM does not say: such an agent is not known to be active, and gets no
+    # customer handed to them.
+    active: bool | None = None
 
 
 class CrmContact(BaseModel):

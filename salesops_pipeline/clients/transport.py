@@ -33,6 +33,10 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 # A provider asking us to come back in an hour should fail the call, not hang the run.
 MAX_RETRY_AFTER_SECONDS = 60.0
+MAX_REDIRECTS = 5
+# 10M contacts at the provider's smallest page size; more means its paging is broken.
+MAX_PAGES = 10_000
+MAX_EMPTY_PAGES = 3
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -101,11 +105,16 @@ class ApiTransport:
         timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
         retry: Retry | None = None,
     ):
-        if not urlsplit(base_url).scheme or not urlsplit(base_url).netloc:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Not echoed whole: the value may carry a user and a password.
             raise ApiRequestError(
-                "configuration", f"the API host must be a URL like https://host, not {base_url!r}"
+                "configuration",
+                f"the API host must be a URL like https://host, not {display_origin(base_url)!r}",
             )
         self.base_url = base_url.rstrip("/") + "/"
+        # The key goes to this origin only: links and redirects elsewhere are refused.
+        self.origin = _origin(self.base_url)
         self.timeout = timeout
         self.session = _session(api_key, retry or default_retry())
         self.write_session = _session(api_key, write_retry())
@@ -120,11 +129,23 @@ class ApiTransport:
     def request(
         self, method: str, url: str, *, params: dict | None = None, json: dict | None = None
     ) -> requests.Response:
+        """One read, retried as `default_retry` says. Redirects are followed within the
+        provider's origin only: the key must never reach another host, nor plain HTTP."""
         call = f"{method} {urlsplit(url).path}"
+        self._check_origin(call, url, "the provider's URL")
         try:
             response = self.session.request(
-                method, url, params=params, json=json, timeout=self.timeout
+                method, url, params=params, json=json, timeout=self.timeout, allow_redirects=False
             )
+            for _ in range(MAX_REDIRECTS):
+                if not (response.is_redirect and response.headers.get("Location")):
+                    break
+                url = urljoin(response.url, response.headers["Location"])
+                self._check_origin(call, url, "a redirect")
+                response.close()
+                response = self.session.request(
+                    "GET", url, timeout=self.timeout, allow_redirects=False
+                )
         except requests.exceptions.Timeout:
             raise ApiUnavailableError(call, f"no answer within {self._read_timeout()}s") from None
         except requests.exceptions.RetryError as error:
@@ -137,12 +158,28 @@ class ApiTransport:
                     call, f"no answer within {self._read_timeout()}s"
                 ) from None
             raise ApiUnavailableError(
-                call, f"cannot reach {urlsplit(url).netloc} ({cause})"
+                call, f"cannot reach {display_origin(url)} ({cause})"
+            ) from None
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as error:
+            # The answer broke on its way: a network fault, worth another try later.
+            raise ApiUnavailableError(
+                call, f"the answer broke off ({type(error).__name__})"
             ) from None
         except requests.exceptions.RequestException as error:
-            raise ApiRequestError(call, str(error)) from None
+            raise ApiRequestError(call, type(error).__name__) from None
         _raise_for_status(call, response)
         return response
+
+    def _check_origin(self, call: str, url: str, what: str) -> None:
+        if _origin(url) != self.origin:
+            raise ApiRequestError(
+                call,
+                f"{what} points to {display_origin(url)}, not the provider"
+                f" ({display_origin(self.base_url)}): refused, the key goes to the provider only",
+            )
 
     def write(
         self, method: str, url: str, *, json: dict, headers: dict | None = None
@@ -198,21 +235,31 @@ class ApiTransport:
         return response
 
     def iter_pages(self, path: str, *, params: dict | None = None) -> Iterator[requests.Response]:
-        """Every page of a list: the first from `path`, then each `rel="next"` link."""
+        """Every page of a list: the first from `path`, then each `rel="next"` link.
+
+        Bounded whatever the provider answers: a link back to a page already read is a loop,
+        at most MAX_PAGES pages are read, and MAX_EMPTY_PAGES empty pages in a row end it.
+        """
         url: str | None = self.url(path)
         seen: set[str] = set()
-        while url is not None:
+        empty_in_a_row = 0
+        for _ in range(MAX_PAGES):
             response = self.request("GET", url, params=params)
+            seen.add(response.url)
             yield response
-            params = None  # the next link carries its own query
+            empty_in_a_row = empty_in_a_row + 1 if _is_empty_list(response.content) else 0
             next_link = response.links.get("next", {}).get("url")
-            url = urljoin(response.url, next_link) if next_link else None
-            if url is not None:
-                if url in seen:
-                    raise ApiRequestError(
-                        f"GET {urlsplit(url).path}", "the provider's next link goes in a loop"
-                    )
-                seen.add(url)
+            if not next_link or empty_in_a_row >= MAX_EMPTY_PAGES:
+                return
+            params = None  # the next link carries its own query
+            url = urljoin(response.url, next_link)
+            if url in seen:
+                raise ApiRequestError(
+                    f"GET {urlsplit(url).path}", "the provider's next link goes in a loop"
+                )
+        raise ApiRequestError(
+            f"GET /{path.lstrip('/')}", f"more than {MAX_PAGES} pages: the provider's paging is off"
+        )
 
     def _read_timeout(self) -> float:
         return self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
@@ -237,6 +284,26 @@ def prefetched(items: Iterator[Item]) -> Iterator[Item]:
                 return
             pending = pool.submit(next, items, _END)
             yield item
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # unreadable: never the provider's
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or ""), port or default
+
+
+def display_origin(url: str) -> str:
+    """`host:port` of a URL, never its user or password, for messages."""
+    _, host, port = _origin(url)
+    return f"{host or '?'}:{port}" if port and port > 0 else host or "?"
+
+
+def _is_empty_list(raw: bytes) -> bool:
+    return raw.strip() in (b"[]", b"")
 
 
 def _session(api_key: str, retry: Retry) -> requests.Session:

@@ -72,6 +72,10 @@ class VoiceClient:
         return _json_object(response.content)
 
     def _contact_url(self, contact_id: str) -> str:
+        # Percent-encoding leaves "." and ".." as they are, and a URL resolves them as dot
+        # segments: /voice/contacts/.. would be another resource.
+        if contact_id in ("", ".", "..") or any(ord(c) < 32 or ord(c) == 127 for c in contact_id):
+            raise ApiRequestError("/voice/contacts/{id}", f"invalid contact id {contact_id!r}")
         return self.transport.url(f"voice/contacts/{quote(contact_id, safe='')}")
 
     @staticmethod

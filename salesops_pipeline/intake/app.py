@@ -4,17 +4,18 @@ An event is acknowledged (2xx) only once it is on disk. A body that cannot be ac
 4xx naming the problem and is kept raw in quarantine: nothing is silently dropped.
 """
 
+import asyncio
 import logging
 import secrets
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI, HTTPException, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
-from starlette.concurrency import run_in_threadpool
 
 from salesops_pipeline import settings
 from salesops_pipeline.intake.frontend import frontend_router
@@ -27,6 +28,11 @@ logger = logging.getLogger("salesops.intake")
 
 # A post-call event is well under 2 KB; anything far bigger is not one.
 MAX_BODY_BYTES = 64 * 1024
+# A sender that takes longer than this to send a body this small is stalling.
+BODY_READ_TIMEOUT_SECONDS = 10.0
+# Threads for storing webhooks, apart from the ones the frontend's reads use: a burst of
+# frontend polls must never make the provider's deliveries wait.
+WEBHOOK_STORAGE_THREADS = 16
 
 # Declares the key in the OpenAPI schema, so that the docs' "Authorize" and "Try it out" send
 # it. Checking it stays with the routes: a webhook without it must be answered, not raised.
@@ -37,6 +43,20 @@ API_KEY_HEADER = APIKeyHeader(
 
 def _problem(status: int, detail: str, **extra) -> JSONResponse:
     return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+def _refused(status: int, reason: str) -> JSONResponse:
+    # The reason only: never the key that was sent, nor the body.
+    logger.warning("post-call refused: %s %s", status, reason)
+    return _problem(status, reason)
+
+
+def _unavailable(error: sqlite3.Error) -> JSONResponse:
+    # Not stored, so not acknowledged: the provider will deliver it again.
+    logger.error("post-call not stored, inbox unavailable: %s", error)
+    response = _problem(503, "inbox unavailable, retry later")
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
@@ -58,19 +78,33 @@ def create_intake_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     warehouse_path: Path | None = None,
     sales_db_path: Callable[[], Path] = resolve_sales_db_path,
+    docs: bool = False,
 ) -> FastAPI:
+    """The intake and frontend API. `docs` serves `/docs`, `/redoc` and `/openapi.json`: on for
+    the local stack, off by default so that a production intake does not describe itself to
+    whoever asks."""
     if not api_key:
         raise ValueError("the intake service needs an API key")
-    # The docs' Swagger UI and ReDoc are served from the installed package, not from a CDN:
-    # they work on a machine without internet.
-    app: FastAPI = FastAPIOffline(
-        title="salesops intake and frontend API",
-        description=(
+    about = {
+        "title": "salesops intake and frontend API",
+        "description": (
             "Receives the voice provider's post-call webhooks, and serves the sales reports to"
             " the frontend. Every call needs the header `X-API-KEY`."
         ),
+    }
+    # The docs' Swagger UI and ReDoc are served from the installed package, not from a CDN:
+    # they work on a machine without internet.
+    app: FastAPI = (
+        FastAPIOffline(**about)
+        if docs
+        else FastAPI(**about, docs_url=None, redoc_url=None, openapi_url=None)
     )
     app.state.inbox = inbox
+
+    async def in_storage_thread(function, *args):
+        if not hasattr(app.state, "storage_threads"):
+            app.state.storage_threads = anyio.CapacityLimiter(WEBHOOK_STORAGE_THREADS)
+        return await anyio.to_thread.run_sync(function, *args, limiter=app.state.storage_threads)
 
     def authenticated(request: Request) -> bool:
         given = request.headers.get("X-API-KEY")
@@ -109,13 +143,17 @@ def create_intake_app(
     )
     async def post_call(request: Request):
         if not authenticated(request):
-            return _problem(401, "missing or invalid X-API-KEY")
+            return _refused(401, "missing or invalid X-API-KEY")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            return _problem(413, f"body larger than {max_body_bytes} bytes")
-        raw = await _read_capped(request, max_body_bytes)
+            return _refused(413, f"body larger than {max_body_bytes} bytes")
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+                raw = await _read_capped(request, max_body_bytes)
+        except TimeoutError:
+            return _refused(408, f"body not received within {BODY_READ_TIMEOUT_SECONDS:.0f}s")
         if raw is None:
-            return _problem(413, f"body larger than {max_body_bytes} bytes")
+            return _refused(413, f"body larger than {max_body_bytes} bytes")
         if webhook_secret:
             problem = signature_problem(
                 webhook_secret,
@@ -124,20 +162,21 @@ def create_intake_app(
                 raw,
             )
             if problem:
-                return _problem(401, problem)
+                return _refused(401, problem)
         content_type = request.headers.get("content-type")
         try:
             event = parse_event(raw)
         except EventError as error:
-            await run_in_threadpool(inbox.quarantine, str(error), raw, content_type)
-            logger.warning("post-call body quarantined: %s", error)
+            try:
+                await in_storage_thread(inbox.quarantine, str(error), raw, content_type)
+            except sqlite3.Error as storage_error:
+                return _unavailable(storage_error)
+            logger.warning("post-call quarantined: %s %s", error.http_status, error)
             return _problem(error.http_status, str(error), quarantined=True)
         try:
-            accepted = await run_in_threadpool(inbox.accept, event.callId, raw.decode())
+            accepted = await in_storage_thread(inbox.accept, event.callId, raw.decode())
         except sqlite3.Error as error:
-            # Not stored, so not acknowledged: the provider will deliver it again.
-            logger.error("inbox unavailable: %s", error)
-            return _problem(503, "inbox unavailable, retry later")
+            return _unavailable(error)
         logger.info("post-call %s: %s", event.callId, accepted.status)
         status = 202 if accepted.status == "stored" else 200
         return JSONResponse({"status": accepted.status, "callId": event.callId}, status_code=status)

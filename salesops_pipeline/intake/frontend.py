@@ -4,7 +4,8 @@ Served by the intake service, behind the same key. It reads what the assets stor
 computes a report itself, so the frontend shows exactly what managers see in Dagster.
 """
 
-import time
+import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +14,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
 from salesops_pipeline import warehouse as wh
-from salesops_pipeline.errors import InvalidInputError
+from salesops_pipeline.errors import InvalidInputError, SalesDatabaseError
 from salesops_pipeline.sales import reports
 from salesops_pipeline.sales.schema import open_sales_db
+
+logger = logging.getLogger("salesops.intake.frontend")
+
+# A materialization holds the warehouse's write lock for seconds: the client is told to come
+# back rather than kept waiting.
+WAREHOUSE_BUSY_RETRY_AFTER_SECONDS = 1
 
 
 class ProgressionDay(BaseModel):
@@ -39,21 +46,43 @@ class TeamSalesRow(BaseModel):
 
 
 def _read_warehouse(path: Path, read: Callable[[duckdb.DuckDBPyConnection], object]):
-    """Run `read` on a read-only connection, waiting briefly while a run writes the file."""
+    """Run `read` on a read-only connection; None when nothing was ever materialized.
+
+    While a run writes the file, the answer is an immediate 503 with `Retry-After`: waiting
+    here would hold one of the server's few worker threads for as long as the run writes.
+    """
     if not path.is_file():
         return None
-    for attempt in range(20):
-        try:
-            conn = duckdb.connect(str(path), read_only=True)
-        except duckdb.IOException:
-            # A materialization holds the write lock for a moment; it is worth a short wait.
-            time.sleep(0.05 * (attempt + 1))
-            continue
-        try:
-            return read(conn)
-        finally:
-            conn.close()
-    raise HTTPException(status_code=503, detail="the warehouse is being written, retry shortly")
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise HTTPException(
+                status_code=503,
+                detail="the warehouse is being written, retry shortly",
+                headers={"Retry-After": str(WAREHOUSE_BUSY_RETRY_AFTER_SECONDS)},
+            ) from None
+        logger.error("warehouse %s unreadable: %s", path, error)
+        raise HTTPException(status_code=503, detail="the warehouse cannot be read") from None
+    try:
+        return read(conn)
+    finally:
+        conn.close()
+
+
+def _agent_known(sales_db_path: Callable[[], Path], agent: str) -> bool:
+    """Whether the sales DB has `agent`; a 503 when the sales DB cannot be read."""
+    try:
+        with open_sales_db(sales_db_path()) as conn:
+            return reports.agent_exists(conn, agent)
+    except (SalesDatabaseError, sqlite3.Error, OSError) as error:
+        # The path and the cause are for the logs: the frontend only needs to know it is away.
+        logger.error("sales database unavailable: %s", error)
+        raise HTTPException(
+            status_code=503,
+            detail="the sales database is unavailable (it is needed to look up an agent the"
+            " warehouse has no progression for): retry later",
+        ) from None
 
 
 def frontend_router(
@@ -68,6 +97,10 @@ def frontend_router(
         responses={
             400: {"description": "Malformed month"},
             404: {"description": "Unknown agent, or month not computed yet"},
+            503: {
+                "description": "The warehouse is being written (see Retry-After), or the sales"
+                " DB, needed for an agent the month has no rows for, is unavailable"
+            },
         },
     )
     def progression(
@@ -78,12 +111,13 @@ def frontend_router(
             reports.parse_month(month)
         except InvalidInputError as error:
             raise HTTPException(status_code=400, detail=str(error)) from None
-        with open_sales_db(sales_db_path()) as conn:
-            if not reports.agent_exists(conn, agent):
-                raise HTTPException(status_code=404, detail=f"unknown agent {agent!r}")
         rows = _read_warehouse(
             warehouse_path, lambda conn: wh.stored_progression(conn, month, agent)
         )
+        # What the warehouse holds is served as it is, sales DB or not: only an agent the month
+        # has no rows for needs it, to tell an unknown agent from one without targets.
+        if not rows and not _agent_known(sales_db_path, agent):
+            raise HTTPException(status_code=404, detail=f"unknown agent {agent!r}")
         if rows is None:
             raise HTTPException(
                 status_code=404,
@@ -97,7 +131,10 @@ def frontend_router(
         "/team-sales",
         response_model=list[TeamSalesRow],
         summary="Sessions and amounts per team and status, with unsubscription rates (Q3.1)",
-        responses={404: {"description": "Team sales not computed yet"}},
+        responses={
+            404: {"description": "Team sales not computed yet"},
+            503: {"description": "The warehouse is being written: retry after Retry-After"},
+        },
     )
     def team_sales():
         rows = _read_warehouse(warehouse_path, wh.stored_team_sales)

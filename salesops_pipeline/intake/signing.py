@@ -34,6 +34,9 @@ def signature_problem(
     current = now if now is not None else time.time()
     if abs(current - sent_at) > TOLERANCE_SECONDS:
         return "stale signature timestamp"
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+    # Compared as bytes: a header with non-ASCII characters is a bad signature, not an error.
+    if not hmac.compare_digest(
+        sign(secret, timestamp, body).encode(), signature.encode("utf-8", "surrogateescape")
+    ):
         return "bad signature"
     return None

@@ -55,10 +55,14 @@ def parse_event(raw: bytes) -> PostCallEvent:
         raise EventError("body is not UTF-8 text", 400) from None
     except ValueError as error:
         raise EventError(f"malformed JSON: {error}", 400) from None
+    except RecursionError:
+        raise EventError("malformed JSON: nested too deeply", 400) from None
     if not isinstance(document, dict):
         raise EventError(f"expected a JSON object (an event), got {type(document).__name__}", 400)
     try:
         event = PostCallEvent.model_validate(document)
+    except RecursionError:
+        raise EventError("invalid event: nested too deeply", 400) from None
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in issue['loc'])}: {issue['msg']}"

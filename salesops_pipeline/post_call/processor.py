@@ -38,6 +38,7 @@ from salesops_pipeline.post_call.rules import (
     Decision,
     SupportCandidate,
     call_moment,
+    can_take_support_contacts,
     decide,
     least_loaded_agent,
     ordering_key,
@@ -430,9 +431,14 @@ class PostCallProcessor:
         self, contact_id: str, holders: dict[str, str | None], recent: dict[str, str]
     ) -> str | None:
         loads = support_loads(holders, recent, contact_id)
+        team = self.settings.support_team
         return least_loaded_agent(
             [
-                SupportCandidate(a.username, a.active, loads.get(a.username, 0))
+                SupportCandidate(
+                    a.username,
+                    can_take_support_contacts(a.active, a.team, team),
+                    loads.get(a.username, 0),
+                )
                 for a in self._agents()
             ]
         )

@@ -4,6 +4,7 @@ Dates here are naive datetimes in Europe/Paris local time: the provider writes t
 and expects them back that way.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -62,7 +63,21 @@ def is_callback(wrapup: str | None, labels: tuple[str, ...]) -> bool:
 
 
 def is_support_transfer(wrapup: str | None, keyword: str) -> bool:
-    return bool(wrapup) and keyword.casefold() in wrapup.casefold()
+    """Whether the agent asked for support: the keyword as a word of the wrap-up, in any case
+    ("Transfert support", "SUPPORT technique"), not letters inside another word ("unsupported
+    number")."""
+    keyword = keyword.strip()
+    if not wrapup or not keyword:
+        return False
+    # Lookarounds rather than \b: they also bound a configured keyword that ends in punctuation.
+    word = rf"(?<!\w){re.escape(keyword)}(?!\w)"
+    return re.search(word, wrapup, re.IGNORECASE) is not None
+
+
+def can_take_support_contacts(active: bool | None, team: str | None, support_team: str) -> bool:
+    """Only an agent the CRM explicitly says is active and in the support team: an agent whose
+    status or team is missing or unexpected is left out rather than handed a customer."""
+    return active is True and team == support_team
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ class PostCallRulesResource(dg.ConfigurableResource):
         default=["Rappel"], description="Wrap-ups (any case) that ask for a callback"
     )
     support_keyword: str = Field(
-        default="support", description="A wrap-up containing this asks for a support transfer"
+        default="support",
+        description="A wrap-up containing this word (any case) asks for a support transfer",
     )
     support_team: str = Field(default="support", description="CRM team of the support agents")
     load_campaign: str = Field(

@@ -25,7 +25,9 @@ PROGRESSION_KEYS = (
     "progression_accumulated",
 )
 
-_MONTH_PATTERN = re.compile(r"^(\d{4})-(\d{2})$")
+# ASCII digits only, and the whole string: `\d` also takes other scripts' digits (which int()
+# then reads), and `$` lets a trailing newline through.
+_MONTH_PATTERN = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 @dataclass(frozen=True)
@@ -142,12 +144,17 @@ def team_sales_records(report: TeamSalesReport) -> list[dict]:
 
 def parse_month(month: str) -> tuple[date, date]:
     """`YYYY-MM` to the first day of that month and of the next one."""
-    match = _MONTH_PATTERN.match(month or "")
+    invalid = InvalidInputError(f"Invalid month {month!r}: expected YYYY-MM, e.g. 2025-04")
+    match = _MONTH_PATTERN.fullmatch(month) if isinstance(month, str) else None
     if not match or not 1 <= int(match.group(2)) <= 12:
-        raise InvalidInputError(f"Invalid month {month!r}: expected YYYY-MM, e.g. 2025-04")
+        raise invalid
     year, month_number = int(match.group(1)), int(match.group(2))
-    start = date(year, month_number, 1)
-    end = date(year + month_number // 12, month_number % 12 + 1, 1)
+    try:
+        start = date(year, month_number, 1)
+        end = date(year + month_number // 12, month_number % 12 + 1, 1)
+    except ValueError:
+        # Year 0000, or 9999-12 whose next month is past what a date can hold.
+        raise invalid from None
     return start, end
 
 
