@@ -43,12 +43,17 @@ def odd_provider(elsewhere):
 
     @app.get("/voice/contacts")
     async def contacts(request: Request, campaignId: str, cursor: int = 0):
-        page = JSONResponse([{"id": f"c{cursor}"}] if campaignId == "loop" else [])
+        full = campaignId in ("loop", "endless")
+        page = JSONResponse([{"id": f"c{cursor}"}] if full else [])
         if campaignId == "elsewhere":
             page.headers["Link"] = f'<{other_url}/voice/contacts?cursor=1>; rel="next"'
         elif campaignId == "loop":
             # Back to the very first page.
             page.headers["Link"] = '</voice/contacts?campaignId=loop>; rel="next"'
+        elif campaignId == "endless":
+            page.headers["Link"] = (
+                f'</voice/contacts?campaignId=endless&cursor={cursor + 1}>; rel="next"'
+            )
         elif campaignId == "empty-forever":
             app.state.empty_pages += 1
             page.headers["Link"] = (
@@ -101,6 +106,13 @@ def test_endless_empty_pages_end_the_list(odd_provider):
     url, app = odd_provider
     assert _voice(url).list_contacts(campaign_id="empty-forever").items == []
     assert app.state.empty_pages == MAX_EMPTY_PAGES
+
+
+def test_paging_stops_at_a_page_count_cap(odd_provider, monkeypatch):
+    monkeypatch.setattr("salesops_pipeline.clients.transport.MAX_PAGES", 5)
+    url, _ = odd_provider
+    with pytest.raises(ApiRequestError, match="more than 5 pages"):
+        _voice(url).list_contacts(campaign_id="endless")
 
 
 @pytest.mark.parametrize("contact_id", [".", "..", "a\nb", "x\x00", ""])

@@ -347,6 +347,13 @@ def _serve_for_real(app, monkeypatch, **timeouts):
     return server, thread, sock.getsockname()[1]
 
 
+def test_connections_are_bounded_and_idle_ones_closed(inbox):
+    config = intake_config(create_intake_app(inbox, api_key=KEY), host="127.0.0.1", port=0)
+    assert config.limit_concurrency == 500
+    assert config.timeout_keep_alive == 5
+    assert config.access_log is False
+
+
 def test_a_client_trickling_its_headers_is_cut_off(inbox, monkeypatch):
     app = create_intake_app(inbox, api_key=KEY)
     server, thread, port = _serve_for_real(
