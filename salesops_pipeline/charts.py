@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from salesops_pipeline.sales.reports import ProgressionRow
+from salesops_pipeline.text import terminal_safe
 
 # More lines than this make an unreadable chart; the full data stays in the warehouse.
 MAX_AGENTS_CHARTED = 15
@@ -48,6 +49,7 @@ def progression_chart_markdown(month: str, rows: Iterable[ProgressionRow]) -> st
 
 def _literal_label(name: str) -> str:
     """A name as matplotlib shows it literally: `$` would start math text (and may fail the
-    whole chart), and a leading `_` hides the line from the legend."""
-    label = name.replace("$", r"\$")
+    whole chart), a leading `_` hides the line from the legend, and control characters have
+    no glyph."""
+    label = terminal_safe(name).replace("$", r"\$")
     return f" {label}" if label.startswith("_") else label

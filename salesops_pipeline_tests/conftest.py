@@ -222,3 +222,16 @@ def post_call_processor(sandbox, inbox, run_id=None, **settings):
         run_id=run_id,
         settings=PostCallSettings(**{"write_settle_seconds": 0, **settings}),
     )
+
+
+def markdown_table_cells(row: str) -> list[str]:
+    """A markdown table row split the way a GFM renderer splits it: escaped pipes stay."""
+    cells, current, escaped = [], "", False
+    for char in row.strip().removeprefix("|").removesuffix("|"):
+        if char == "|" and not escaped:
+            cells.append(current)
+            current = ""
+            continue
+        current += char
+        escaped = char == "\\" and not escaped
+    return [*cells, current]

@@ -23,7 +23,7 @@ from salesops_pipeline.sandbox.seed import REFERENCE_CONTACT_ID, SUPPORT_AGENTS,
 from salesops_pipeline.sandbox.server import running_sandbox
 from salesops_pipeline.sandbox.store import SandboxStore
 from salesops_pipeline.sensors import post_call_sensor
-from salesops_pipeline_tests.conftest import arm_fault, post_call_processor
+from salesops_pipeline_tests.conftest import arm_fault, markdown_table_cells, post_call_processor
 
 KEY = "intake-key"
 
@@ -243,23 +243,19 @@ def test_crash_between_write_and_record_is_not_applied_twice(
     assert len(pipeline.patches()) == 1
 
 
-def test_no_active_support_agent_fails_with_that_reason(tmp_path):
+@pytest.mark.parametrize(
+    "agents",
+    [
+        [{**agent, "active": False} for agent in demo_agents()],
+        # A CRM record that does not say the agent is active: left out, never assumed active.
+        [{k: v for k, v in agent.items() if k != "active"} for agent in demo_agents()],
+    ],
+    ids=["all-inactive", "no-active-flag"],
+)
+def test_no_candidate_agent_fails_with_that_reason(tmp_path, agents):
     store = SandboxStore(tmp_path / "provider.sqlite")
     store.create()
-    store.add_agents([{**agent, "active": False} for agent in demo_agents()])
-    store.add_contacts("A", [{"id": "c1", "phone": "0611111111"}])
-    inbox = Inbox(tmp_path / "inbox.sqlite")
-    inbox.accept("t1", json.dumps({"callId": "t1", "contactId": "c1", "wrapup": "support"}))
-    with running_sandbox(store, api_key="k") as sandbox:
-        outcome = _processor_for(sandbox, inbox).process("t1")
-    assert outcome.status == "failed"
-    assert outcome.error == "no active support agent to transfer to"
-
-
-def test_crm_agents_without_an_active_flag_get_no_transfer(tmp_path):
-    store = SandboxStore(tmp_path / "provider.sqlite")
-    store.create()
-    store.add_agents([{k: v for k, v in a.items() if k != "active"} for a in demo_agents()])
+    store.add_agents(agents)
     store.add_contacts("A", [{"id": "c1", "phone": "0611111111"}])
     inbox = Inbox(tmp_path / "inbox.sqlite")
     inbox.accept("t1", json.dumps({"callId": "t1", "contactId": "c1", "wrapup": "support"}))
@@ -305,19 +301,6 @@ def test_only_active_agents_of_the_support_team_get_a_transfer(level_sandbox, tm
     assert inbox.transfers()["c0"] in active
 
 
-def _markdown_cells(row: str) -> list[str]:
-    """A markdown table row split the way a GFM renderer splits it: escaped pipes stay."""
-    cells, current, escaped = [], "", False
-    for char in row.strip().removeprefix("|").removesuffix("|"):
-        if char == "|" and not escaped:
-            cells.append(current)
-            current = ""
-            continue
-        current += char
-        escaped = char == "\\" and not escaped
-    return [*cells, current]
-
-
 def test_what_a_webhook_sent_is_shown_not_rendered_in_the_outcomes(pipeline):
     call_id = "e1 | applied | <img src=x onerror=alert(1)> |\n| 999 | applied | *forged* | – | |"
     contact_id = "ghost_[link](http://evil.example)`\r"
@@ -327,8 +310,8 @@ def test_what_a_webhook_sent_is_shown_not_rendered_in_the_outcomes(pipeline):
     table = materialization.materialization.metadata["outcomes"].value
     lines = table.split("\n")
     assert len(lines) == 3  # header, separator, the one event: no forged row
-    assert [len(_markdown_cells(line)) for line in lines] == [5, 5, 5]
-    cells = _markdown_cells(lines[2])
+    assert [len(markdown_table_cells(line)) for line in lines] == [5, 5, 5]
+    cells = markdown_table_cells(lines[2])
     assert cells[0].strip().startswith("e1 \\| applied \\| \\<img src=x")
     assert cells[1].strip() == "failed"
     assert "ghost\\_\\[link\\](http://evil.example)\\`\\\\r" in cells[4]

@@ -21,7 +21,7 @@ from salesops_pipeline.assets.sales_checks import (
     team_sales_reconcile_with_sessions,
 )
 from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
-from salesops_pipeline_tests.conftest import query_warehouse
+from salesops_pipeline_tests.conftest import markdown_table_cells, query_warehouse
 
 ASSETS = [team_sales, agent_daily_progression]
 CHECKS = [
@@ -182,19 +182,6 @@ def test_every_agent_gets_a_file_of_their_own(sales_db_builder, tmp_path):
     assert amounts == {u: 100 * n for n, u in enumerate(LOOKALIKE_USERNAMES, start=1)}
 
 
-def _cells(row: str) -> list[str]:
-    """A markdown table row split the way a GFM renderer splits it: escaped pipes stay."""
-    cells, current, escaped = [], "", False
-    for char in row.strip().removeprefix("|").removesuffix("|"):
-        if char == "|" and not escaped:
-            cells.append(current)
-            current = ""
-            continue
-        current += char
-        escaped = char == "\\" and not escaped
-    return [*cells, current]
-
-
 def _metadata(result, asset: str) -> dict:
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]]
     return {key: value.value for key, value in event.materialization.metadata.items()}
@@ -221,7 +208,7 @@ def hostile_names(sales_db_builder, tmp_path):
 def _assert_inert_table(table: str, rows: int, columns: int) -> None:
     lines = table.split("\n")
     assert len(lines) == 2 + rows  # header, separator, and not one forged row more
-    assert all(len(_cells(line)) == columns for line in lines)
+    assert all(len(markdown_table_cells(line)) == columns for line in lines)
     assert not re.search(r"(?<!\\)[<*_`\[]", table)  # every markdown/HTML special escaped
     assert "\r" not in table
 
