@@ -314,6 +314,10 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.log_level not in LOG_LEVELS:  # a default from the environment is not checked
+        raise InvalidInputError(
+            f"{settings.LOG_LEVEL_ENV}={args.log_level!r}: expected one of {', '.join(LOG_LEVELS)}"
+        )
     key = settings.intake_api_key()
     if key is None:
         if not args.local_demo:

@@ -175,3 +175,12 @@ def test_commands_take_only_the_kept_keys_they_need(isolated_home, command, load
     resolve_stack_keys(isolated_home, {})  # a stack generated and kept both keys
     _load_local_keys(command)
     assert {name for name in ("X_API_KEY", "REMOTE_API_KEY") if os.environ.get(name)} == loaded
+
+
+def test_a_wrong_log_level_in_the_environment_is_one_clear_line(monkeypatch, capsys):
+    monkeypatch.setenv("SALESOPS_LOG_LEVEL", "verbose")
+    monkeypatch.setenv("X_API_KEY", "k")
+    assert main(["serve", "--port", str(free_port())]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "SALESOPS_LOG_LEVEL='verbose': expected one of debug, info" in err
+    assert len(err.splitlines()) == 1
