@@ -223,71 +223,85 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
     env.update({key.name: key.value for key in keys})
     cli = [sys.executable, "-m", "salesops_pipeline.cli"]
     supervisor = Supervisor()
-    # SIGTERM during start-up stops what was started, as Ctrl-C does.
+    # SIGTERM stops what was started, as Ctrl-C does, from the first child on: there is no
+    # moment at which it would kill this process and leave the children running.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if settings.remote_api_host() is None:
-            env[settings.REMOTE_API_HOST_ENV] = f"http://127.0.0.1:{ports.sandbox}"
-            sandbox = supervisor.start(
-                "sandbox",
-                [*cli, "sandbox", "--host", "127.0.0.1", "--port", str(ports.sandbox)],
-                child_environment("sandbox", env),
-            )
-            supervisor.wait_http(sandbox, f"{env[settings.REMOTE_API_HOST_ENV]}/healthz")
-        intake = supervisor.start(
-            "intake",
-            [*cli, "serve", "--host", host, "--port", str(ports.intake), "--docs"],
-            child_environment("intake", env),
+        try:
+            _start_children(supervisor, cli, env, host, ports, workspace)
+        except RuntimeError as error:
+            supervisor.stop_all()
+            raise SalesopsError(str(error)) from None
+        addresses = StackAddresses(
+            pid=os.getpid(),
+            dagster_url=f"http://{host}:{ports.dagster}",
+            intake_url=f"http://{host}:{ports.intake}",
+            provider_url=env[settings.REMOTE_API_HOST_ENV],
         )
-        supervisor.wait_http(intake, f"http://{host}:{ports.intake}/healthz")
-        dagster = supervisor.start(
-            "dagster",
-            [
-                sys.executable,
-                "-m",
-                "dagster",
-                "dev",
-                "-w",
-                str(workspace),
-                "--host",
-                host,
-                "--port",
-                str(ports.dagster),
-            ],
-            child_environment("dagster", env),
-        )
-        supervisor.wait_http(dagster, f"http://{host}:{ports.dagster}/server_info", timeout=180)
-    except (RuntimeError, KeyboardInterrupt) as error:
+        write_stack_file(home, addresses)
+        lines = [
+            "",
+            "salesops local stack is up:",
+            f"  Dagster UI        {addresses.dagster_url}",
+            f"  Intake (webhooks) {addresses.intake_url}/webhooks/post-call",
+            f"  Frontend API      {addresses.intake_url}/docs",
+            f"  Voice provider    {addresses.provider_url}",
+            f"  Sales DB          {sales_db}",
+            f"  State             {home} (addresses in {stack_file_path(home)})",
+            *describe_keys(home, keys),
+            "Stop with Ctrl-C.",
+        ]
+        print("\n".join(lines), flush=True)
+        return supervisor.run_until_stopped()
+    except KeyboardInterrupt:
         supervisor.stop_all()
-        if isinstance(error, KeyboardInterrupt):
-            return 0
-        raise SalesopsError(str(error)) from None
+        return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-    addresses = StackAddresses(
-        pid=os.getpid(),
-        dagster_url=f"http://{host}:{ports.dagster}",
-        intake_url=f"http://{host}:{ports.intake}",
-        provider_url=env[settings.REMOTE_API_HOST_ENV],
-    )
-    write_stack_file(home, addresses)
-    lines = [
-        "",
-        "salesops local stack is up:",
-        f"  Dagster UI        {addresses.dagster_url}",
-        f"  Intake (webhooks) {addresses.intake_url}/webhooks/post-call",
-        f"  Frontend API      {addresses.intake_url}/docs",
-        f"  Voice provider    {addresses.provider_url}",
-        f"  Sales DB          {sales_db}",
-        f"  State             {home} (addresses in {stack_file_path(home)})",
-        *describe_keys(home, keys),
-        "Stop with Ctrl-C.",
-    ]
-    print("\n".join(lines), flush=True)
-    try:
-        return supervisor.run_until_stopped()
-    finally:
         stack_file_path(home).unlink(missing_ok=True)
+
+
+def _start_children(
+    supervisor: Supervisor,
+    cli: list[str],
+    env: dict[str, str],
+    host: str,
+    ports: StackPorts,
+    workspace: Path,
+) -> None:
+    """Start the sandbox (unless a real provider is configured), the intake and Dagster, each
+    once the previous one answers."""
+    if settings.remote_api_host() is None:
+        env[settings.REMOTE_API_HOST_ENV] = f"http://127.0.0.1:{ports.sandbox}"
+        sandbox = supervisor.start(
+            "sandbox",
+            [*cli, "sandbox", "--host", "127.0.0.1", "--port", str(ports.sandbox)],
+            child_environment("sandbox", env),
+        )
+        supervisor.wait_http(sandbox, f"{env[settings.REMOTE_API_HOST_ENV]}/healthz")
+    intake = supervisor.start(
+        "intake",
+        [*cli, "serve", "--host", host, "--port", str(ports.intake), "--docs"],
+        child_environment("intake", env),
+    )
+    supervisor.wait_http(intake, f"http://{host}:{ports.intake}/healthz")
+    dagster = supervisor.start(
+        "dagster",
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(workspace),
+            "--host",
+            host,
+            "--port",
+            str(ports.dagster),
+        ],
+        child_environment("dagster", env),
+    )
+    supervisor.wait_http(dagster, f"http://{host}:{ports.dagster}/server_info", timeout=180)
 
 
 def _interrupt(*_) -> None:
