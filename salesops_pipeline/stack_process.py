@@ -14,6 +14,8 @@ from pathlib import Path
 
 import requests
 
+from salesops_pipeline.stack import load_local_keys
+
 # Settings of the developer's own environment that must not leak into a test stack.
 _STACK_SETTINGS = ("SALESOPS_", "REMOTE_API_", "X_API_KEY", "DAGSTER_HOME")
 
@@ -129,9 +131,7 @@ def start_stack(
             stop_stack(stack)
             raise RuntimeError("the stack did not start:\n" + "".join(stack.output[-40:]))
     if generate_keys:
-        kept = dict(
-            line.split("=", 1) for line in (home / "local-keys.env").read_text().splitlines()
-        )
+        kept = load_local_keys(home)
         stack.intake_key, stack.provider_key = kept["X_API_KEY"], kept["REMOTE_API_KEY"]
     return stack
 

@@ -420,15 +420,6 @@ class Inbox:
             conn.execute("UPDATE worker SET ended_at = ? WHERE owner = ?", (_iso(now), owner))
         return [call_id for call_id, _, _ in held]
 
-    def lease_owners(self) -> list[str]:
-        with self.connect() as conn:
-            rows = conn.execute(
-                "SELECT DISTINCT lease_owner FROM event WHERE lease_owner IS NOT NULL"
-                " AND status IN (?, ?)",
-                OPEN_STATUSES,
-            ).fetchall()
-        return [owner for (owner,) in rows]
-
     # The processor -------------------------------------------------------------------------
 
     def call_ids_between(self, first_seq: int, last_seq: int) -> list[str]:
@@ -452,12 +443,6 @@ class Inbox:
                 (owner, _iso(now + LEASE), _iso(now), call_id, *OPEN_STATUSES, _iso(now), owner),
             ).rowcount
         return self.get(call_id) if updated else None
-
-    def renew(self, call_id: str, owner: str) -> bool:
-        """Extend the lease; False if it ran out: the holder must stop without writing."""
-        now = _now()
-        with self.transaction() as conn:
-            return _renew(conn, call_id, owner, now)
 
     def write_of(self, call_id: str) -> Write | None:
         with self.connect() as conn:

@@ -218,7 +218,7 @@ class PostCallProcessor:
             record.call_id,
             self.owner,
             contact_id=event.contactId,
-            call_time=self._call_key(record),
+            call_time=self._call_time(event, record.received_at),
             changes=self._changes(decision),
             choose_agent=choose,
             transfers_since=since,
@@ -369,8 +369,8 @@ class PostCallProcessor:
             return {}
         return {"retryDate": format_provider_datetime(decision.reschedule_to)}
 
-    @staticmethod
-    def _call_key(record: EventRecord | None) -> str:
+    @classmethod
+    def _call_key(cls, record: EventRecord | None) -> str:
         """The event's call time as a sortable UTC string; unreadable events sort first."""
         if record is None:
             return ""
@@ -378,8 +378,12 @@ class PostCallProcessor:
             event = parse_event(record.payload.encode())
         except EventError:
             return ""
+        return cls._call_time(event, record.received_at)
+
+    @staticmethod
+    def _call_time(event: PostCallEvent, received_at: str) -> str:
         return ordering_key(
-            call_moment(event.moment("callEnd"), event.moment("callStart")), record.received_at
+            call_moment(event.moment("callEnd"), event.moment("callStart")), received_at
         )
 
     @staticmethod
