@@ -9,7 +9,8 @@ setup(
     name="salesops_pipeline",
     version="0.1.0",
     description="Daily sales operations of a phone-sales company, orchestrated with Dagster.",
-    packages=find_packages(exclude=["salesops_pipeline_tests"]),
+    # The product only: the tests, their helpers and the benchmarks stay in the repository.
+    packages=find_packages(include=["salesops_pipeline", "salesops_pipeline.*"]),
     package_data={"salesops_pipeline.deploy": ["*.yaml"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
@@ -40,6 +41,8 @@ setup(
             "hypothesis==6.170.15",
             "pandas==3.1.1",
             "pytest==9.2.0",
+            # `pytest -m "not e2e" -n 4`: the quick loop, its waits on loopback overlapped.
+            "pytest-xdist==3.8.0",
             "selenium==4.51.0",
             "ruff==0.17.6",
         ],

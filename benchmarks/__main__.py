@@ -6,9 +6,17 @@ import platform
 import sys
 import time
 
-from benchmarks import bench_duplicates, bench_ingestion, bench_intake, bench_post_call, bench_sales
+from benchmarks import (
+    bench_cli,
+    bench_duplicates,
+    bench_ingestion,
+    bench_intake,
+    bench_post_call,
+    bench_sales,
+)
 
 MODULES = {
+    "cli": bench_cli,
     "duplicates": bench_duplicates,
     "ingestion": bench_ingestion,
     "sales": bench_sales,

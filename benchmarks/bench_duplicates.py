@@ -9,10 +9,12 @@ import duckdb
 import pandas as pd
 
 from benchmarks.common import Case, compare, measure
+from salesops_pipeline.campaigns import contacts as contacts_table
 from salesops_pipeline.campaigns import duplicates as dup
-from salesops_pipeline.campaigns.phones import normalize_phone, normalize_phone_slow
+from salesops_pipeline.campaigns.phones import normalize_phone
 from salesops_pipeline.clients.models import VoiceContact
-from salesops_pipeline.sandbox.seed import PHONE_FORMATS, _national_mobile
+from salesops_pipeline.services.sandbox.seed import PHONE_FORMATS, _national_mobile
+from salesops_pipeline_tests.support.phones import normalize_phone_slow
 
 
 def make_campaigns(params: dict) -> list[list[VoiceContact]]:
@@ -44,10 +46,12 @@ def make_campaigns(params: dict) -> list[list[VoiceContact]]:
 
 def run_duckdb(campaigns) -> int:
     conn = duckdb.connect()
-    dup.reset_contacts(conn)
+    contacts_table.reset_contacts(conn)
     for position, contacts in enumerate(campaigns, start=1):
-        dup.insert_contacts(conn, dup.contact_columns(position, "AB"[position - 1], contacts))
-    dup.normalize_phones(conn)
+        contacts_table.insert_contacts(
+            conn, contacts_table.contact_columns(position, "AB"[position - 1], contacts)
+        )
+    contacts_table.normalize_phones(conn)
     return len(dup.find_duplicates(conn))
 
 

@@ -11,8 +11,8 @@ import duckdb
 from benchmarks.common import Case, cache_dir, compare, measure, server_process
 from salesops_pipeline.campaigns.ingest import load_campaigns
 from salesops_pipeline.clients import ApiTransport, VoiceClient
-from salesops_pipeline.sandbox.server import ensure_seeded_store
-from salesops_pipeline.stack_process import free_port
+from salesops_pipeline.services.sandbox.server import ensure_seeded_store
+from salesops_pipeline_tests.support.stack_process import free_port
 
 PAGE_SIZE = 10_000
 KEY = "benchmark-key"

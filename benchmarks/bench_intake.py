@@ -12,7 +12,7 @@ import time
 import requests
 
 from benchmarks.common import server_process, table
-from salesops_pipeline.stack_process import free_port
+from salesops_pipeline_tests.support.stack_process import free_port
 
 KEY = "benchmark-key"
 THREADS = 8

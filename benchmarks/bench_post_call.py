@@ -11,8 +11,8 @@ from pathlib import Path
 import requests
 
 from benchmarks.common import table
-from salesops_pipeline.simulator import simulate
-from salesops_pipeline.stack_process import start_stack, stop_stack
+from salesops_pipeline.devtools.simulator import simulate
+from salesops_pipeline_tests.support.stack_process import start_stack, stop_stack
 
 FINAL = ("applied", "nothing_to_do", "failed")
 

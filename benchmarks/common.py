@@ -27,13 +27,13 @@ class Case:
     name: str
     setup: Callable[[dict], object]
     run: Callable[[object], object]
-    baseline: bool = False
-    max_repeat: int | None = None  # slow baselines may run fewer times
+    baseline: bool = False  # the way the others are compared with; one per table
 
 
 @dataclass
 class Figures:
     name: str
+    baseline: bool = False
     seconds: list[float] = field(default_factory=list)
     peak_mb: float = 0.0
     setup_mb: float = 0.0
@@ -44,8 +44,8 @@ class Figures:
         return statistics.median(self.seconds)
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
 
 
 def _child(case: Case, params: dict, pipe) -> None:
@@ -55,7 +55,9 @@ def _child(case: Case, params: dict, pipe) -> None:
         started = time.perf_counter()
         result = case.run(state)
         elapsed = time.perf_counter() - started
-        pipe.send(("ok", elapsed, setup_mb, _rss_mb(), result))
+        # A case whose work is running a command to its end is measured by that command's peak.
+        peak_mb = _rss_mb(resource.RUSAGE_CHILDREN) or _rss_mb()
+        pipe.send(("ok", elapsed, setup_mb, peak_mb, result))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises
         pipe.send(("error", f"{type(error).__name__}: {error}", 0, 0, None))
     finally:
@@ -65,8 +67,8 @@ def _child(case: Case, params: dict, pipe) -> None:
 def measure(case: Case, params: dict, repeat: int) -> Figures:
     """Median wall time of `repeat` runs, each in a new process; peak RSS over them."""
     context = multiprocessing.get_context("spawn")
-    figures = Figures(case.name)
-    for _ in range(min(repeat, case.max_repeat or repeat)):
+    figures = Figures(case.name, baseline=case.baseline)
+    for _ in range(repeat):
         receiver, sender = context.Pipe(duplex=False)
         process = context.Process(target=_child, args=(case, params, sender))
         process.start()
@@ -96,14 +98,16 @@ def table(title: str, rows: list[list[str]], headers: list[str]) -> str:
 
 
 def compare(title: str, figures: list[Figures], unit_count: int, unit: str, note: str = "") -> str:
-    """The table of a module: median, throughput, peak memory, and ratio to the baseline."""
-    baseline = figures[-1]
+    """The table of a module: median and spread, throughput, peak memory, and the ratio to the
+    baseline case, measured in the same run."""
+    [baseline] = [f for f in figures if f.baseline]
     rows = []
     for f in figures:
         rows.append(
             [
                 f.name,
                 f"{f.median:.3f} s",
+                f"{min(f.seconds):.3f}–{max(f.seconds):.3f} s",
                 f"{len(f.seconds)}",
                 f"{unit_count / f.median:,.0f} {unit}/s" if unit_count else "–",
                 f"{f.peak_mb:,.0f} MB",
@@ -113,7 +117,7 @@ def compare(title: str, figures: list[Figures], unit_count: int, unit: str, note
     text = table(
         title,
         rows,
-        ["method", "median", "runs", "throughput", "peak RSS", f"vs {baseline.name}"],
+        ["method", "median", "spread", "runs", "throughput", "peak RSS", f"vs {baseline.name}"],
     )
     return text + (f"\n\n{note}" if note else "")
 

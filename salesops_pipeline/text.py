@@ -8,6 +8,7 @@ functions, nothing of Dagster, so the command line and the assets share them.
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 # Control and format characters (ESC, CR, LF, TAB, DEL, C1 controls, bidi overrides) and the
 # Unicode line and paragraph separators: none of them is text a person should be given raw.
@@ -43,3 +44,8 @@ def markdown_cell(text: object) -> str:
     """`text` as the literal content of a markdown table cell (or any inline markdown): on one
     line, with pipes, backslashes and markdown or HTML syntax shown rather than obeyed."""
     return _MARKDOWN_SPECIALS.sub(r"\\\1", terminal_safe(text))
+
+
+def markdown_list(items: Iterable[str], *, empty: str = "none") -> str:
+    """A markdown bullet list of `items`, which the caller has already made safe, or `empty`."""
+    return "\n".join(f"- {item}" for item in items) or empty

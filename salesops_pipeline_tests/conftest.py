@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from salesops_pipeline.sales.demo import SCHEMA
-from salesops_pipeline_tests.system_packages import missing_for
+from salesops_pipeline_tests.support.system_packages import missing_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Copies of the company's real sales DB and the provider's real webhooks (see fixtures/README.md).
@@ -23,11 +23,26 @@ def fixture_path(relative: str) -> Path:
     return path
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests that need a system program skip, saying how to install it, where it is absent.
+# Each folder is a layer, and its tests carry its name as a marker: `pytest -m "not e2e"` is
+# the quick loop, without the tests that start the whole stack (the chaos suite among them).
+LAYERS = {
+    "unit": ("unit",),
+    "dagster": ("dagster",),
+    "services": ("services",),
+    "e2e": ("e2e",),
+    "chaos": ("chaos", "e2e"),
+}
 
-    Not in CI: there the test command installs them, and a missing one must fail loudly.
-    """
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its layer. Tests that need a system program skip, saying how to
+    install it, where it is absent; not in CI, where the test command installs them and a
+    missing one must fail loudly."""
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        layer = item.path.resolve().relative_to(tests_dir).parts[0]
+        for marker in LAYERS.get(layer, ()):
+            item.add_marker(marker)
     if os.environ.get("CI") == "true":
         return
     for marker in ("browser", "postgres"):
@@ -161,7 +176,7 @@ def small_sales_db(sales_db_builder) -> Path:
 @pytest.fixture
 def sandbox_store(tmp_path):
     """A freshly seeded sandbox provider state (the demo campaigns at their default size)."""
-    from salesops_pipeline.sandbox.server import ensure_seeded_store
+    from salesops_pipeline.services.sandbox.server import ensure_seeded_store
 
     return ensure_seeded_store(tmp_path / "sandbox" / "provider.sqlite")
 
@@ -169,7 +184,7 @@ def sandbox_store(tmp_path):
 @pytest.fixture
 def sandbox(sandbox_store):
     """The sandbox provider served on loopback, with small pages so that lists are paged."""
-    from salesops_pipeline.sandbox.server import running_sandbox
+    from salesops_pipeline.services.sandbox.server import running_sandbox
 
     with running_sandbox(sandbox_store, api_key="test-key", page_size=97) as running:
         yield running

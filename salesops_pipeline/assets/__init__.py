@@ -1,1 +1,2 @@
-"""The data assets; definitions.py loads each module into its group."""
+"""Dagster wiring, one module per domain: its assets, checks, jobs, and the schedule or sensor
+that drives them, each exposed as `defs` for definitions.py to merge."""

@@ -1,17 +1,19 @@
-"""The call campaigns at the voice provider, and the numbers two of them both call (Q1)."""
+"""The call campaigns at the voice provider, the numbers two of them both call (Q1), the check
+that the list can be acted upon, and the job that refreshes them."""
 
 import dagster as dg
 from pydantic import Field
 
+from salesops_pipeline.assets.constants import SALES_OPS_OWNER, VOICE_CAMPAIGNS_GROUP
 from salesops_pipeline.campaigns import duplicates as dup
 from salesops_pipeline.campaigns.ingest import load_campaigns
 from salesops_pipeline.campaigns.phones import mask_phone
-from salesops_pipeline.constants import SALES_OPS_OWNER
 from salesops_pipeline.resources import ProviderResource, WarehouseResource
 from salesops_pipeline.resources.provider import provider_failures
-from salesops_pipeline.text import markdown_cell
+from salesops_pipeline.text import markdown_cell, markdown_list
 
 PREVIEW_ROWS = 20
+DUPLICATES_TABLE = "cross_campaign_duplicates"
 
 
 class CampaignPairConfig(dg.Config):
@@ -19,7 +21,7 @@ class CampaignPairConfig(dg.Config):
     campaign_b: str = Field(default="B", description="Second campaign id at the voice provider")
 
 
-@dg.asset(owners=[SALES_OPS_OWNER], kinds={"api", "duckdb"})
+@dg.asset(group_name=VOICE_CAMPAIGNS_GROUP, owners=[SALES_OPS_OWNER], kinds={"api", "duckdb"})
 def campaign_contacts(
     context: dg.AssetExecutionContext,
     config: CampaignPairConfig,
@@ -47,12 +49,11 @@ def campaign_contacts(
         "invalid_phones": sum(load.invalid_phones for load in loads),
         "malformed_records": len(rejected),
         "malformed_details": dg.MetadataValue.md(
-            "\n".join(
-                f"- campaign {markdown_cell(campaign)}, record {r.index}"
+            markdown_list(
+                f"campaign {markdown_cell(campaign)}, record {r.index}"
                 f" (id {markdown_cell(r.record_id)}): {markdown_cell(r.reason)}"
                 for campaign, r in rejected[:PREVIEW_ROWS]
             )
-            or "none"
         ),
     }
     for load in loads:
@@ -60,7 +61,12 @@ def campaign_contacts(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(owners=[SALES_OPS_OWNER], kinds={"duckdb"}, deps=[campaign_contacts])
+@dg.asset(
+    group_name=VOICE_CAMPAIGNS_GROUP,
+    owners=[SALES_OPS_OWNER],
+    kinds={"duckdb"},
+    deps=[campaign_contacts],
+)
 def cross_campaign_duplicates(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
@@ -71,20 +77,51 @@ def cross_campaign_duplicates(
     when the campaign never called it.
     """
     with warehouse.get_connection() as conn:
-        conn.execute(f"CREATE OR REPLACE TABLE cross_campaign_duplicates AS {dup.DUPLICATES_SQL}")
-        found = dup.find_duplicates(conn)
-    context.log.info(f"{len(found)} numbers are in both campaigns")
+        total = dup.build_duplicates_table(conn, DUPLICATES_TABLE)
+        first = dup.read_duplicates(conn, DUPLICATES_TABLE, limit=PREVIEW_ROWS)
+    context.log.info(f"{total} numbers are in both campaigns")
     preview = [
         "| phone | last call A | last call B |",
         "|---|---|---|",
         *(
             f"| {mask_phone(d.phone)} | {d.last_call_a or 'never'} | {d.last_call_b or 'never'} |"
-            for d in found[:PREVIEW_ROWS]
+            for d in first
         ),
     ]
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": len(found),
+            "dagster/row_count": total,
             "preview": dg.MetadataValue.md("\n".join(preview)),
         }
     )
+
+
+@dg.asset_check(asset=cross_campaign_duplicates)
+def duplicates_are_in_both_campaigns(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Every number listed really occurs, normalised, among the contacts of both campaigns."""
+    with warehouse.get_connection() as conn:
+        stray = dup.duplicates_not_in_both(conn, DUPLICATES_TABLE)
+        total = conn.execute(f"SELECT COUNT(*) FROM {DUPLICATES_TABLE}").fetchone()[0]
+    return dg.AssetCheckResult(
+        passed=not stray,
+        metadata={
+            "duplicates_checked": total,
+            "not_in_both": len(stray),
+            "examples": dg.MetadataValue.md(
+                markdown_list(mask_phone(p) for p in stray[:PREVIEW_ROWS])
+            ),
+        },
+    )
+
+
+campaign_duplicates_job = dg.define_asset_job(
+    name="campaign_duplicates_job",
+    selection=dg.AssetSelection.groups(VOICE_CAMPAIGNS_GROUP),
+    description="Pull both campaigns' contacts from the provider and list the shared numbers.",
+)
+
+defs = dg.Definitions(
+    assets=[campaign_contacts, cross_campaign_duplicates],
+    asset_checks=[duplicates_are_in_both_campaigns],
+    jobs=[campaign_duplicates_job],
+)

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from salesops_pipeline.campaigns.duplicates import (
+from salesops_pipeline.campaigns.contacts import (
     CONTACTS,
     contact_columns,
     insert_contacts,
@@ -14,6 +14,7 @@ from salesops_pipeline.campaigns.duplicates import (
 from salesops_pipeline.clients.models import Rejected
 from salesops_pipeline.clients.voice import VoiceClient
 from salesops_pipeline.errors import InvalidInputError
+from salesops_pipeline.transactions import duckdb_transaction
 
 # Contacts written per commit: each commit costs a write to disk, and what is not committed
 # stays in memory.
@@ -77,12 +78,7 @@ def load_campaigns(
     except BaseException:
         conn.execute(f"DROP TABLE IF EXISTS {loading}")
         raise
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with duckdb_transaction(conn):
         conn.execute(f"DROP TABLE IF EXISTS {CONTACTS}")
         conn.execute(f"ALTER TABLE {loading} RENAME TO {CONTACTS}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return loads

@@ -76,13 +76,6 @@ def _normalize_compact(compact: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def normalize_phone_slow(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
-    """The same answer through phonenumbers alone, for checking the fast path against."""
-    if not raw:
-        return None
-    return _normalize_compact.__wrapped__(_SEPARATORS.sub("", raw), region)
-
-
 def mask_phone(phone: str | None) -> str:
     """A number safe to log: its country code and last two digits only (`+33*******78`)."""
     if not phone:

@@ -2,17 +2,11 @@
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
 from urllib.parse import quote
 
 from salesops_pipeline.clients.errors import ApiRequestError
 from salesops_pipeline.clients.models import Parsed, VoiceContact, parse_record, parse_records
 from salesops_pipeline.clients.transport import ApiTransport, prefetched
-
-
-def format_provider_datetime(value: datetime) -> str:
-    """The way the provider writes dates: naive local (Paris) time, ISO 8601."""
-    return value.replace(tzinfo=None).isoformat()
 
 
 class VoiceClient:

@@ -5,8 +5,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from salesops_pipeline.clients.wire import parse_provider_datetime
 from salesops_pipeline.errors import InvalidInputError
-from salesops_pipeline.post_call.rules import parse_provider_datetime
 
 DATE_FIELDS = ("callBackDate", "callEnd", "callStart")
 

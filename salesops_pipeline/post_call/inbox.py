@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from salesops_pipeline.post_call.status import OPEN_STATUSES, EventStatus, WriteState
+from salesops_pipeline.post_call.status import (
+    OPEN_STATUSES,
+    AcceptStatus,
+    EventStatus,
+    HandlingStatus,
+    Refusal,
+    TransferState,
+    WriteState,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -131,11 +139,16 @@ _EVENT_COLUMNS = (
     "e.call_id, e.payload, e.received_at, e.deliveries, e.status, e.attempts, e.crashes,"
     " o.decision, o.error"
 )
-# An event with its latest real handling (skips and deferrals say nothing new about it).
+# Handlings that say nothing new about an event: it was not handled, or not to the end.
+_UNTOLD = ", ".join(
+    f"'{status}'"
+    for status in (HandlingStatus.SKIPPED, HandlingStatus.DEFERRED, HandlingStatus.LEASE_LOST)
+)
+# An event with its latest real handling.
 _EVENT_SELECT = (
     f"SELECT {_EVENT_COLUMNS} FROM event e"
     " LEFT JOIN outcome o ON o.id = (SELECT MAX(id) FROM outcome"
-    "   WHERE call_id = e.call_id AND status NOT IN ('skipped', 'deferred', 'lease_lost'))"
+    f"   WHERE call_id = e.call_id AND status NOT IN ({_UNTOLD}))"
 )
 
 
@@ -158,7 +171,7 @@ def retry_delay(attempt: int) -> timedelta:
 
 @dataclass(frozen=True)
 class Accepted:
-    status: str  # "stored", "duplicate" or "conflict"
+    status: AcceptStatus
     call_id: str
 
 
@@ -199,9 +212,7 @@ class WritePlan:
     """What `begin_write` decided: send `write`, or why not."""
 
     write: Write | None = None
-    # One of: "superseded" (a newer call's effect is applied), "busy" (another call's write to
-    # the contact is unresolved), "lease_lost", "no_agent".
-    refusal: str | None = None
+    refusal: Refusal | None = None
     detail: str = ""
 
 
@@ -275,17 +286,17 @@ class Inbox:
                     (call_id, payload, digest, _iso(now), _iso(now + STALE_AFTER), _iso(now)),
                 )
                 _queue(conn, call_id, "received", now)
-                return Accepted("stored", call_id)
+                return Accepted(AcceptStatus.STORED, call_id)
             if row[0] == digest:
                 conn.execute(
                     "UPDATE event SET deliveries = deliveries + 1 WHERE call_id = ?", (call_id,)
                 )
-                return Accepted("duplicate", call_id)
+                return Accepted(AcceptStatus.DUPLICATE, call_id)
             conn.execute(
                 "INSERT INTO conflict (call_id, payload, received_at) VALUES (?, ?, ?)",
                 (call_id, payload, _iso(now)),
             )
-            return Accepted("conflict", call_id)
+            return Accepted(AcceptStatus.CONFLICT, call_id)
 
     def quarantine(self, reason: str, raw_body: bytes, content_type: str | None) -> int:
         with self.transaction() as conn:
@@ -338,12 +349,13 @@ class Inbox:
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM event WHERE call_id = ?", (call_id,)).fetchone() is None:
                 return False
+            failed, retrying = EventStatus.FAILED, EventStatus.RETRYING
             conn.execute(
-                "UPDATE event SET status = CASE WHEN status = 'failed' THEN 'retrying'"
-                " ELSE status END, attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts"
-                " END, crashes = CASE WHEN status = 'failed' THEN 0 ELSE crashes END,"
+                "UPDATE event SET status = CASE WHEN status = ? THEN ? ELSE status END,"
+                " attempts = CASE WHEN status = ? THEN 0 ELSE attempts END,"
+                " crashes = CASE WHEN status = ? THEN 0 ELSE crashes END,"
                 " next_attempt_at = ? WHERE call_id = ?",
-                (_iso(now + STALE_AFTER), call_id),
+                (failed, retrying, failed, failed, _iso(now + STALE_AFTER), call_id),
             )
             _queue(conn, call_id, "replay", now)
         return True
@@ -483,7 +495,7 @@ class Inbox:
         now = _now()
         with self.transaction() as conn:
             if not _renew(conn, call_id, owner, now):
-                return WritePlan(refusal="lease_lost")
+                return WritePlan(refusal=Refusal.LEASE_LOST)
             refusal = _contact_refusal(conn, call_id, contact_id, call_time)
             if refusal is not None:
                 return refusal
@@ -491,12 +503,12 @@ class Inbox:
             if choose_agent is not None:
                 agent = choose_agent(_recent_transfers(conn, transfers_since))
                 if agent is None:
-                    return WritePlan(refusal="no_agent", detail="no active support agent")
+                    return WritePlan(refusal=Refusal.NO_AGENT, detail="no active support agent")
                 changes["assignedAgent"] = agent
                 conn.execute(
                     "INSERT OR REPLACE INTO transfer (call_id, contact_id, agent, state, at)"
-                    " VALUES (?, ?, ?, 'in_flight', ?)",
-                    (call_id, contact_id, agent, _iso(now)),
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (call_id, contact_id, agent, TransferState.IN_FLIGHT, _iso(now)),
                 )
             conn.execute(
                 "INSERT INTO write (call_id, contact_id, call_time, changes, state, sends,"
@@ -519,7 +531,7 @@ class Inbox:
         now = _now()
         with self.transaction() as conn:
             if not _renew(conn, call_id, owner, now):
-                return WritePlan(refusal="lease_lost")
+                return WritePlan(refusal=Refusal.LEASE_LOST)
             contact_id, call_time = conn.execute(
                 "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
             ).fetchone()
@@ -532,8 +544,8 @@ class Inbox:
                 (WriteState.SENDING, _iso(now), _iso(now), call_id),
             )
             conn.execute(
-                "UPDATE transfer SET state = 'in_flight', at = ? WHERE call_id = ?",
-                (_iso(now), call_id),
+                "UPDATE transfer SET state = ?, at = ? WHERE call_id = ?",
+                (TransferState.IN_FLIGHT, _iso(now), call_id),
             )
         return WritePlan(write=self.write_of(call_id))
 
@@ -589,7 +601,7 @@ class Inbox:
                 " lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE call_id = ?",
                 (status, attempts, _iso(next_attempt), _iso(now), call_id),
             )
-            logged = status if count_attempt else "deferred"
+            logged = status if count_attempt else HandlingStatus.DEFERRED
             _log(conn, call_id, attempts, logged, decision, writes, error, run_id, now)
         return status
 
@@ -599,9 +611,9 @@ class Inbox:
             conn.execute(
                 "INSERT INTO outcome"
                 " (call_id, attempt, status, decision, writes, error, run_id, at)"
-                " SELECT call_id, attempts, 'skipped', ?, '[]', NULL, ?, ? FROM event"
+                " SELECT call_id, attempts, ?, ?, '[]', NULL, ?, ? FROM event"
                 " WHERE call_id = ?",
-                (reason, run_id, _iso(_now()), call_id),
+                (HandlingStatus.SKIPPED, reason, run_id, _iso(_now()), call_id),
             )
 
     # Support transfers ---------------------------------------------------------------------
@@ -711,7 +723,7 @@ def _contact_refusal(
     ).fetchone()
     if newest is not None and newest[0] > call_time and newest[1] != call_id:
         return WritePlan(
-            refusal="superseded",
+            refusal=Refusal.SUPERSEDED,
             detail=f"call {newest[1]} of {newest[0]} is newer and already applied",
         )
     unresolved = conn.execute(
@@ -720,7 +732,7 @@ def _contact_refusal(
     ).fetchone()
     if unresolved is not None:
         return WritePlan(
-            refusal="busy", detail=f"waits for call {unresolved[0]}'s write to the contact"
+            refusal=Refusal.BUSY, detail=f"waits for call {unresolved[0]}'s write to the contact"
         )
     return None
 
@@ -731,10 +743,10 @@ def _settle_write(conn: sqlite3.Connection, call_id: str, state: WriteState, now
         (state, _iso(now), call_id),
     )
     transfer_state = {
-        WriteState.APPLIED: "confirmed",
-        WriteState.SENDING: "in_flight",
-        WriteState.UNKNOWN: "in_flight",
-    }.get(state, "failed")
+        WriteState.APPLIED: TransferState.CONFIRMED,
+        WriteState.SENDING: TransferState.IN_FLIGHT,
+        WriteState.UNKNOWN: TransferState.IN_FLIGHT,
+    }.get(state, TransferState.FAILED)
     conn.execute("UPDATE transfer SET state = ? WHERE call_id = ?", (transfer_state, call_id))
     row = conn.execute(
         "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
@@ -779,9 +791,9 @@ def _log(
 def _recent_transfers(conn: sqlite3.Connection, since: str | None) -> dict[str, str]:
     """Contact → agent of the latest in-flight or confirmed transfer of each contact."""
     rows = conn.execute(
-        "SELECT contact_id, agent FROM transfer WHERE state IN ('in_flight', 'confirmed')"
+        "SELECT contact_id, agent FROM transfer WHERE state IN (?, ?)"
         " AND at >= ? ORDER BY at, call_id",
-        (since or "",),
+        (TransferState.IN_FLIGHT, TransferState.CONFIRMED, since or ""),
     ).fetchall()
     return dict(rows)
 

@@ -30,7 +30,7 @@ from salesops_pipeline.clients import (
     CrmClient,
     VoiceClient,
 )
-from salesops_pipeline.clients.voice import format_provider_datetime
+from salesops_pipeline.clients.wire import format_provider_datetime, parse_provider_datetime
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.post_call.events import EventError, PostCallEvent, parse_event
 from salesops_pipeline.post_call.inbox import LEASE, EventRecord, Inbox, Write, WritePlan
@@ -42,10 +42,9 @@ from salesops_pipeline.post_call.rules import (
     decide,
     least_loaded_agent,
     ordering_key,
-    parse_provider_datetime,
     support_loads,
 )
-from salesops_pipeline.post_call.status import EventStatus, HandlingStatus, WriteState
+from salesops_pipeline.post_call.status import EventStatus, HandlingStatus, Refusal, WriteState
 from salesops_pipeline.post_call.workers import this_worker
 
 
@@ -328,14 +327,14 @@ class PostCallProcessor:
             raise PermanentFailure(f"unknown contact {write.contact_id}") from None
 
     def _refused(self, record: EventRecord, text: str, plan: WritePlan) -> Outcome:
-        if plan.refusal == "lease_lost":
+        if plan.refusal == Refusal.LEASE_LOST:
             return Outcome(
                 record.call_id,
                 HandlingStatus.LEASE_LOST,
                 text,
                 error="lease ran out: another processor took the event over",
             )
-        if plan.refusal == "superseded":
+        if plan.refusal == Refusal.SUPERSEDED:
             write = self.inbox.write_of(record.call_id)
             return self._finish(
                 record,
@@ -343,7 +342,7 @@ class PostCallProcessor:
                 f"{text}; {plan.detail}",
                 write_state=None if write is None else WriteState.SUPERSEDED,
             )
-        if plan.refusal == "busy":
+        if plan.refusal == Refusal.BUSY:
             return self._finish(
                 record,
                 EventStatus(record.status),

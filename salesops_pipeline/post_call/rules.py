@@ -8,33 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from salesops_pipeline.constants import BUSINESS_TIMEZONE
-
-_PROVIDER_FORMAT = "%d/%m/%Y %H:%M:%S"
-
-
-def parse_provider_datetime(text: str | None) -> datetime | None:
-    """`DD/MM/YYYY HH:MM:SS` (the provider's) or ISO 8601, to naive Paris time.
-
-    An ISO date with an offset is converted to Paris time. Raises ValueError naming the value
-    for an impossible date such as 31/02/2025.
-    """
-    if text is None or not text.strip():
-        return None
-    value = text.strip()
-    try:
-        return datetime.strptime(value, _PROVIDER_FORMAT)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"{value!r} is not a valid date (expected DD/MM/YYYY HH:MM:SS or ISO 8601)"
-        ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(BUSINESS_TIMEZONE).replace(tzinfo=None)
-    return moment
+from salesops_pipeline.timezone import BUSINESS_TIMEZONE
 
 
 def _existing_local(day, at: time) -> datetime:

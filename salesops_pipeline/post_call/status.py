@@ -20,7 +20,16 @@ class EventStatus(StrEnum):
 
 
 OPEN_STATUSES = tuple(s.value for s in EventStatus if not s.is_final)
-FINAL_STATUSES = tuple(s.value for s in EventStatus if s.is_final)
+
+
+class AcceptStatus(StrEnum):
+    """What the inbox did with a delivered webhook."""
+
+    STORED = "stored"
+    # The same callId with the same payload: a redelivery, already stored.
+    DUPLICATE = "duplicate"
+    # The same callId with another payload: kept out, for a person to look at.
+    CONFLICT = "conflict"
 
 
 class HandlingStatus(StrEnum):
@@ -50,3 +59,22 @@ class WriteState(StrEnum):
     @property
     def in_flight(self) -> bool:
         return self in (WriteState.SENDING, WriteState.UNKNOWN)
+
+
+class TransferState(StrEnum):
+    """A contact handed to a support agent, as the loads that choose the next agent count it."""
+
+    IN_FLIGHT = "in_flight"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+class Refusal(StrEnum):
+    """Why the inbox would not let a write be sent."""
+
+    # A newer call's effect is applied to the contact.
+    SUPERSEDED = "superseded"
+    # Another call's write to the contact is unresolved.
+    BUSY = "busy"
+    LEASE_LOST = "lease_lost"
+    NO_AGENT = "no_agent"

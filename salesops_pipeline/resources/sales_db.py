@@ -1,3 +1,5 @@
+"""The company's sales database as a Dagster resource."""
+
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -6,20 +8,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from salesops_pipeline import settings
 from salesops_pipeline.errors import SalesDatabaseError
-from salesops_pipeline.sales.demo import ensure_demo_db
-from salesops_pipeline.sales.schema import open_sales_db
-
-
-def resolve_sales_db_path(path: str | None = None) -> Path:
-    """The sales DB to read: `path`, else SALESOPS_SALES_DB, else the demo DB (made if missing)."""
-    if path:
-        return Path(path).expanduser().resolve()
-    configured = settings.configured_sales_db()
-    if configured is not None:
-        return configured
-    return ensure_demo_db(settings.demo_sales_db_path())
+from salesops_pipeline.sales.schema import open_sales_db, resolve_sales_db_path
 
 
 class SalesDatabaseResource(dg.ConfigurableResource):

@@ -6,7 +6,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from salesops_pipeline import settings
 from salesops_pipeline.errors import SalesDatabaseError
+from salesops_pipeline.sales.demo import ensure_demo_db
 
 # Only what the reports read: the company may add tables and columns freely.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -29,6 +31,16 @@ def missing_schema(conn: sqlite3.Connection) -> list[str]:
             continue
         missing.extend(f"column {table}.{column}" for column in columns if column not in present)
     return missing
+
+
+def resolve_sales_db_path(path: str | None = None) -> Path:
+    """The sales DB to read: `path`, else SALESOPS_SALES_DB, else the demo DB (made if missing)."""
+    if path:
+        return Path(path).expanduser().resolve()
+    configured = settings.configured_sales_db()
+    if configured is not None:
+        return configured
+    return ensure_demo_db(settings.demo_sales_db_path())
 
 
 @contextmanager

@@ -20,23 +20,20 @@ import time
 from datetime import datetime, timedelta
 from email.utils import formatdate
 
-import pytest
 import requests
 
+from salesops_pipeline.clients.wire import format_webhook_datetime
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.rules import callback_date
-from salesops_pipeline.sandbox.seed import SUPPORT_AGENTS
-from salesops_pipeline.stack_process import start_stack, stop_stack
+from salesops_pipeline.services.sandbox.seed import SUPPORT_AGENTS
 from salesops_pipeline_tests.conftest import REPO_ROOT
-
-pytestmark = pytest.mark.chaos
+from salesops_pipeline_tests.support.stack_process import start_stack, stop_stack
 
 PAIRS = 90  # callback pairs: two calls of one contact
 TRANSFERS = 50
 OTHERS = 40
 RESEND_SHARE = 0.2
 RECOVERY_DEADLINE = 120.0
-_FORMAT = "%d/%m/%Y %H:%M:%S"
 ACTIVE_SUPPORT = {name for name, active, _ in SUPPORT_AGENTS if active}
 
 
@@ -98,9 +95,9 @@ def _events(contact_ids: list[str], rng: random.Random) -> tuple[list[dict], dic
                     "callId": f"pair-{n}-{label}",
                     "contactId": contact,
                     "wrapup": "Rappel",
-                    "callStart": (end - timedelta(minutes=4)).strftime(_FORMAT),
-                    "callEnd": end.strftime(_FORMAT),
-                    "callBackDate": asked.strftime(_FORMAT),
+                    "callStart": format_webhook_datetime(end - timedelta(minutes=4)),
+                    "callEnd": format_webhook_datetime(end),
+                    "callBackDate": format_webhook_datetime(asked),
                 }
             )
         # The newer call ("b") is what the contact must end with.
@@ -116,7 +113,7 @@ def _events(contact_ids: list[str], rng: random.Random) -> tuple[list[dict], dic
                 "callId": f"transfer-{n}",
                 "contactId": contact,
                 "wrapup": "Transfert support",
-                "callEnd": end.strftime(_FORMAT),
+                "callEnd": format_webhook_datetime(end),
             }
         )
         transfers[f"transfer-{n}"] = contact
@@ -126,7 +123,7 @@ def _events(contact_ids: list[str], rng: random.Random) -> tuple[list[dict], dic
                 "callId": f"other-{n}",
                 "contactId": next(contacts),
                 "wrapup": "Vente",
-                "callEnd": (base + timedelta(hours=5, minutes=n)).strftime(_FORMAT),
+                "callEnd": format_webhook_datetime(base + timedelta(hours=5, minutes=n)),
             }
         )
     return events, expected_retry, transfers

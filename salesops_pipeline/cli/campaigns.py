@@ -1,0 +1,55 @@
+"""`salesops duplicates`: the numbers two campaigns both call (Q1), from a terminal."""
+
+import argparse
+import sys
+
+import duckdb
+
+from salesops_pipeline.campaigns.duplicates import duplicates_json, duplicates_text, find_duplicates
+from salesops_pipeline.campaigns.ingest import check_campaign_pair, load_campaigns
+from salesops_pipeline.cli.arguments import positive_float
+from salesops_pipeline.cli.provider import provider_transport
+from salesops_pipeline.clients import VoiceClient
+
+
+def _duplicates_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--campaign-a", default="A", metavar="ID")
+    parser.add_argument("--campaign-b", default="B", metavar="ID")
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for each answer of the provider (default 30)",
+    )
+    parser.set_defaults(handler=_duplicates)
+
+
+def _duplicates(args: argparse.Namespace) -> int:
+    check_campaign_pair(args.campaign_a, args.campaign_b)
+    conn = duckdb.connect()
+    try:
+        with provider_transport(args.timeout) as transport:
+            loads = load_campaigns(conn, VoiceClient(transport), args.campaign_a, args.campaign_b)
+        found = find_duplicates(conn)
+    finally:
+        conn.close()
+    for load in loads:
+        if load.contacts == 0 and not load.rejected:
+            print(
+                f"salesops: campaign {load.campaign} is empty: the provider returned no contacts"
+                " for it (is the campaign id right?)",
+                file=sys.stderr,
+            )
+        for rejected in load.rejected:
+            print(
+                f"salesops: skipped malformed record {rejected.index} of campaign"
+                f" {load.campaign} (id {rejected.record_id}): {rejected.reason}",
+                file=sys.stderr,
+            )
+    print(duplicates_json(found) if args.format == "json" else duplicates_text(found))
+    return 0
+
+
+COMMANDS = {"duplicates": _duplicates_arguments}

@@ -1,0 +1,99 @@
+"""`salesops simulate` and `dev`: a call centre's worth of events, and the whole local stack."""
+
+import argparse
+import os
+
+from salesops_pipeline import settings
+from salesops_pipeline.cli.arguments import (
+    DEFAULT_INTAKE_PORT,
+    DEFAULT_SANDBOX_PORT,
+    positive_float,
+)
+from salesops_pipeline.cli.provider import provider_transport
+from salesops_pipeline.clients import VoiceClient
+from salesops_pipeline.devtools.simulator import simulate
+from salesops_pipeline.devtools.stack import StackPorts, run_local_stack, running_stack
+from salesops_pipeline.errors import InvalidInputError, SalesopsError
+
+
+def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=positive_float, default=1.0, help="events per second")
+    parser.add_argument("--duration", type=positive_float, default=30.0, help="seconds")
+    parser.add_argument(
+        "--intake",
+        metavar="URL",
+        help=(
+            f"the intake to post to (default: {settings.INTAKE_URL_ENV}, else the local stack"
+            f" running under SALESOPS_HOME, else http://127.0.0.1:{DEFAULT_INTAKE_PORT})"
+        ),
+    )
+    parser.add_argument("--seed", type=int)
+    parser.set_defaults(handler=_simulate)
+
+
+def _dev_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--dagster-port", type=int, default=3000)
+    parser.add_argument("--intake-port", type=int, default=DEFAULT_INTAKE_PORT)
+    parser.add_argument("--sandbox-port", type=int, default=DEFAULT_SANDBOX_PORT)
+    parser.set_defaults(handler=_dev)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    key = settings.intake_api_key()
+    if key is None:
+        raise InvalidInputError(
+            f"{settings.INTAKE_KEY_ENV} is not set: the intake's key is needed to post events"
+        )
+    with provider_transport(30.0) as transport:
+        voice = VoiceClient(transport)
+        contact_ids = [
+            contact.id
+            for campaign in ("A", "B")
+            for contact in voice.list_contacts(campaign_id=campaign).items
+            if contact.id
+        ]
+    intake_url = _intake_url(args.intake)
+    expected = int(args.rate * args.duration)
+    print(f"Posting {expected} events to {intake_url} over {args.duration:.0f}s", flush=True)
+    report = simulate(
+        intake_url=intake_url,
+        api_key=key,
+        contact_ids=contact_ids,
+        rate=args.rate,
+        duration=args.duration,
+        webhook_secret=settings.webhook_secret(),
+        seed=args.seed,
+    )
+    if report.aborted:
+        raise SalesopsError(
+            f"stopped after {report.sent} events: {report.aborted} at {intake_url}. Is the"
+            f" stack running (salesops dev), and is {settings.INTAKE_KEY_ENV} the one it printed?"
+        )
+    latencies = sorted(report.latencies_ms) or [0.0]
+    print(
+        f"Sent {report.sent}: {dict(report.kinds)}; answers {dict(report.statuses)};"
+        f" errors {dict(report.errors) or 'none'}; latency p50"
+        f" {latencies[len(latencies) // 2]:.1f} ms, max {latencies[-1]:.1f} ms"
+    )
+    return 0 if not report.errors and set(report.statuses) <= {200, 202} else 1
+
+
+def _intake_url(option: str | None) -> str:
+    if option:
+        return option
+    if configured := os.environ.get(settings.INTAKE_URL_ENV):
+        return configured
+    if local := running_stack(settings.salesops_home()):
+        return local.intake_url
+    return f"http://127.0.0.1:{DEFAULT_INTAKE_PORT}"
+
+
+def _dev(args: argparse.Namespace) -> int:
+    ports = StackPorts(
+        dagster=args.dagster_port, intake=args.intake_port, sandbox=args.sandbox_port
+    )
+    return run_local_stack(host=args.host, ports=ports)
+
+
+COMMANDS = {"simulate": _simulate_arguments, "dev": _dev_arguments}

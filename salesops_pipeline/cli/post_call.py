@@ -1,0 +1,148 @@
+"""`salesops post-call`, `inbox` and `replay`: one post-call event handled now (Q2), and the
+inbox the pipeline works from."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from salesops_pipeline import settings
+from salesops_pipeline.cli.arguments import positive_int
+from salesops_pipeline.cli.provider import provider_transport
+from salesops_pipeline.clients import CrmClient, VoiceClient
+from salesops_pipeline.errors import InvalidInputError
+from salesops_pipeline.post_call.events import parse_event
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.processor import PostCallProcessor
+from salesops_pipeline.post_call.status import AcceptStatus, EventStatus, HandlingStatus
+from salesops_pipeline.text import terminal_safe
+
+
+def _post_call_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE|-", help="JSON event file, or - for stdin")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be done")
+    parser.set_defaults(handler=_post_call)
+
+
+def _inbox_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=positive_int, default=20)
+    parser.add_argument("--status", choices=[status.value for status in EventStatus])
+    parser.set_defaults(handler=_inbox)
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("call_id", metavar="CALL_ID")
+    parser.set_defaults(handler=_replay)
+
+
+def _read_event_input(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    path = Path(source)
+    if not path.is_file():
+        raise InvalidInputError(f"No such event file: {path}")
+    return path.read_bytes()
+
+
+def _post_call(args: argparse.Namespace) -> int:
+    raw = _read_event_input(args.file)
+    event = parse_event(raw)
+    inbox = Inbox(settings.inbox_path())
+    if args.dry_run:
+        # A dry run creates no state; it only reads what the inbox already knows, if any.
+        handled = inbox.get(event.callId) if inbox.path.is_file() else None
+        if handled is not None and EventStatus(handled.status).is_final:
+            print(
+                f"{terminal_safe(event.callId)}: already {handled.status}"
+                f" ({terminal_safe(handled.last_decision or 'no decision recorded')});"
+                " handling it again would write nothing"
+            )
+            return 0
+    with provider_transport(30.0) as transport:
+        processor = PostCallProcessor(
+            inbox=inbox, voice=VoiceClient(transport), crm=CrmClient(transport)
+        )
+        if args.dry_run:
+            outcome = processor.preview(event)
+        else:
+            accepted = inbox.accept(event.callId, raw.decode())
+            if accepted.status == AcceptStatus.CONFLICT:
+                raise InvalidInputError(
+                    f"callId {event.callId} is already in the inbox with a different payload"
+                )
+            with processor:
+                outcome = processor.process(event.callId)
+    print(_describe_outcome(outcome))
+    succeeded = (
+        EventStatus.APPLIED,
+        EventStatus.NOTHING_TO_DO,
+        EventStatus.SUPERSEDED,
+        HandlingStatus.SKIPPED,
+        HandlingStatus.DRY_RUN,
+    )
+    return 0 if outcome.status in succeeded else 1
+
+
+def _describe_outcome(outcome) -> str:
+    # Every value may come from the event or the provider: shown, never obeyed by the terminal.
+    lines = [f"{terminal_safe(outcome.call_id)}: {outcome.status}"]
+    if outcome.decision:
+        lines.append(f"  decision: {terminal_safe(outcome.decision)}")
+    for write in outcome.writes:
+        verb = "would PATCH" if outcome.status == HandlingStatus.DRY_RUN else "PATCH"
+        changes = ", ".join(f"{name}={value}" for name, value in write["changes"].items())
+        lines.append(
+            f"  {verb} contact {terminal_safe(write['contact'])}: {terminal_safe(changes)}"
+        )
+    if outcome.error:
+        lines.append(f"  error: {terminal_safe(outcome.error)}")
+    return "\n".join(lines)
+
+
+def _existing_inbox() -> Inbox:
+    """The inbox the intake writes to; a read-only command never creates one."""
+    path = settings.inbox_path()
+    if not path.is_file():
+        raise InvalidInputError(
+            f"No inbox at {path}: no post-call event was ever received with SALESOPS_HOME"
+            f" {settings.describe_home()}. Run this where the stack runs, or set SALESOPS_HOME."
+        )
+    return Inbox(path)
+
+
+def _inbox(args: argparse.Namespace) -> int:
+    inbox = _existing_inbox()
+    records = inbox.recent(limit=args.limit, status=args.status)
+    if not records:
+        print("No post-call events" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    print(f"{'received (UTC)':<29} {'callId':<16} {'status':<14} {'tries':>5}  last decision")
+    for r in records:
+        # The callId and what the decision or error quote came in a webhook: an escape sequence
+        # or a newline in them is shown, never obeyed by the terminal.
+        call_id = terminal_safe(r.call_id)
+        detail = terminal_safe(r.last_error or r.last_decision or "")
+        print(f"{r.received_at:<29} {call_id:<16} {r.status:<14} {r.attempts:>5}  {detail}")
+    counts = ", ".join(f"{status}: {n}" for status, n in sorted(inbox.counts().items()))
+    print(f"\nAll events: {counts}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    inbox = _existing_inbox()
+    if not inbox.replay(args.call_id):
+        raise InvalidInputError(f"Unknown callId {args.call_id!r}: not in the inbox")
+    record = inbox.get(args.call_id)
+    note = (
+        f" (already {record.status}: it will be recorded, not applied again)"
+        if EventStatus(record.status).is_final
+        else ""
+    )
+    print(f"{args.call_id} queued again{note}")
+    return 0
+
+
+COMMANDS = {
+    "post-call": _post_call_arguments,
+    "inbox": _inbox_arguments,
+    "replay": _replay_arguments,
+}

@@ -1,0 +1,1 @@
+"""Local tooling: the supervised stack, the event simulator and an embedded HTTP server."""

@@ -1,0 +1,178 @@
+"""The warehouse tables the reports are stored in, and the questions the checks ask of them.
+
+Plain functions over a DuckDB connection: the assets decide when to call them.
+"""
+
+from collections.abc import Iterable
+
+import duckdb
+
+from salesops_pipeline.sales.reports import ProgressionRow, TeamSalesReport
+from salesops_pipeline.transactions import duckdb_transaction
+
+TEAM_SALES_DDL = """
+CREATE TABLE IF NOT EXISTS team_sales (
+    team VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    sessions BIGINT NOT NULL,
+    amount DOUBLE NOT NULL,
+    team_unsubscription_rate DOUBLE
+)
+"""
+
+PROGRESSION_DDL = """
+CREATE TABLE IF NOT EXISTS agent_daily_progression (
+    month VARCHAR NOT NULL,
+    agent VARCHAR NOT NULL,
+    date DATE NOT NULL,
+    target_of_the_day DOUBLE NOT NULL,
+    amount_of_the_day DOUBLE NOT NULL,
+    progression_of_the_day DOUBLE NOT NULL,
+    target_accumulated DOUBLE NOT NULL,
+    amount_accumulated DOUBLE NOT NULL,
+    progression_accumulated DOUBLE NOT NULL
+)
+"""
+
+
+def replace_team_sales(conn: duckdb.DuckDBPyConnection, report: TeamSalesReport) -> None:
+    """Swap the whole team_sales table for `report`, atomically."""
+    conn.execute(TEAM_SALES_DDL)
+    rows = [
+        (r.team, r.status, r.sessions, r.amount, report.unsubscription_rate(r.team))
+        for r in report.rows
+    ]
+    with duckdb_transaction(conn):
+        conn.execute("DELETE FROM team_sales")
+        if rows:
+            conn.executemany("INSERT INTO team_sales VALUES (?, ?, ?, ?, ?)", rows)
+
+
+def replace_progression_month(
+    conn: duckdb.DuckDBPyConnection, month: str, rows: Iterable[ProgressionRow]
+) -> None:
+    """Swap one month of agent_daily_progression for `rows`, atomically."""
+    conn.execute(PROGRESSION_DDL)
+    values = [
+        (
+            month,
+            r.agent,
+            r.date,
+            r.target_of_the_day,
+            r.amount_of_the_day,
+            r.progression_of_the_day,
+            r.target_accumulated,
+            r.amount_accumulated,
+            r.progression_accumulated,
+        )
+        for r in rows
+    ]
+    with duckdb_transaction(conn):
+        conn.execute("DELETE FROM agent_daily_progression WHERE month = ?", [month])
+        if values:
+            conn.executemany(
+                "INSERT INTO agent_daily_progression VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+            )
+
+
+def stored_team_totals(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, float]]:
+    """Sessions and amount per team as stored, all statuses together."""
+    conn.execute(TEAM_SALES_DDL)
+    rows = conn.execute(
+        "SELECT team, SUM(sessions), SUM(amount) FROM team_sales GROUP BY team"
+    ).fetchall()
+    return {team: (int(sessions), float(amount)) for team, sessions, amount in rows}
+
+
+def accumulation_mismatches(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> list[tuple]:
+    """Stored rows whose accumulated columns differ from the running sums of the daily ones."""
+    conn.execute(PROGRESSION_DDL)
+    return conn.execute(
+        """
+        WITH recomputed AS (
+            SELECT *,
+                SUM(target_of_the_day) OVER running AS expected_target,
+                SUM(amount_of_the_day) OVER running AS expected_amount
+            FROM agent_daily_progression
+            WINDOW running AS (PARTITION BY month, agent ORDER BY date
+                               ROWS UNBOUNDED PRECEDING)
+        )
+        SELECT month, agent, date, target_accumulated, expected_target,
+               amount_accumulated, expected_amount
+        FROM recomputed
+        WHERE abs(target_accumulated - expected_target) > 0.005
+           OR abs(amount_accumulated - expected_amount) > 0.005
+        ORDER BY month, agent, date
+        LIMIT ?
+        """,
+        [limit],
+    ).fetchall()
+
+
+def negative_progressions(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> list[tuple]:
+    """Stored rows with a progression below 0, which the report promises never to show."""
+    conn.execute(PROGRESSION_DDL)
+    return conn.execute(
+        """
+        SELECT month, agent, date, progression_of_the_day, progression_accumulated
+        FROM agent_daily_progression
+        WHERE progression_of_the_day < 0 OR progression_accumulated < 0
+        ORDER BY month, agent, date
+        LIMIT ?
+        """,
+        [limit],
+    ).fetchall()
+
+
+# The stored columns in ProgressionRow's order, the date as the frontend writes it.
+_PROGRESSION_COLUMNS = (
+    "agent, strftime(date, '%Y-%m-%d'), target_of_the_day, amount_of_the_day,"
+    " progression_of_the_day, target_accumulated, amount_accumulated, progression_accumulated"
+)
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?", [table]
+        ).fetchone()[0]
+    )
+
+
+def stored_progression(
+    conn: duckdb.DuckDBPyConnection, month: str, agent: str
+) -> list[ProgressionRow] | None:
+    """One agent's stored month, in date order; None when that month was never materialized."""
+    if not _table_exists(conn, "agent_daily_progression"):
+        return None
+    if not conn.execute(
+        "SELECT COUNT(*) FROM agent_daily_progression WHERE month = ?", [month]
+    ).fetchone()[0]:
+        return None
+    rows = conn.execute(
+        f"SELECT {_PROGRESSION_COLUMNS} FROM agent_daily_progression"
+        " WHERE month = ? AND agent = ? ORDER BY date",
+        [month, agent],
+    ).fetchall()
+    return [ProgressionRow(*row) for row in rows]
+
+
+def stored_progression_month(conn: duckdb.DuckDBPyConnection, month: str) -> list[ProgressionRow]:
+    """Every agent's stored rows for `month`, by agent then date; empty when none are stored."""
+    if not _table_exists(conn, "agent_daily_progression"):
+        return []
+    rows = conn.execute(
+        f"SELECT {_PROGRESSION_COLUMNS} FROM agent_daily_progression"
+        " WHERE month = ? ORDER BY agent, date",
+        [month],
+    ).fetchall()
+    return [ProgressionRow(*row) for row in rows]
+
+
+def stored_team_sales(conn: duckdb.DuckDBPyConnection) -> list[dict] | None:
+    """The stored team sales rows; None when team_sales was never materialized."""
+    if not _table_exists(conn, "team_sales"):
+        return None
+    columns = ("team", "status", "sessions", "amount", "team_unsubscription_rate")
+    rows = conn.execute(f"SELECT {', '.join(columns)} FROM team_sales ORDER BY team, status")
+    return [dict(zip(columns, row, strict=True)) for row in rows.fetchall()]

@@ -1,0 +1,1 @@
+"""Services that run beside Dagster: the webhook intake and the sandbox provider."""

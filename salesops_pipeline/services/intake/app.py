@@ -1,0 +1,190 @@
+"""The intake service: authenticates post-call webhooks and stores them in the inbox.
+
+An event is acknowledged (2xx) only once it is on disk. A body that cannot be accepted gets a
+4xx naming the problem and is kept raw in quarantine: nothing is silently dropped.
+"""
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
+
+from salesops_pipeline import settings
+from salesops_pipeline.post_call.events import EventError, parse_event
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.status import AcceptStatus
+from salesops_pipeline.sales.schema import resolve_sales_db_path
+from salesops_pipeline.services.intake.frontend import frontend_router
+from salesops_pipeline.services.intake.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    signature_problem,
+)
+
+logger = logging.getLogger("salesops.intake")
+
+# A post-call event is well under 2 KB; anything far bigger is not one.
+MAX_BODY_BYTES = 64 * 1024
+# A sender that takes longer than this to send a body this small is stalling.
+BODY_READ_TIMEOUT_SECONDS = 10.0
+# Threads for storing webhooks, apart from the ones the frontend's reads use: a burst of
+# frontend polls must never make the provider's deliveries wait.
+WEBHOOK_STORAGE_THREADS = 16
+
+# Declares the key in the OpenAPI schema, so that the docs' "Authorize" and "Try it out" send
+# it. Checking it stays with the routes: a webhook without it must be answered, not raised.
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-KEY", auto_error=False, description="The key the stack was started with."
+)
+
+
+def _problem(status: int, detail: str, **extra) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+def _refused(status: int, reason: str) -> JSONResponse:
+    # The reason only: never the key that was sent, nor the body.
+    logger.warning("post-call refused: %s %s", status, reason)
+    return _problem(status, reason)
+
+
+def _unavailable(error: sqlite3.Error | OSError) -> JSONResponse:
+    # Not stored, so not acknowledged: the provider will deliver it again.
+    logger.error("post-call not stored, inbox unavailable: %s", error)
+    response = _problem(503, "inbox unavailable, retry later")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds `limit` bytes (it is not read further)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_intake_app(
+    inbox: Inbox,
+    *,
+    api_key: str,
+    webhook_secret: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    warehouse_path: Path | None = None,
+    sales_db_path: Callable[[], Path] = resolve_sales_db_path,
+    docs: bool = False,
+) -> FastAPI:
+    """The intake and frontend API. `docs` serves `/docs`, `/redoc` and `/openapi.json`: on for
+    the local stack, off by default so that a production intake does not describe itself to
+    whoever asks."""
+    if not api_key:
+        raise ValueError("the intake service needs an API key")
+    about = {
+        "title": "salesops intake and frontend API",
+        "description": (
+            "Receives the voice provider's post-call webhooks, and serves the sales reports to"
+            " the frontend. Every call needs the header `X-API-KEY`."
+        ),
+    }
+    # The docs' Swagger UI and ReDoc are served from the installed package, not from a CDN:
+    # they work on a machine without internet.
+    app: FastAPI = (
+        FastAPIOffline(**about)
+        if docs
+        else FastAPI(**about, docs_url=None, redoc_url=None, openapi_url=None)
+    )
+    app.state.inbox = inbox
+
+    async def in_storage_thread(function, *args):
+        if not hasattr(app.state, "storage_threads"):
+            app.state.storage_threads = anyio.CapacityLimiter(WEBHOOK_STORAGE_THREADS)
+        return await anyio.to_thread.run_sync(function, *args, limiter=app.state.storage_threads)
+
+    def authenticated(request: Request) -> bool:
+        given = request.headers.get("X-API-KEY")
+        return given is not None and secrets.compare_digest(given.encode(), api_key.encode())
+
+    def require_key(request: Request, _key: str | None = Security(API_KEY_HEADER)) -> None:
+        if not authenticated(request):
+            raise HTTPException(status_code=401, detail="missing or invalid X-API-KEY")
+
+    app.include_router(
+        frontend_router(
+            warehouse_path=warehouse_path or settings.warehouse_path(),
+            sales_db_path=sales_db_path,
+            authenticated=require_key,
+        )
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.post(
+        "/webhooks/post-call",
+        status_code=202,
+        tags=["webhooks"],
+        summary="The provider's post-call event",
+        responses={
+            200: {"description": "Already received (duplicate or conflict)"},
+            400: {"description": "Malformed JSON, or not an event object (quarantined)"},
+            401: {"description": "Missing or invalid key or signature"},
+            413: {"description": "Body too large"},
+            422: {"description": "A field cannot be read (quarantined)"},
+            503: {"description": "Not stored: deliver again later"},
+        },
+        dependencies=[Security(API_KEY_HEADER)],
+    )
+    async def post_call(request: Request):
+        if not authenticated(request):
+            return _refused(401, "missing or invalid X-API-KEY")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            return _refused(413, f"body larger than {max_body_bytes} bytes")
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+                raw = await _read_capped(request, max_body_bytes)
+        except TimeoutError:
+            return _refused(408, f"body not received within {BODY_READ_TIMEOUT_SECONDS:.0f}s")
+        if raw is None:
+            return _refused(413, f"body larger than {max_body_bytes} bytes")
+        if webhook_secret:
+            problem = signature_problem(
+                webhook_secret,
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                raw,
+            )
+            if problem:
+                return _refused(401, problem)
+        content_type = request.headers.get("content-type")
+        try:
+            event = parse_event(raw)
+        except EventError as error:
+            try:
+                await in_storage_thread(inbox.quarantine, str(error), raw, content_type)
+            except (sqlite3.Error, OSError) as storage_error:
+                return _unavailable(storage_error)
+            logger.warning("post-call quarantined: %s %s", error.http_status, error)
+            return _problem(error.http_status, str(error), quarantined=True)
+        try:
+            accepted = await in_storage_thread(inbox.accept, event.callId, raw.decode())
+        # A database error, or the inbox's folder missing, unwritable, full: nothing stored.
+        except (sqlite3.Error, OSError) as error:
+            return _unavailable(error)
+        logger.info("post-call %s: %s", event.callId, accepted.status)
+        status = 202 if accepted.status == AcceptStatus.STORED else 200
+        return JSONResponse({"status": accepted.status, "callId": event.callId}, status_code=status)
+
+    return app

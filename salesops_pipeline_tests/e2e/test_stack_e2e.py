@@ -1,0 +1,268 @@
+"""The whole local stack with its real processes: `salesops dev` (sandbox provider, intake,
+Dagster webserver and daemon). A post-call event posted to the intake reaches the provider
+through the sensor and a run; a browser drives the Dagster UI; the frontend API answers;
+`salesops simulate` finds the stack on its ports; a second start on busy ports is refused;
+generated keys survive restarts; SIGTERM leaves nothing behind and exits 0, a part dying on
+its own stops the stack with a non-zero exit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from salesops_pipeline.services.sandbox.seed import REFERENCE_CONTACT_ID
+from salesops_pipeline_tests.conftest import REPO_ROOT, fixture_path
+from salesops_pipeline_tests.support.stack_process import port_open, start_stack, stop_stack
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+EVENT_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = start_stack(tmp_path_factory.mktemp("stack") / "salesops_home", generate_keys=True)
+    try:
+        yield running
+    finally:
+        stop_stack(running)
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "stack-output.log").write_text("".join(running.output))
+
+
+def _contact(stack) -> dict:
+    response = requests.get(
+        f"{stack.sandbox_url}/voice/contacts/{REFERENCE_CONTACT_ID}",
+        headers={"X-API-KEY": stack.provider_key},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def test_event_reaches_the_provider_within_a_minute(stack):
+    raw = fixture_path("events/post_call_2.1.json").read_bytes()
+    posted = time.monotonic()
+    response = requests.post(
+        f"{stack.intake_url}/webhooks/post-call",
+        data=raw,
+        headers={"X-API-KEY": stack.intake_key, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    while _contact(stack).get("retryDate") != "2025-04-14T10:30:00":
+        assert time.monotonic() - posted < EVENT_TIMEOUT, "the event did not reach the provider"
+        time.sleep(0.5)
+    print(f"event applied {time.monotonic() - posted:.1f}s after it was posted")
+
+
+def test_the_run_and_its_outcome_show_in_dagster(stack):
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while True:
+        data = stack.graphql(
+            """
+            { runsOrError(filter: {pipelineName: "post_call_job"}) {
+                ... on Runs { results { runId status } } } }
+            """
+        )
+        runs = data["runsOrError"]["results"]
+        if any(run["status"] == "SUCCESS" for run in runs):
+            break
+        assert time.monotonic() < deadline, f"no successful post_call_job run: {runs}"
+        time.sleep(1)
+    data = stack.graphql(
+        """
+        { assetOrError(assetKey: {path: ["post_call_outcomes"]}) {
+            ... on Asset { assetMaterializations(limit: 5) {
+              runId metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } } } }
+        """
+    )
+    materializations = data["assetOrError"]["assetMaterializations"]
+    outcomes = [
+        entry["mdStr"]
+        for m in materializations
+        for entry in m["metadataEntries"]
+        if entry["label"] == "outcomes"
+    ]
+    assert any("102224021" in text and "applied" in text for text in outcomes)
+
+
+def test_frontend_api_answers_after_a_report_run(stack):
+    launched = stack.graphql(
+        """
+        mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+            __typename ... on LaunchRunSuccess { run { runId } }
+            ... on PythonError { message } } }
+        """,
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": "salesops_pipeline",
+                    "repositoryName": "__repository__",
+                    "jobName": "sales_reports_job",
+                },
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2026-03"}]},
+            }
+        },
+    )
+    assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["launchRun"]["run"]["runId"]
+    deadline = time.monotonic() + 180
+    while True:
+        status = stack.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
+        )["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    assert status == "SUCCESS"
+    # The frontend's files, written by progression_exports once the checks passed.
+    exported = (
+        stack.home / "exports" / "progression" / "2026-03" / "lea.bernard@salesops.example.json"
+    )
+    assert len(json.loads(exported.read_text())) == 31
+    headers = {"X-API-KEY": stack.intake_key}
+    teams = requests.get(f"{stack.intake_url}/api/team-sales", headers=headers, timeout=10)
+    assert teams.status_code == 200 and {row["team"] for row in teams.json()} >= {
+        "sales",
+        "support",
+    }
+    progression = requests.get(
+        f"{stack.intake_url}/api/progression",
+        params={"agent": "lea.bernard@salesops.example", "month": "2026-03"},
+        headers=headers,
+        timeout=10,
+    )
+    assert progression.status_code == 200, progression.text
+    assert len(progression.json()) == 31
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "progression-2026-03.json").write_text(json.dumps(progression.json(), indent=2))
+
+
+@pytest.mark.browser
+def test_browser_finds_every_group_and_the_sensor(stack, tmp_path):
+    from salesops_pipeline_tests.support.browser import (
+        chromium,
+        dismiss_welcome_dialog,
+        wait_for_text,
+    )
+
+    with chromium(tmp_path / "chromium-profile") as driver:
+        driver.get(f"{stack.dagster_url}/assets")
+        for name in (
+            "team_sales",
+            "agent_daily_progression",
+            "progression_exports",
+            "campaign_contacts",
+            "cross_campaign_duplicates",
+            "post_call_outcomes",
+        ):
+            wait_for_text(driver, name)
+        dismiss_welcome_dialog(driver)
+        time.sleep(1)
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "dagster-assets.png"))
+        for group in ("sales_reporting", "voice_campaigns", "post_call"):
+            driver.get(f"{stack.dagster_url}/locations/salesops_pipeline/asset-groups/{group}/list")
+            wait_for_text(driver, group)
+        driver.get(f"{stack.dagster_url}/locations/salesops_pipeline/sensors/post_call_sensor")
+        wait_for_text(driver, "post_call_sensor")
+        wait_for_text(driver, "post_call_job")
+        driver.save_screenshot(str(ARTIFACTS / "dagster-post-call-sensor.png"))
+        # The README's tour: Jobs → campaign_duplicates_job → Materialize all ▾ → Open launchpad.
+        driver.get(f"{stack.dagster_url}/locations/salesops_pipeline/jobs/campaign_duplicates_job")
+        wait_for_text(driver, "Materialize all")
+        dismiss_welcome_dialog(driver)
+        driver.find_element(
+            "xpath", "//button[normalize-space()='Materialize all']/following::button[1]"
+        ).click()
+        wait_for_text(driver, "Open launchpad")
+        driver.find_element("xpath", "//*[normalize-space()='Open launchpad']").click()
+        wait_for_text(driver, "Scaffold missing config")
+        assert driver.find_elements("xpath", "//button[normalize-space()='Materialize']")
+        driver.save_screenshot(str(ARTIFACTS / "dagster-launchpad.png"))
+    assert Path(ARTIFACTS / "dagster-assets.png").stat().st_size > 10_000
+
+
+def test_simulate_finds_the_stack_on_its_ports(stack):
+    # Run beside the stack: its SALESOPS_HOME, no intake option, no key in the environment.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESOPS_", "X_API", "REM"))}
+    command = ["simulate", "--rate", "10", "--duration", "1", "--seed", "7"]
+    simulated = subprocess.run(
+        [sys.executable, "-m", "salesops_pipeline.cli", *command],
+        env={**env, "SALESOPS_HOME": str(stack.home)},
+        cwd=stack.home.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert simulated.returncode == 0, simulated.stderr
+    assert f"Posting 10 events to {stack.intake_url}" in simulated.stdout
+    assert "answers {202: 10}" in simulated.stdout
+
+
+def test_a_second_start_on_busy_ports_is_refused(stack):
+    kept = {name: (stack.home / name).read_bytes() for name in ("local-keys.env", "stack.json")}
+    ports = {"--dagster-port": stack.dagster_port, "--intake-port": stack.intake_port}
+    ports["--sandbox-port"] = stack.sandbox_port
+    second = subprocess.run(
+        [sys.executable, "-m", "salesops_pipeline.cli", "dev"]
+        + [str(part) for option in ports.items() for part in option],
+        env={**os.environ, "SALESOPS_HOME": str(stack.home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert "stack is up" not in second.stdout
+    [line] = second.stderr.strip().splitlines()
+    assert f"port {stack.dagster_port} (Dagster UI)" in line and "already in use" in line
+    # The running stack is untouched: same records, still answering.
+    assert {name: (stack.home / name).read_bytes() for name in kept} == kept
+    assert requests.get(f"{stack.intake_url}/healthz", timeout=5).status_code == 200
+
+
+def test_restarts_keep_keys_sigterm_exits_0_and_a_dead_part_exits_1(tmp_path):
+    # A stack of its own, so that stopping it does not disturb the module's.
+    home = tmp_path / "salesops_home"
+    first = start_stack(home, generate_keys=True)
+    assert all(port_open(port) for port in first.ports())
+    assert "generated local key" in "".join(first.output)
+    stop_stack(first)
+    assert first.process.returncode == 0
+    _wait_until_closed(first.ports())
+
+    for restart in (1, 2):
+        again = start_stack(home, generate_keys=True)
+        printed = "".join(again.output)
+        assert (again.intake_key, again.provider_key) == (first.intake_key, first.provider_key)
+        assert f"X_API_KEY         {first.intake_key}  (kept local key" in printed
+        if restart == 1:
+            stop_stack(again)
+            assert again.process.returncode == 0
+            _wait_until_closed(again.ports())
+
+    # The intake dies on its own: the supervisor stops the rest and says so in its exit code.
+    intake_pid = subprocess.run(
+        ["pgrep", "-P", str(again.process.pid), "-f", "salesops_pipeline.cli serve"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[0]
+    os.kill(int(intake_pid), signal.SIGKILL)
+    assert again.process.wait(timeout=90) == 1
+    _wait_until_closed(again.ports())
+    assert not (home / "stack.json").exists()
+
+
+def _wait_until_closed(ports: list[int]) -> None:
+    deadline = time.monotonic() + 30
+    while any(port_open(port) for port in ports):
+        assert time.monotonic() < deadline, "a process of the stack is still listening"
+        time.sleep(0.5)

@@ -1,0 +1,146 @@
+"""`salesops post-call`, `inbox` and `replay`: one event through the same rules, client and
+outcomes ledger as the pipeline, synchronously; clear messages for bad input; what a webhook
+sent is printed as visible text, never as terminal control sequences or extra lines."""
+
+import json
+
+import pytest
+
+from salesops_pipeline import settings
+from salesops_pipeline.cli import main
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.services.sandbox.seed import REFERENCE_CONTACT_ID
+
+
+@pytest.fixture
+def provider_env(sandbox, monkeypatch):
+    monkeypatch.setenv("REMOTE_API_HOST", sandbox.url)
+    monkeypatch.setenv("REMOTE_API_KEY", sandbox.api_key)
+    return sandbox
+
+
+@pytest.fixture
+def event_files(reference_events, tmp_path):
+    paths = {}
+    for name, raw in reference_events.items():
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_bytes(raw)
+    return paths
+
+
+def _contact(sandbox):
+    return json.loads(sandbox.app.state.store.contact(REFERENCE_CONTACT_ID))
+
+
+def test_dry_run_writes_nothing(provider_env, event_files, capsys, isolated_home):
+    assert main(["post-call", str(event_files["post_call_2.1"]), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would PATCH contact" in out and "retryDate=2025-04-14T10:30:00" in out
+    assert provider_env.app.state.applied_patches == []
+    assert not (isolated_home / "intake" / "inbox.sqlite").exists()
+
+
+def test_dry_run_of_an_applied_event_says_so(provider_env, event_files, capsys):
+    assert main(["post-call", str(event_files["post_call_2.1"])]) == 0
+    capsys.readouterr()
+    assert main(["post-call", str(event_files["post_call_2.1"]), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "102224021: already applied" in out and "would write nothing" in out
+    assert "would PATCH" not in out
+    assert len(provider_env.app.state.applied_patches) == 1
+
+
+@pytest.mark.parametrize("command", [["inbox"], ["replay", "102224021"]])
+def test_read_only_commands_create_no_inbox(command, capsys, isolated_home):
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    inbox = isolated_home / "intake" / "inbox.sqlite"
+    assert f"No inbox at {inbox}" in err and "SALESOPS_HOME" in err
+    assert not inbox.exists() and not inbox.parent.exists()
+
+
+def test_applies_then_recognises_the_event(provider_env, event_files, capsys):
+    assert main(["post-call", str(event_files["post_call_2.1"])]) == 0
+    assert "102224021: applied" in capsys.readouterr().out
+    assert _contact(provider_env)["retryDate"] == "2025-04-14T10:30:00"
+    assert main(["post-call", str(event_files["post_call_2.1"])]) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert len(provider_env.app.state.applied_patches) == 1
+
+
+def test_transfer_from_stdin(provider_env, reference_events, capsys, monkeypatch):
+    import io
+    import sys
+
+    monkeypatch.setattr(
+        sys, "stdin", io.TextIOWrapper(io.BytesIO(reference_events["post_call_2.2"]))
+    )
+    assert main(["post-call", "-"]) == 0
+    out = capsys.readouterr().out
+    assert "transfer to support" in out
+    assert _contact(provider_env)["assignedAgent"].endswith("@walter-learning.com")
+
+
+def test_inbox_lists_and_replay_queues(provider_env, event_files, capsys):
+    main(["post-call", str(event_files["post_call_2.1"])])
+    capsys.readouterr()
+    assert main(["inbox"]) == 0
+    listing = capsys.readouterr().out
+    assert "102224021" in listing and "applied" in listing
+    assert main(["replay", "102224021"]) == 0
+    assert "queued again" in capsys.readouterr().out
+    assert main(["replay", "404404"]) == 1
+    assert "Unknown callId" in capsys.readouterr().err
+
+
+def test_inbox_shows_control_characters_instead_of_obeying_them(provider_env, tmp_path, capsys):
+    call_id = "x\x1b[2J\x1b]0;owned\x07\rfake\n2025-01-01 forged applied\u202e"
+    path = tmp_path / "event.json"
+    path.write_text(
+        json.dumps({"callId": call_id, "contactId": "c\x1b[31m\nred", "wrapup": "support"})
+    )
+    main(["post-call", str(path)])
+    Inbox(settings.inbox_path()).accept(
+        "plain-1", json.dumps({"callId": "plain-1", "contactId": "c"})
+    )
+    capsys.readouterr()
+    assert main(["inbox"]) == 0
+    out = capsys.readouterr().out
+    assert not [c for c in out if c in "\x1b\x07\r\u202e"]
+    lines = out.splitlines()
+    # The header, one line per event, a blank line and the counts: nothing forged.
+    assert len(lines) == 5
+    [evil] = [line for line in lines if "fake" in line]
+    assert "x\\x1b[2J\\x1b]0;owned\\x07\\rfake\\n2025-01-01 forged applied\\u202e" in evil
+    assert "c\\x1b[31m\\nred" in evil  # the error quoting the contact id, on the same line
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("{oops", "malformed JSON"),
+        (
+            '{"callId": "1", "contactId": "c", "callBackDate": "31/02/2025 10:00:00"}',
+            "callBackDate",
+        ),
+        ("[]", "expected a JSON object"),
+    ],
+)
+def test_invalid_input_is_one_clear_line(provider_env, tmp_path, capsys, payload, message):
+    path = tmp_path / "event.json"
+    path.write_text(payload)
+    assert main(["post-call", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_unknown_contact_exits_non_zero(provider_env, tmp_path, capsys):
+    path = tmp_path / "event.json"
+    path.write_text('{"callId": "9", "contactId": "ghost", "wrapup": "support"}')
+    assert main(["post-call", str(path)]) == 1
+    assert "unknown contact ghost" in capsys.readouterr().out
+
+
+def test_missing_file(capsys):
+    assert main(["post-call", "/no/such/event.json"]) == 1
+    assert "No such event file" in capsys.readouterr().err

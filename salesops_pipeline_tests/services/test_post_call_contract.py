@@ -1,0 +1,340 @@
+"""The post-call contract, rule by rule, against the sandbox provider over loopback: newest
+call wins per contact, at most one write per event through crashes and lost answers, a write
+counts only once the provider shows it, claims belong to one processor, and support loads
+count only what the provider holds or is about to hold. No network call holds the inbox's
+write lock."""
+
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from salesops_pipeline.cli import main
+from salesops_pipeline.clients import VoiceClient
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.status import WriteState
+from salesops_pipeline.services.sandbox.seed import demo_agents
+from salesops_pipeline.services.sandbox.server import running_sandbox
+from salesops_pipeline.services.sandbox.store import SandboxStore
+from salesops_pipeline_tests.conftest import arm_fault, post_call_processor
+
+CONTACT = "c-1"
+
+
+@pytest.fixture
+def provider(tmp_path):
+    """Support agents, and campaign B's contacts c-0 … c-9, none assigned."""
+    store = SandboxStore(tmp_path / "provider.sqlite")
+    store.create()
+    store.add_agents(demo_agents())
+    store.add_contacts("B", [{"id": f"c-{i}", "phone": f"061111110{i}"} for i in range(10)])
+    # A record the provider serves that does not fit its own schema.
+    store.add_contacts("A", [{"id": "c-odd", "phone": "0611111199", "totalCalls": "many"}])
+    with running_sandbox(store, api_key="k") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def inbox(isolated_home):
+    """The inbox where `salesops` commands look for it."""
+    return Inbox(isolated_home / "intake" / "inbox.sqlite")
+
+
+processor = post_call_processor
+
+
+def callback(call_id: str, call_end: str, callback_on: str, contact=CONTACT) -> str:
+    """A `Rappel` event: the call ended at `call_end`, the agent asked for `callback_on`."""
+    return json.dumps(
+        {
+            "callId": call_id,
+            "contactId": contact,
+            "wrapup": "Rappel",
+            "callEnd": call_end,
+            "callBackDate": callback_on,
+        }
+    )
+
+
+def transfer(call_id: str, call_end: str, contact=CONTACT) -> str:
+    return json.dumps(
+        {"callId": call_id, "contactId": contact, "wrapup": "support", "callEnd": call_end}
+    )
+
+
+OLDER = callback("old", "07/04/2025 10:00:00", "20/04/2025 09:00:00")
+NEWER = callback("new", "07/04/2025 11:00:00", "22/04/2025 15:00:00")
+
+
+def contact(provider, contact_id=CONTACT) -> dict:
+    return json.loads(provider.app.state.store.contact(contact_id))
+
+
+def writes(provider) -> list[dict]:
+    return provider.app.state.store.write_log()
+
+
+def received_per_event(provider) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in writes(provider):
+        counts[entry["idempotency_key"]] = counts.get(entry["idempotency_key"], 0) + 1
+    return counts
+
+
+# 1. Newest call wins, per contact ----------------------------------------------------------
+
+
+def test_an_older_callback_delivered_late_is_superseded(provider, inbox, capsys):
+    inbox.accept("new", NEWER)
+    with processor(provider, inbox) as p:
+        assert p.process("new").status == "applied"
+        inbox.accept("old", OLDER)
+        outcome = p.process("old")
+    assert outcome.status == "superseded"
+    assert "call new" in outcome.decision
+    assert contact(provider)["retryDate"] == "2025-04-22T15:00:00"
+    assert received_per_event(provider) == {"post-call-new": 1}
+    assert main(["inbox"]) == 0
+    assert "superseded" in capsys.readouterr().out
+
+
+def test_an_older_callback_retried_after_a_503_never_overwrites_a_newer_one(provider, inbox):
+    inbox.accept("old", OLDER)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=503, retry_after=30)
+    with processor(provider, inbox) as p:
+        assert p.process("old").status == "retrying"
+        inbox.accept("new", NEWER)
+        assert p.process("new").status == "applied"
+        assert p.process("old").status == "superseded"
+    assert contact(provider)["retryDate"] == "2025-04-22T15:00:00"
+
+
+def test_a_late_older_transfer_is_superseded_too(provider, inbox):
+    inbox.accept("new", NEWER)
+    with processor(provider, inbox) as p:
+        p.process("new")
+        inbox.accept("old-transfer", transfer("old-transfer", "07/04/2025 09:00:00"))
+        assert p.process("old-transfer").status == "superseded"
+    assert contact(provider).get("assignedAgent") is None
+
+
+def test_a_contacts_calls_apply_in_call_order_whatever_their_arrival(provider, inbox):
+    inbox.accept("new", NEWER)  # arrives first
+    inbox.accept("old", OLDER)
+    with processor(provider, inbox) as p:
+        outcomes = p.process_batch(["new", "old"])
+    assert [(o.call_id, o.status) for o in outcomes] == [("old", "applied"), ("new", "applied")]
+    assert [w["idempotency_key"] for w in writes(provider)] == ["post-call-old", "post-call-new"]
+    assert contact(provider)["retryDate"] == "2025-04-22T15:00:00"
+
+
+# 2. At most one write per event, even across crashes -----------------------------------------
+
+
+def test_the_write_is_recorded_before_it_is_sent(provider, inbox, monkeypatch):
+    inbox.accept("old", OLDER)
+    seen = []
+    original = VoiceClient.write_contact
+
+    def spy(self, **kwargs):
+        seen.append(inbox.write_of("old").state)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(VoiceClient, "write_contact", spy)
+    with processor(provider, inbox) as p:
+        assert p.process("old").status == "applied"
+    assert seen == [WriteState.SENDING]
+    assert inbox.write_of("old").state == WriteState.APPLIED
+
+
+def test_a_crash_after_the_write_never_reverts_a_newer_call(provider, inbox, monkeypatch):
+    inbox.accept("old", OLDER)
+    crashed = processor(provider, inbox, run_id="crashed")
+    original = Inbox.finish
+
+    def die_once(self, call_id, owner, **kwargs):
+        if owner == crashed.owner:
+            raise SystemExit("the run worker was killed")
+        return original(self, call_id, owner, **kwargs)
+
+    monkeypatch.setattr(Inbox, "finish", die_once)
+    with pytest.raises(SystemExit):
+        crashed.process("old")  # the PATCH went out, its outcome was never recorded
+    monkeypatch.setattr(Inbox, "finish", original)
+    inbox.release_dead_worker(crashed.owner, "killed")
+    inbox.accept("new", NEWER)
+    with processor(provider, inbox) as p:
+        # The newer call waits while the older one's write is unresolved.
+        assert p.process("new").status == "deferred"
+        recovered = p.process("old")
+        assert recovered.status == "applied"
+        assert "confirmed by reading" in recovered.decision
+        assert p.process("new").status == "applied"
+    assert received_per_event(provider) == {"post-call-old": 1, "post-call-new": 1}
+    assert contact(provider)["retryDate"] == "2025-04-22T15:00:00"
+
+
+def test_a_lost_answer_is_verified_by_reading_never_sent_again(provider, inbox):
+    inbox.accept("old", OLDER)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=None, drop_after_apply=True)
+    with processor(provider, inbox) as p:
+        outcome = p.process("old")
+    assert outcome.status == "applied"
+    assert received_per_event(provider) == {"post-call-old": 1}
+
+
+def test_a_timed_out_write_is_verified_before_anything_is_sent_again(provider, inbox):
+    inbox.accept("old", OLDER)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=None, delay_seconds=3)
+    with processor(provider, inbox, write_settle_seconds=4) as p:
+        first = p.process("old")
+        assert first.status == "retrying" and "verified by reading" in first.error
+        assert inbox.write_of("old").state == WriteState.UNKNOWN
+        assert p.process("old").status == "deferred"  # not before it has settled
+        time.sleep(4)
+        assert p.process("old").status == "applied"
+    assert received_per_event(provider) == {"post-call-old": 1}
+
+
+# 3. A write counts as applied only when the provider applied it ------------------------------
+
+
+@pytest.mark.parametrize("status", [302, 303])
+def test_a_redirected_write_is_not_counted_as_applied(provider, inbox, status):
+    inbox.accept("old", OLDER)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=status, times=3)
+    with processor(provider, inbox) as p:
+        outcome = p.process("old")
+        assert outcome.status == "retrying" and f"{status} redirect" in outcome.error
+        assert writes(provider) == []
+        assert p.process("old").status == "applied"
+    assert received_per_event(provider) == {"post-call-old": 1}
+
+
+def test_a_2xx_that_does_not_show_the_write_is_not_counted(provider, inbox):
+    inbox.accept("old", OLDER)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=200)
+    with processor(provider, inbox) as p:
+        outcome = p.process("old")
+        assert outcome.status == "retrying"
+        assert "does not show it" in outcome.error
+        assert p.process("old").status == "applied"
+    assert received_per_event(provider) == {"post-call-old": 1}
+
+
+def test_an_empty_2xx_is_confirmed_by_reading(provider, inbox):
+    inbox.accept("old", OLDER)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=None, empty_after_apply=True)
+    with processor(provider, inbox) as p:
+        assert p.process("old").status == "applied"
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=204)
+    inbox.accept("new", NEWER)
+    with processor(provider, inbox) as p:
+        assert p.process("new").status == "retrying"  # 204, but the contact does not show it
+
+
+def test_a_contact_with_malformed_fields_is_still_written_and_verified(provider, inbox):
+    odd = callback("odd", "07/04/2025 10:00:00", "20/04/2025 09:00:00", contact="c-odd")
+    inbox.accept("odd", odd)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=None, empty_after_apply=True)
+    with processor(provider, inbox) as p:
+        assert p.process("odd").status == "applied"  # confirmed by reading it
+    inbox.accept("odd-2", callback("odd-2", "07/04/2025 11:00:00", "21/04/2025 09:00:00", "c-odd"))
+    with processor(provider, inbox) as p:
+        assert p.process("odd-2").status == "applied"  # nothing left holding the contact
+
+
+# 4. Claims belong to one processor -----------------------------------------------------------
+
+
+def test_every_processor_claims_under_its_own_name(provider, inbox):
+    inbox.accept("old", OLDER)
+    first, second = processor(provider, inbox), processor(provider, inbox)
+    assert first.owner != second.owner
+    assert inbox.claim("old", first.owner) is not None
+    assert second.process("old").status == "skipped"
+    assert writes(provider) == []
+
+
+def test_a_holder_whose_lease_ran_out_stops_without_writing(provider, inbox, monkeypatch):
+    inbox.accept("old", OLDER)
+    slow = processor(provider, inbox)
+    original = Inbox.begin_write
+
+    def lease_runs_out_first(self, call_id, owner, **kwargs):
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE event SET lease_until = '2000-01-01' WHERE call_id = ?", (call_id,)
+            )
+        assert self.claim(call_id, "the-next-holder") is not None
+        return original(self, call_id, owner, **kwargs)
+
+    monkeypatch.setattr(Inbox, "begin_write", lease_runs_out_first)
+    outcome = slow.process("old")
+    assert outcome.status == "lease_lost"
+    assert writes(provider) == []
+    assert inbox.get("old").status == "pending"  # the next holder's, untouched
+
+
+# 7. Support loads ----------------------------------------------------------------------------
+
+
+def test_a_failed_transfer_stops_counting(provider, inbox):
+    arm_fault(provider, method="PATCH", path_prefix="/voice/contacts/c-0", status=400)
+    inbox.accept("t0", transfer("t0", "07/04/2025 10:00:00", contact="c-0"))
+    inbox.accept("t1", transfer("t1", "07/04/2025 10:01:00", contact="c-1"))
+    with processor(provider, inbox) as p:
+        refused = p.process("t0")
+        assert refused.status == "failed"
+        chosen = p.process("t1")
+    assert chosen.status == "applied"
+    # c-0's transfer was refused: the agent it would have gone to is still the least loaded.
+    assert refused.writes == []
+    first_choice = inbox.write_of("t0").changes["assignedAgent"]
+    assert contact(provider, "c-1")["assignedAgent"] == first_choice
+    assert inbox.transfers() == {"c-1": first_choice}
+
+
+def test_the_providers_view_wins_over_an_old_ledger_entry(provider, inbox):
+    agents = sorted(a["username"] for a in demo_agents() if a["team"] == "support" and a["active"])
+    # Long ago the pipeline gave c-1 … c-3 to the first agent; the provider now shows them
+    # unassigned (someone moved them back). Only what the provider shows counts.
+    with inbox.transaction() as conn:
+        for i in (1, 2, 3):
+            conn.execute(
+                "INSERT INTO transfer (call_id, contact_id, agent, state, at)"
+                " VALUES (?, ?, ?, 'confirmed', ?)",
+                (f"old-{i}", f"c-{i}", agents[0], "2020-01-01T00:00:00.000+00:00"),
+            )
+    inbox.accept("t9", transfer("t9", "07/04/2025 10:00:00", contact="c-9"))
+    with processor(provider, inbox) as p:
+        assert p.process("t9").status == "applied"
+    assert contact(provider, "c-9")["assignedAgent"] == agents[0]
+
+
+# 8. No network call while holding the inbox's write lock -------------------------------------
+
+
+def test_a_slow_crm_never_holds_the_inbox_lock(provider, inbox):
+    arm_fault(provider, method="GET", path_prefix="/crm/agents", status=None, delay_seconds=2)
+    inbox.accept("t1", transfer("t1", "07/04/2025 10:00:00"))
+    done = []
+    worker = threading.Thread(
+        target=lambda: done.append(processor(provider, inbox).process("t1").status)
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not provider.app.state.faults.log:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    # The CRM is answering slowly right now: a webhook can still be stored at once.
+    conn = sqlite3.connect(inbox.path, timeout=0.2, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    worker.join(timeout=30)
+    assert done == ["applied"]

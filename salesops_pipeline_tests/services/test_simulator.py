@@ -1,0 +1,63 @@
+"""`salesops simulate`: realistic events posted to the intake it finds (option, variable, or
+the local stack recorded under SALESOPS_HOME), and an early stop with a clear message when the
+intake cannot be reached or refuses the key, instead of posting into the void."""
+
+import os
+
+import pytest
+
+from salesops_pipeline.cli import main
+from salesops_pipeline.devtools.http_server import serving_in_thread
+from salesops_pipeline.devtools.stack import StackAddresses, write_stack_file
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.services.intake.app import create_intake_app
+from salesops_pipeline_tests.support.stack_process import free_port
+
+KEY = "intake-key"
+
+
+@pytest.fixture
+def intake(tmp_path, sandbox, monkeypatch):
+    """An intake on loopback, and the sandbox as the provider whose contacts are called."""
+    monkeypatch.setenv("REMOTE_API_HOST", sandbox.url)
+    monkeypatch.setenv("REMOTE_API_KEY", sandbox.api_key)
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    with serving_in_thread(create_intake_app(inbox, api_key=KEY)) as url:
+        yield url, inbox
+
+
+def test_posts_to_the_intake_of_the_running_stack(intake, isolated_home, monkeypatch, capsys):
+    url, inbox = intake
+    isolated_home.mkdir(parents=True)
+    write_stack_file(isolated_home, StackAddresses(os.getpid(), "http://x:1", url, "http://x:2"))
+    monkeypatch.setenv("X_API_KEY", KEY)
+    assert main(["simulate", "--rate", "20", "--duration", "0.5", "--seed", "1"]) == 0
+    assert f"Posting 10 events to {url}" in capsys.readouterr().out
+    assert sum(inbox.counts().values()) == 10
+
+
+def test_intake_variable_wins_over_the_default(intake, monkeypatch, capsys):
+    url, inbox = intake
+    monkeypatch.setenv("X_API_KEY", KEY)
+    monkeypatch.setenv("SALESOPS_INTAKE_URL", url)
+    assert main(["simulate", "--rate", "20", "--duration", "0.25"]) == 0
+    assert sum(inbox.counts().values()) == 5
+
+
+def test_stops_when_the_intake_cannot_be_reached(intake, monkeypatch, capsys):
+    monkeypatch.setenv("X_API_KEY", KEY)
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert main(["simulate", "--rate", "50", "--duration", "60", "--intake", closed]) == 1
+    err = capsys.readouterr().err
+    assert "stopped after 5 events: 5 posts in a row failed: cannot reach the intake" in err
+    assert closed in err and "salesops dev" in err
+
+
+def test_stops_when_the_key_is_refused(intake, monkeypatch, capsys):
+    url, inbox = intake
+    monkeypatch.setenv("X_API_KEY", "not-the-key")
+    assert main(["simulate", "--rate", "50", "--duration", "60", "--intake", url]) == 1
+    err = capsys.readouterr().err
+    assert "5 posts in a row failed: the intake refused the key (401)" in err
+    assert "X_API_KEY" in err
+    assert inbox.counts() == {}

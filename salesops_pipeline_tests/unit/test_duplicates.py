@@ -1,0 +1,152 @@
+"""Q1.1 and Q1.2 over contacts in DuckDB: formats, repeats, never-called and invalid numbers,
+and the exact text and JSON the CLI prints."""
+
+import json
+from datetime import datetime
+
+import duckdb
+import pytest
+
+from salesops_pipeline.campaigns import contacts as contacts_table
+from salesops_pipeline.campaigns import duplicates as dup
+from salesops_pipeline.clients.models import VoiceContact
+
+
+def _contact(phone, last_call=None, contact_id="c"):
+    return VoiceContact(id=contact_id, phone=phone, lastCallAt=last_call)
+
+
+@pytest.fixture
+def conn():
+    connection = duckdb.connect()
+    contacts_table.reset_contacts(connection)
+    yield connection
+    connection.close()
+
+
+def _load(conn, a, b, names=("A", "B")):
+    contacts_table.insert_contacts(conn, contacts_table.contact_columns(1, names[0], a))
+    contacts_table.insert_contacts(conn, contacts_table.contact_columns(2, names[1], b))
+    contacts_table.normalize_phones(conn)
+    return dup.find_duplicates(conn)
+
+
+def test_table_normalisation_gives_phonenumbers_answer(conn):
+    """The in-database reading of numbers agrees with phonenumbers on every shape."""
+    import random
+
+    from salesops_pipeline_tests.support.phones import normalize_phone_slow
+
+    rng = random.Random(11)
+    shapes = (
+        lambda n: f"0{n}",
+        lambda n: f"+33{n}",
+        lambda n: f"0033{n}",
+        lambda n: f"0{n[0]} {n[1:3]} {n[3:5]} {n[5:7]} {n[7:]}",
+        lambda n: f"+33 (0){n}",
+        lambda n: f"+44 20 {n[:4]} {n[4:8]}",
+        lambda n: f"0{n[:-2]}",
+        lambda n: f"0{n[0]}\u00a0{n[1:]}",
+        lambda n: f"06-{n[1:3]}-{n[3:5]}-{n[5:7]}-{n[7:]}",
+        lambda n: "not a number",
+        lambda n: "",
+    )
+    raws = []
+    for _ in range(5000):
+        national = str(rng.randint(0, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(8))
+        raws.append(rng.choice(shapes)(national))
+    contacts_table.insert_contacts(
+        conn, contacts_table.contact_columns(1, "A", [_contact(raw) for raw in raws])
+    )
+    contacts_table.normalize_phones(conn)
+    stored = conn.execute("SELECT phone, phone_e164 FROM campaign_contacts").fetchall()
+    assert len(stored) == len(raws)
+    for raw, e164 in stored:
+        assert e164 == normalize_phone_slow(raw), raw
+
+
+def test_same_number_in_other_formats_is_a_duplicate(conn):
+    found = _load(
+        conn,
+        [_contact("+33612345678", datetime(2025, 3, 23, 6, 30, 5, 120000))],
+        [_contact("06 12 34 56 78", datetime(2025, 3, 28, 4, 47, 45))],
+    )
+    assert found == [
+        dup.Duplicate(
+            "+33612345678",
+            "A",
+            datetime(2025, 3, 23, 6, 30, 5, 120000),
+            "B",
+            datetime(2025, 3, 28, 4, 47, 45),
+        )
+    ]
+
+
+def test_last_call_is_the_latest_among_repeats_of_the_campaign(conn):
+    [found] = _load(
+        conn,
+        [
+            _contact("0612345678", datetime(2025, 3, 2)),
+            _contact("0033612345678", datetime(2025, 3, 23)),
+            _contact("+33 6 12 34 56 78", None),
+        ],
+        [_contact("0612345678", None)],
+    )
+    assert (found.last_call_a, found.last_call_b) == (datetime(2025, 3, 23), None)
+
+
+def test_repeat_inside_one_campaign_is_not_a_cross_campaign_duplicate(conn):
+    assert (
+        _load(conn, [_contact("0699887766"), _contact("+33699887766")], [_contact("0611111111")])
+        == []
+    )
+
+
+def test_invalid_numbers_never_match(conn):
+    assert (
+        _load(
+            conn,
+            [_contact("12345"), _contact(None), _contact("")],
+            [_contact("12345"), _contact(None)],
+        )
+        == []
+    )
+
+
+def test_sorted_by_phone(conn):
+    found = _load(
+        conn,
+        [_contact("0699999999"), _contact("0611111111")],
+        [_contact("0611111111"), _contact("0699999999")],
+    )
+    assert [d.phone for d in found] == ["+33611111111", "+33699999999"]
+
+
+def test_text_format_of_q12(conn):
+    found = _load(
+        conn,
+        [_contact("+33620922865", datetime(2025, 3, 23, 6, 30, 5, 999999))],
+        [_contact("0620922865", None)],
+        names=("A", "B"),
+    )
+    assert dup.duplicates_text(found) == "+33620922865\n\tA: 2025-03-23 06:30:05\n\tB: N/A"
+
+
+def test_json_format(conn):
+    found = _load(
+        conn,
+        [_contact("+33620922865", None)],
+        [_contact("0620922865", datetime(2025, 3, 10, 23, 14, 12))],
+        names=("summer", "winter"),
+    )
+    assert json.loads(dup.duplicates_json(found)) == [
+        {"phone": "+33620922865", "last_call": {"summer": None, "winter": "2025-03-10 23:14:12"}}
+    ]
+
+
+def test_check_query_finds_rows_not_in_both(conn):
+    _load(conn, [_contact("0611111111")], [_contact("0611111111")])
+    conn.execute(
+        "CREATE TABLE listed AS SELECT * FROM (VALUES ('+33611111111'), ('+33622222222')) t(phone)"
+    )
+    assert dup.duplicates_not_in_both(conn, "listed") == ["+33622222222"]
