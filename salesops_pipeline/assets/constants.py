@@ -1,4 +1,5 @@
-"""Names shared by the definitions: groups, owners, partitions, run tags."""
+"""Names shared by the definitions: groups, owners, partitions, and the post-call runs' tag and
+batch size."""
 
 import dagster as dg
 

@@ -49,7 +49,8 @@ _COLUMNS = (
 
 
 def contact_columns(position: int, campaign: str, contacts: list[VoiceContact]) -> dict:
-    """Column arrays of a campaign's contacts, phones normalised, ready for DuckDB to scan."""
+    """Column arrays of a campaign's contacts, ready for DuckDB to scan (`phone_e164` is
+    filled in afterwards, for the whole table at once, by `normalize_phones`)."""
     return {
         "position": np.full(len(contacts), position, dtype=np.int32),
         "campaign": np.array([campaign] * len(contacts), dtype=object),

@@ -52,4 +52,5 @@ def _duplicates(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"duplicates": _duplicates_arguments}
+# Each command: the function that adds its arguments and sets its handler.
+ARGUMENTS = {"duplicates": _duplicates_arguments}

@@ -96,4 +96,5 @@ def _dev(args: argparse.Namespace) -> int:
     return run_local_stack(host=args.host, ports=ports)
 
 
-COMMANDS = {"simulate": _simulate_arguments, "dev": _dev_arguments}
+# Each command: the function that adds its arguments and sets its handler.
+ARGUMENTS = {"simulate": _simulate_arguments, "dev": _dev_arguments}

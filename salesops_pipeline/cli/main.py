@@ -42,22 +42,23 @@ COMMANDS = {
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; only `command`'s own arguments are loaded, each others' is just its help."""
+    """The parser. Only `command`'s arguments are loaded; every other command shows its help
+    line alone."""
     parser = argparse.ArgumentParser(
         prog="salesops",
         description="Sales operations: reports, demo data and the local Dagster stack.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        subparser = commands.add_parser(name, help=help_text, description=help_text)
+        subparser = commands.add_parser(name, help=help_text)
         if name == command:
-            importlib.import_module(f"salesops_pipeline.cli.{module}").COMMANDS[name](subparser)
+            module = importlib.import_module(f"salesops_pipeline.cli.{module}")
+            module.ARGUMENTS[name](subparser)
     return parser
 
 
 def _command_in(argv: list[str]) -> str | None:
-    # The only option before the command is --help, so the command is the first word.
-    return next((word for word in argv if not word.startswith("-")), None)
+    return next((word for word in argv if word in COMMANDS), None)
 
 
 # The locally generated keys each command may take: only those it needs (a service started by

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from salesops_pipeline import settings
 from salesops_pipeline.cli.arguments import positive_int
-from salesops_pipeline.cli.provider import provider_transport
 from salesops_pipeline.clients import CrmClient, VoiceClient
 from salesops_pipeline.errors import InvalidInputError
 from salesops_pipeline.post_call.events import parse_event
@@ -57,6 +56,9 @@ def _post_call(args: argparse.Namespace) -> int:
                 " handling it again would write nothing"
             )
             return 0
+    # Only this command talks to a provider; `inbox` and `replay` read the inbox alone.
+    from salesops_pipeline.cli.provider import provider_transport
+
     with provider_transport(30.0) as transport:
         processor = PostCallProcessor(
             inbox=inbox, voice=VoiceClient(transport), crm=CrmClient(transport)
@@ -141,7 +143,8 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+# Each command: the function that adds its arguments and sets its handler.
+ARGUMENTS = {
     "post-call": _post_call_arguments,
     "inbox": _inbox_arguments,
     "replay": _replay_arguments,

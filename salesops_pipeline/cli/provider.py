@@ -8,7 +8,6 @@ from salesops_pipeline import settings
 from salesops_pipeline.clients import ApiTransport
 from salesops_pipeline.devtools.stack import running_stack
 from salesops_pipeline.errors import InvalidInputError
-from salesops_pipeline.services.sandbox.server import ensure_seeded_store, running_sandbox
 
 
 @contextmanager
@@ -25,6 +24,11 @@ def provider_transport(timeout: float) -> Iterator[ApiTransport]:
                 f"{settings.REMOTE_API_KEY_ENV} is not set: the provider at {host} needs it"
             )
         if not host:
+            from salesops_pipeline.services.sandbox.server import (
+                ensure_seeded_store,
+                running_sandbox,
+            )
+
             key = secrets.token_urlsafe(24)
             host = stack.enter_context(running_sandbox(ensure_seeded_store(), api_key=key)).url
         transport = ApiTransport(host, key, timeout=(3.05, timeout))

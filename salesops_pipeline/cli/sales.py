@@ -63,7 +63,8 @@ def _demo_db(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+# Each command: the function that adds its arguments and sets its handler.
+ARGUMENTS = {
     "team-sales": _team_sales_arguments,
     "progression": _progression_arguments,
     "demo-db": _demo_db_arguments,

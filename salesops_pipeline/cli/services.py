@@ -101,4 +101,5 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"sandbox": _sandbox_arguments, "serve": _serve_arguments}
+# Each command: the function that adds its arguments and sets its handler.
+ARGUMENTS = {"sandbox": _sandbox_arguments, "serve": _serve_arguments}

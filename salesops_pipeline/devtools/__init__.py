@@ -1,1 +1,1 @@
-"""Local tooling: the supervised stack, the event simulator and an embedded HTTP server."""
+"""Local tooling: the supervised stack and the event simulator."""

@@ -139,8 +139,9 @@ _EVENT_COLUMNS = (
     "e.call_id, e.payload, e.received_at, e.deliveries, e.status, e.attempts, e.crashes,"
     " o.decision, o.error"
 )
-# Handlings that say nothing new about an event: it was not handled, or not to the end.
-_UNTOLD = ", ".join(
+# Outcomes that record no handling of the event: it was skipped, deferred, or its lease was lost
+# before the end. (Fixed enum values, so inlining them in the SQL is safe.)
+_NOT_A_HANDLING = ", ".join(
     f"'{status}'"
     for status in (HandlingStatus.SKIPPED, HandlingStatus.DEFERRED, HandlingStatus.LEASE_LOST)
 )
@@ -148,7 +149,7 @@ _UNTOLD = ", ".join(
 _EVENT_SELECT = (
     f"SELECT {_EVENT_COLUMNS} FROM event e"
     " LEFT JOIN outcome o ON o.id = (SELECT MAX(id) FROM outcome"
-    f"   WHERE call_id = e.call_id AND status NOT IN ({_UNTOLD}))"
+    f"   WHERE call_id = e.call_id AND status NOT IN ({_NOT_A_HANDLING}))"
 )
 
 

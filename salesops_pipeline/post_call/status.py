@@ -1,4 +1,6 @@
-"""The states of a post-call event, and of one handling of it, named once."""
+"""The states of post-call work, named once: of an event, of one handling of it, of its
+delivery to the inbox, of its write to the provider, of a support transfer, and why a write
+was refused."""
 
 from enum import StrEnum
 

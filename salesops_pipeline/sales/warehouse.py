@@ -84,8 +84,11 @@ def stored_team_totals(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, 
     return {team: (int(sessions), float(amount)) for team, sessions, amount in rows}
 
 
-def accumulation_mismatches(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> list[tuple]:
-    """Stored rows whose accumulated columns differ from the running sums of the daily ones."""
+def accumulation_mismatches(
+    conn: duckdb.DuckDBPyConnection, month: str | None = None, limit: int = 20
+) -> list[tuple]:
+    """Stored rows (of `month`, else of every month) whose accumulated columns differ from the
+    running sums of the daily ones."""
     conn.execute(PROGRESSION_DDL)
     return conn.execute(
         """
@@ -94,6 +97,7 @@ def accumulation_mismatches(conn: duckdb.DuckDBPyConnection, limit: int = 20) ->
                 SUM(target_of_the_day) OVER running AS expected_target,
                 SUM(amount_of_the_day) OVER running AS expected_amount
             FROM agent_daily_progression
+            WHERE ? IS NULL OR month = ?
             WINDOW running AS (PARTITION BY month, agent ORDER BY date
                                ROWS UNBOUNDED PRECEDING)
         )
@@ -105,22 +109,26 @@ def accumulation_mismatches(conn: duckdb.DuckDBPyConnection, limit: int = 20) ->
         ORDER BY month, agent, date
         LIMIT ?
         """,
-        [limit],
+        [month, month, limit],
     ).fetchall()
 
 
-def negative_progressions(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> list[tuple]:
-    """Stored rows with a progression below 0, which the report promises never to show."""
+def negative_progressions(
+    conn: duckdb.DuckDBPyConnection, month: str | None = None, limit: int = 20
+) -> list[tuple]:
+    """Stored rows (of `month`, else of every month) with a progression below 0, which the
+    report promises never to show."""
     conn.execute(PROGRESSION_DDL)
     return conn.execute(
         """
         SELECT month, agent, date, progression_of_the_day, progression_accumulated
         FROM agent_daily_progression
-        WHERE progression_of_the_day < 0 OR progression_accumulated < 0
+        WHERE (progression_of_the_day < 0 OR progression_accumulated < 0)
+          AND (? IS NULL OR month = ?)
         ORDER BY month, agent, date
         LIMIT ?
         """,
-        [limit],
+        [month, month, limit],
     ).fetchall()
 
 

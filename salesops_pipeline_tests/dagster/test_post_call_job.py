@@ -15,9 +15,9 @@ import requests
 
 from salesops_pipeline.assets.post_call import post_call_job, post_call_sensor
 from salesops_pipeline.clients.models import CrmAgent, Parsed
-from salesops_pipeline.devtools.http_server import serving_in_thread
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
+from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
 from salesops_pipeline.services.sandbox.seed import (
     REFERENCE_CONTACT_ID,

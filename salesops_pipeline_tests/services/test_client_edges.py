@@ -13,7 +13,7 @@ from salesops_pipeline.clients import (
     VoiceClient,
 )
 from salesops_pipeline.clients.transport import MAX_EMPTY_PAGES, default_retry
-from salesops_pipeline.devtools.http_server import serving_in_thread
+from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.sandbox.seed import REFERENCE_CONTACT_ID
 from salesops_pipeline_tests.conftest import arm_fault
 from salesops_pipeline_tests.support.stack_process import free_port

@@ -14,9 +14,9 @@ import requests
 
 from salesops_pipeline.assets.sales import agent_daily_progression, progression_exports, team_sales
 from salesops_pipeline.cli import main
-from salesops_pipeline.devtools.http_server import serving_in_thread
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
+from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
 
 KEY = "front-key"

@@ -16,8 +16,8 @@ import pytest
 import requests
 import uvicorn
 
-from salesops_pipeline.devtools.http_server import serving_in_thread
 from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
 from salesops_pipeline.services.intake.server import intake_config, log_config
 from salesops_pipeline.services.intake.signing import signature_headers

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from salesops_pipeline.clients.models import CrmAgent, VoiceContact, parse_record, parse_records
-from salesops_pipeline.devtools.http_server import serving_in_thread
 from salesops_pipeline.post_call.events import EventError, parse_event
 from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
 
 KEY = "property-key"

@@ -7,9 +7,9 @@ import os
 import pytest
 
 from salesops_pipeline.cli import main
-from salesops_pipeline.devtools.http_server import serving_in_thread
 from salesops_pipeline.devtools.stack import StackAddresses, write_stack_file
 from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
 from salesops_pipeline_tests.support.stack_process import free_port
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from salesops_pipeline import settings
-from salesops_pipeline.devtools.http_server import serving_in_thread
+from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.sandbox.app import DEFAULT_PAGE_SIZE, create_app
 from salesops_pipeline.services.sandbox.seed import (
     DEFAULT_CONTACTS_PER_CAMPAIGN,

@@ -127,12 +127,12 @@ class SandboxStore:
     # Reading -----------------------------------------------------------------------------
 
     def _page(
-        self, table: str, where: str, params: tuple, after: int, limit: int
+        self, table: str, after: int, limit: int, where: str = "TRUE", params: tuple = ()
     ) -> tuple[list[str], int | None]:
         """Raw JSON bodies of one page, and the cursor of the next page (None at the end)."""
         with self.connect() as conn:
             rows = conn.execute(
-                f"SELECT seq, body FROM {table} WHERE {where} seq > ? ORDER BY seq LIMIT ?",
+                f"SELECT seq, body FROM {table} WHERE ({where}) AND seq > ? ORDER BY seq LIMIT ?",
                 (*params, after, limit + 1),
             ).fetchall()
         more = len(rows) > limit
@@ -141,7 +141,7 @@ class SandboxStore:
 
     def contact_page(self, campaign: str, after: int, limit: int) -> tuple[list[str], int | None]:
         """One page of a campaign's contacts, and the cursor of the next (None at the end)."""
-        return self._page("contact", "campaign = ? AND", (campaign,), after, limit)
+        return self._page("contact", after, limit, "campaign = ?", (campaign,))
 
     def contact(self, contact_id: str) -> str | None:
         with self.connect() as conn:
@@ -160,4 +160,4 @@ class SandboxStore:
 
     def crm_contact_page(self, after: int, limit: int) -> tuple[list[str], int | None]:
         """One page of the CRM's contacts, and the cursor of the next (None at the end)."""
-        return self._page("crm_contact", "", (), after, limit)
+        return self._page("crm_contact", after, limit)
