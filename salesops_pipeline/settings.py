@@ -76,3 +76,34 @@ def intake_api_key() -> str | None:
 
 def webhook_secret() -> str | None:
     return os.environ.get(WEBHOOK_SECRET_ENV) or None
+
+
+# How post-call work is spread over runs (see post_call/lanes.py).
+POST_CALL_LANES_ENV = "SALESOPS_POST_CALL_LANES"
+POST_CALL_IDLE_ENV = "SALESOPS_POST_CALL_IDLE_SECONDS"
+POST_CALL_BATCH_ENV = "SALESOPS_POST_CALL_BATCH"
+
+
+def _number(name: str, default: float, *, minimum: float, kind: type = int):
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ValueError(f"{name}={text!r}: expected a {kind.__name__} of at least {minimum}")
+    return value
+
+
+def post_call_lanes() -> int:
+    return _number(POST_CALL_LANES_ENV, 4, minimum=1)
+
+
+def post_call_idle_seconds() -> float:
+    return _number(POST_CALL_IDLE_ENV, 20.0, minimum=0, kind=float)
+
+
+def post_call_batch() -> int:
+    return _number(POST_CALL_BATCH_ENV, 200, minimum=1)

@@ -21,8 +21,8 @@ MONTHLY_PARTITIONS = dg.MonthlyPartitionsDefinition(
     end_offset=1,
 )
 
-# Post-call runs carry this tag; the instance lets one such run go at a time (dagster.yaml).
+# Post-call runs carry this tag, and the lane they drain.
 POST_CALL_RUN_TAG = {"salesops/run-kind": "post-call"}
-# Events per post-call run: large enough to spread a run's start-up cost, small enough that a
-# run finishes well within a minute.
-POST_CALL_BATCH_SIZE = 100
+# The instance lets one run per lane go at a time (dagster.yaml): a contact's events are never
+# handled by two runs at once.
+POST_CALL_LANE_TAG = "salesops/post-call-lane"

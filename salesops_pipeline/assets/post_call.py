@@ -1,5 +1,5 @@
-"""Post-call (Q2): the sensor that turns the inbox into runs, the job that applies a batch of
-events, and the asset showing what each batch did."""
+"""Post-call (Q2): the sensor that turns the inbox's lanes into runs, the job that drains a
+lane, and the asset showing what each pass did."""
 
 import time
 from collections import Counter
@@ -8,11 +8,12 @@ import dagster as dg
 from pydantic import Field
 
 from salesops_pipeline.assets.constants import (
-    POST_CALL_BATCH_SIZE,
     POST_CALL_GROUP,
+    POST_CALL_LANE_TAG,
     POST_CALL_RUN_TAG,
     SALES_OPS_OWNER,
 )
+from salesops_pipeline.post_call.lanes import LaneSettings, drain_lane
 from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
 from salesops_pipeline.post_call.workers import release_dead_workers
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
@@ -31,9 +32,11 @@ post_call_outcomes = dg.AssetSpec(
 )
 
 
-class PostCallBatchConfig(dg.Config):
-    first_seq: int = Field(description="First inbox queue position of the batch")
-    last_seq: int = Field(description="Last inbox queue position of the batch (included)")
+class PostCallLaneConfig(dg.Config):
+    lane: int = Field(description="The lane this run drains")
+    lanes: int = Field(description="How many lanes the work is spread over")
+    idle_seconds: float = Field(description="Stop once the lane has been idle this long")
+    batch: int = Field(description="Queue entries read per pass")
 
 
 def outcomes_markdown(outcomes: list[Outcome]) -> str:
@@ -53,17 +56,18 @@ def outcomes_markdown(outcomes: list[Outcome]) -> str:
 @dg.op(tags=POST_CALL_RUN_TAG)
 def apply_post_call_events(
     context: dg.OpExecutionContext,
-    config: PostCallBatchConfig,
+    config: PostCallLaneConfig,
     inbox: InboxResource,
     provider: ProviderResource,
     post_call_rules: PostCallRulesResource,
 ) -> dict:
     """Reschedule requested callbacks and hand contacts to support, event by event, each
-    contact's calls oldest first.
+    contact's calls oldest first, for the contacts of one lane.
 
     Each event is handled on its own: one that fails is recorded (and retried later when the
     failure is temporary) without stopping the others. An event older than a call already
-    applied to its contact ends superseded, writing nothing.
+    applied to its contact ends superseded, writing nothing. The run keeps taking the lane's
+    new events until the lane has been idle for a while, and reports each pass here.
     """
     processor = PostCallProcessor(
         inbox=inbox.get_inbox(),
@@ -72,29 +76,32 @@ def apply_post_call_events(
         settings=post_call_rules.get_settings(),
         run_id=context.run_id,
     )
-    outcomes = []
-    with processor:
-        call_ids = processor.inbox.call_ids_between(config.first_seq, config.last_seq)
-        for call_id in processor.in_call_order(call_ids):
-            outcome = processor.process(call_id)
-            outcomes.append(outcome)
-            context.log.info(f"post-call {call_id}: {outcome.status} ({outcome.decision})")
+
+    def report(outcomes: list[Outcome], position: int) -> None:
+        for outcome in outcomes:
+            context.log.info(f"post-call {outcome.call_id}: {outcome.status} ({outcome.decision})")
             if outcome.error:
-                context.log.warning(f"post-call {call_id}: {outcome.error}")
-    counts = Counter(o.status for o in outcomes)
-    context.log_event(
-        dg.AssetMaterialization(
-            asset_key=post_call_outcomes.key,
-            description=f"queue positions {config.first_seq}–{config.last_seq}",
-            metadata={
-                "events": len(outcomes),
-                **{f"events_{status}": n for status, n in sorted(counts.items())},
-                "writes": sum(len(o.writes) for o in outcomes),
-                "outcomes": dg.MetadataValue.md(outcomes_markdown(outcomes)),
-            },
+                context.log.warning(f"post-call {outcome.call_id}: {outcome.error}")
+        counts = Counter(o.status for o in outcomes)
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=post_call_outcomes.key,
+                description=f"lane {config.lane} of {config.lanes}, to queue position {position}",
+                metadata={
+                    "events": len(outcomes),
+                    **{f"events_{status}": n for status, n in sorted(counts.items())},
+                    "writes": sum(len(o.writes) for o in outcomes),
+                    "outcomes": dg.MetadataValue.md(outcomes_markdown(outcomes)),
+                },
+            )
         )
+
+    settings = LaneSettings(
+        lanes=config.lanes, batch=config.batch, idle_seconds=config.idle_seconds
     )
-    return dict(counts)
+    with processor:
+        outcomes = drain_lane(processor, config.lane, settings, on_batch=report)
+    return dict(Counter(o.status for o in outcomes))
 
 
 @dg.job(
@@ -102,25 +109,25 @@ def apply_post_call_events(
     # One op: running it in the run's own process saves starting a second one per run, which
     # is most of an event's wait.
     executor_def=dg.in_process_executor,
-    description="Apply a batch of post-call events from the inbox (requested by post_call_sensor).",
+    description=(
+        "Apply the post-call events of one lane of the inbox until it is idle (requested by"
+        " post_call_sensor)."
+    ),
 )
 def post_call_job():
     apply_post_call_events()
 
 
-# Batches requested per tick; more waits for the next tick, which keeps every tick short.
-MAX_RUNS_PER_TICK = 10
 # A post-call run registers its worker in the inbox within seconds of starting; one still
 # without a worker after this long died before it could (its process is gone).
 WORKERLESS_RUN_GRACE_SECONDS = 45
-
-
-def parse_cursor(cursor: str | None, epoch: str) -> int:
-    """The queue position reached in this inbox; 0 for another inbox (a reset) or none yet."""
-    if not cursor or ":" not in cursor:
-        return 0
-    cursor_epoch, _, seq = cursor.partition(":")
-    return int(seq) if cursor_epoch == epoch and seq.isdigit() else 0
+# Runs of the job that are, or will soon be, draining their lane.
+ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 @dg.sensor(
@@ -128,12 +135,14 @@ def parse_cursor(cursor: str | None, epoch: str) -> int:
     minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Requests a post_call_job run for each batch of new events in the inbox, queues again"
-        " the events whose retry is due, and frees at once the events held by runs that died."
+        "Requests a post_call_job run for each lane of the inbox that has new events and no run"
+        " draining it, queues again the events whose retry is due, and frees at once the events"
+        " held by runs that died."
     ),
 )
 def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
     store = inbox.get_inbox()
+    lanes = inbox.lane_settings()
 
     def run_finished(run_id: str) -> bool | None:
         run = context.instance.get_run_by_id(run_id)
@@ -150,52 +159,59 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
         context.log.warning(
             f"released {len(dead.released)} post-call events of a dead worker ({dead.reason})"
         )
-    # A started run that never registered a worker holds the post-call concurrency slot and
-    # would block every later run: fail it, run retries start it again.
-    started = context.instance.get_run_records(
-        filters=dg.RunsFilter(job_name=post_call_job.name, statuses=[dg.DagsterRunStatus.STARTED]),
-        limit=20,
+    active = context.instance.get_run_records(
+        filters=dg.RunsFilter(job_name=post_call_job.name, statuses=ACTIVE_STATUSES), limit=100
     )
-    for record in started:
+    busy_lanes = set()
+    for record in active:
+        run = record.dagster_run
+        busy_lanes.add(run.tags.get(POST_CALL_LANE_TAG))
+        # A started run that never registered a worker holds its lane and would block every
+        # later run of it: fail it, run retries start it again.
         if (
-            record.start_time is not None
+            run.status == dg.DagsterRunStatus.STARTED
+            and record.start_time is not None
             and time.time() - record.start_time > WORKERLESS_RUN_GRACE_SECONDS
-            and not store.run_had_worker(record.dagster_run.run_id)
+            and not store.run_had_worker(run.run_id)
         ):
-            fail_dead_run(record.dagster_run.run_id, "it never started handling its events")
+            fail_dead_run(run.run_id, "it never started handling its events")
     requeued = store.requeue_due()
     epoch = store.epoch()
-    cursor = parse_cursor(context.cursor, epoch)
-    if cursor > store.last_seq():
-        context.log.warning(f"inbox queue ends before cursor {cursor}; restarting from 0")
-        cursor = 0
-    queued = store.queued_after(cursor, POST_CALL_BATCH_SIZE * MAX_RUNS_PER_TICK)
-    if not queued:
-        return dg.SensorResult(
-            skip_reason=dg.SkipReason(
-                "no new post-call events" + (f" ({requeued} queued again)" if requeued else "")
-            ),
-            cursor=f"{epoch}:{cursor}",
-        )
-    run_requests = []
-    for start in range(0, len(queued), POST_CALL_BATCH_SIZE):
-        batch = queued[start : start + POST_CALL_BATCH_SIZE]
-        first, last = batch[0].seq, batch[-1].seq
-        run_requests.append(
-            dg.RunRequest(
-                # Queue positions are never reused within an inbox, and the inbox's epoch tells
-                # one inbox file from the next, so a key is never asked twice; a retry of an
-                # event is a new position, hence a new run (dagster issue #15982).
-                run_key=f"post-call-{epoch}-{first}-{last}",
-                run_config={
-                    "ops": {
-                        "apply_post_call_events": {"config": {"first_seq": first, "last_seq": last}}
+    waiting = store.lanes_with_work(lanes.lanes)
+    run_requests = [
+        dg.RunRequest(
+            # A lane's run is requested up to the last position waiting in it: a new key only
+            # when new events arrived, so a key is never asked twice within an inbox, and the
+            # epoch tells one inbox file from the next (dagster issue #15982).
+            run_key=f"post-call-{epoch}-lane{lane}of{lanes.lanes}-{last}",
+            run_config={
+                "ops": {
+                    "apply_post_call_events": {
+                        "config": {
+                            "lane": lane,
+                            "lanes": lanes.lanes,
+                            "idle_seconds": lanes.idle_seconds,
+                            "batch": lanes.batch,
+                        }
                     }
-                },
-                tags={"salesops/events": str(len(batch))},
-            )
+                }
+            },
+            tags={POST_CALL_LANE_TAG: str(lane)},
         )
-    return dg.SensorResult(run_requests=run_requests, cursor=f"{epoch}:{queued[-1].seq}")
+        for lane, last in sorted(waiting.items())
+        if str(lane) not in busy_lanes
+    ]
+    if not run_requests:
+        detail = f" ({requeued} queued again)" if requeued else ""
+        return dg.SkipReason(
+            (
+                "new post-call events wait for the runs of their lanes"
+                if waiting
+                else "no new post-call events"
+            )
+            + detail
+        )
+    return dg.SensorResult(run_requests=run_requests)
 
 
 defs = dg.Definitions(assets=[post_call_outcomes], jobs=[post_call_job], sensors=[post_call_sensor])

@@ -23,6 +23,7 @@ import hashlib
 import json
 import secrets
 import sqlite3
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,7 +54,8 @@ CREATE TABLE IF NOT EXISTS event (
     next_attempt_at TEXT NOT NULL,
     lease_owner TEXT,
     lease_until TEXT,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    lane_key INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS event_due ON event (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS event_lease ON event (lease_owner);
@@ -61,7 +63,15 @@ CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,
     reason TEXT NOT NULL,
-    queued_at TEXT NOT NULL
+    queued_at TEXT NOT NULL,
+    lane_key INTEGER NOT NULL DEFAULT 0
+);
+-- How far the post-call runs of each lane have read the queue, per number of lanes.
+CREATE TABLE IF NOT EXISTS lane (
+    lanes INTEGER NOT NULL,
+    lane INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (lanes, lane)
 );
 CREATE TABLE IF NOT EXISTS write (
     call_id TEXT PRIMARY KEY,
@@ -124,6 +134,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 
+# The queue reason of a replay, which a run handles whatever the event's status.
+REPLAY = "replay"
 # An open event nobody holds and nobody queued again this long after its last queuing is
 # queued again: a safety net under the sensor's release of dead workers' leases.
 STALE_AFTER = timedelta(minutes=10)
@@ -163,6 +175,20 @@ def _iso(moment: datetime) -> str:
 
 def payload_digest(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def lane_key(payload: str) -> int:
+    """A stable number for the event's contact: every event of a contact gets the same one,
+    so a contact's events always fall in the same lane, whatever the number of lanes."""
+    try:
+        contact = json.loads(payload).get("contactId")
+    except (ValueError, AttributeError):
+        contact = None
+    return zlib.crc32(str(contact).encode())
+
+
+def lane_of(key: int, lanes: int) -> int:
+    return key % lanes
 
 
 def retry_delay(attempt: int) -> timedelta:
@@ -283,8 +309,16 @@ class Inbox:
             if row is None:
                 conn.execute(
                     "INSERT INTO event (call_id, payload, payload_sha256, received_at,"
-                    " next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (call_id, payload, digest, _iso(now), _iso(now + STALE_AFTER), _iso(now)),
+                    " next_attempt_at, updated_at, lane_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        call_id,
+                        payload,
+                        digest,
+                        _iso(now),
+                        _iso(now + STALE_AFTER),
+                        _iso(now),
+                        lane_key(payload),
+                    ),
                 )
                 _queue(conn, call_id, "received", now)
                 return Accepted(AcceptStatus.STORED, call_id)
@@ -310,6 +344,7 @@ class Inbox:
     # The sensor ----------------------------------------------------------------------------
 
     def queued_after(self, cursor: int, limit: int) -> list[QueuedEvent]:
+        """Queue entries after position `cursor`, in order, whatever their event's status."""
         with self.connect() as conn:
             rows = conn.execute(
                 "SELECT seq, call_id FROM queue WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -317,9 +352,59 @@ class Inbox:
             ).fetchall()
         return [QueuedEvent(seq, call_id) for seq, call_id in rows]
 
-    def last_seq(self) -> int:
+    def lanes_with_work(self, lanes: int) -> dict[int, int]:
+        """Lane → last queue position of the open events queued in it beyond what its runs have
+        read; lanes with nothing to do are left out."""
         with self.connect() as conn:
-            return conn.execute("SELECT COALESCE(MAX(seq), 0) FROM queue").fetchone()[0]
+            rows = conn.execute(
+                "SELECT q.lane_key % :lanes AS lane, MAX(q.seq) FROM queue q"
+                " JOIN event e ON e.call_id = q.call_id"
+                " LEFT JOIN lane p ON p.lanes = :lanes AND p.lane = q.lane_key % :lanes"
+                " WHERE q.seq > COALESCE(p.position, 0)"
+                " AND (e.status IN (:open1, :open2) OR q.reason = :replay)"
+                " GROUP BY 1",
+                {
+                    "lanes": lanes,
+                    "open1": OPEN_STATUSES[0],
+                    "open2": OPEN_STATUSES[1],
+                    "replay": REPLAY,
+                },
+            ).fetchall()
+        return dict(rows)
+
+    def lane_position(self, lane: int, lanes: int) -> int:
+        """How far the runs of `lane` (out of `lanes`) have read the queue."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT position FROM lane WHERE lanes = ? AND lane = ?", (lanes, lane)
+            ).fetchone()
+        return row[0] if row else 0
+
+    def open_in_lane(
+        self, lane: int, lanes: int, after: int, limit: int
+    ) -> tuple[list[str], int | None]:
+        """The open events queued in `lane` after position `after`, and those replayed (their
+        handling records what they already are), each once, in queue order, reading at most
+        `limit` entries; and the position read up to (None: nothing new)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT q.seq, q.call_id, e.status IN (?, ?) OR q.reason = ? FROM queue q"
+                " JOIN event e ON e.call_id = q.call_id"
+                " WHERE q.seq > ? AND q.lane_key % ? = ? ORDER BY q.seq LIMIT ?",
+                (*OPEN_STATUSES, REPLAY, after, lanes, lane, limit),
+            ).fetchall()
+        call_ids = list(dict.fromkeys(call_id for _, call_id, is_open in rows if is_open))
+        return call_ids, (rows[-1][0] if rows else None)
+
+    def advance_lane(self, lane: int, lanes: int, position: int) -> None:
+        """Record that `lane`'s runs have read the queue up to `position` (never backwards)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO lane (lanes, lane, position) VALUES (?, ?, ?)"
+                " ON CONFLICT (lanes, lane)"
+                " DO UPDATE SET position = MAX(position, excluded.position)",
+                (lanes, lane, position),
+            )
 
     def requeue_due(self, now: datetime | None = None, limit: int = 1000) -> int:
         """Queue again the open events whose retry is due, whose lease ran out, or whose run
@@ -358,7 +443,7 @@ class Inbox:
                 " next_attempt_at = ? WHERE call_id = ?",
                 (failed, retrying, failed, failed, _iso(now + STALE_AFTER), call_id),
             )
-            _queue(conn, call_id, "replay", now)
+            _queue(conn, call_id, REPLAY, now)
         return True
 
     # Workers and leases --------------------------------------------------------------------
@@ -670,6 +755,9 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         if "event" in tables and "crashes" not in _columns(conn, "event"):
             conn.execute("ALTER TABLE event ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+        for table in ("event", "queue"):
+            if table in tables and "lane_key" not in _columns(conn, table):
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN lane_key INTEGER NOT NULL DEFAULT 0")
         if "worker" in tables and "ended_at" not in _columns(conn, "worker"):
             conn.execute("ALTER TABLE worker ADD COLUMN ended_at TEXT")
         # The earlier ledger held one transfer per contact, with no state: all confirmed.
@@ -700,8 +788,9 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 def _queue(conn: sqlite3.Connection, call_id: str, reason: str, now: datetime) -> int:
     return conn.execute(
-        "INSERT INTO queue (call_id, reason, queued_at) VALUES (?, ?, ?)",
-        (call_id, reason, _iso(now)),
+        "INSERT INTO queue (call_id, reason, queued_at, lane_key)"
+        " SELECT ?, ?, ?, lane_key FROM event WHERE call_id = ?",
+        (call_id, reason, _iso(now), call_id),
     ).lastrowid
 
 

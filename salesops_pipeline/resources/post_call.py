@@ -5,18 +5,46 @@ from pydantic import Field
 
 from salesops_pipeline import settings
 from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.lanes import LaneSettings
 from salesops_pipeline.post_call.processor import PostCallSettings
 
 
 class InboxResource(dg.ConfigurableResource):
-    """The post-call inbox the intake service writes and the post-call runs read."""
+    """The post-call inbox the intake service writes and the post-call runs read, and how its
+    work is spread over runs."""
 
     path: str | None = Field(
         default=None, description="SQLite file of the inbox. Empty: SALESOPS_HOME/intake/."
     )
+    lanes: int | None = Field(
+        default=None,
+        description="Lanes run side by side, a contact always in the same one."
+        " Empty: SALESOPS_POST_CALL_LANES, else 4.",
+    )
+    idle_seconds: float | None = Field(
+        default=None,
+        description="A run stops once its lane has been idle this long (0: after one pass)."
+        " Empty: SALESOPS_POST_CALL_IDLE_SECONDS, else 20.",
+    )
+    batch: int | None = Field(
+        default=None,
+        description="Queue entries a run reads per pass."
+        " Empty: SALESOPS_POST_CALL_BATCH, else 200.",
+    )
 
     def get_inbox(self) -> Inbox:
         return Inbox(Path(self.path) if self.path else settings.inbox_path())
+
+    def lane_settings(self) -> LaneSettings:
+        return LaneSettings(
+            lanes=self.lanes or settings.post_call_lanes(),
+            batch=self.batch or settings.post_call_batch(),
+            idle_seconds=(
+                settings.post_call_idle_seconds()
+                if self.idle_seconds is None
+                else self.idle_seconds
+            ),
+        )
 
 
 class PostCallRulesResource(dg.ConfigurableResource):

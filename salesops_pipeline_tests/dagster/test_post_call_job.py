@@ -31,6 +31,11 @@ from salesops_pipeline_tests.conftest import arm_fault, markdown_table_cells, po
 KEY = "intake-key"
 
 
+def _inbox_resource(inbox: Inbox) -> InboxResource:
+    # One pass per run, as a run of the instance would do once its lane is idle.
+    return InboxResource(path=str(inbox.path), lanes=2, idle_seconds=0)
+
+
 class Pipeline:
     """The intake, the inbox, the sensor and the job wired to one sandbox provider."""
 
@@ -38,7 +43,6 @@ class Pipeline:
         self.sandbox = sandbox
         self.inbox = inbox
         self.intake_url = intake_url
-        self.cursor = None
         self.results = []
         self.instance = dg.DagsterInstance.ephemeral()
 
@@ -53,7 +57,7 @@ class Pipeline:
 
     def resources(self):
         return {
-            "inbox": InboxResource(path=str(self.inbox.path)),
+            "inbox": _inbox_resource(self.inbox),
             "provider": ProviderResource(
                 host=self.sandbox.url, api_key=self.sandbox.api_key, read_timeout_seconds=5
             ),
@@ -63,14 +67,11 @@ class Pipeline:
     def tick_and_run(self) -> list[dg.ExecuteInProcessResult]:
         """One sensor tick, then every run it requested, in process."""
         context = dg.build_sensor_context(
-            cursor=self.cursor,
-            resources={"inbox": InboxResource(path=str(self.inbox.path))},
-            instance=self.instance,
+            resources={"inbox": _inbox_resource(self.inbox)}, instance=self.instance
         )
         result = post_call_sensor(context)
         if isinstance(result, dg.SkipReason):
             return []
-        self.cursor = result.cursor
         runs = [
             post_call_job.execute_in_process(
                 run_config=request.run_config, resources=self.resources()
@@ -357,16 +358,18 @@ def _active_loads(inbox):
 def test_a_burst_of_30_transfers_spreads_evenly_across_runs(level_sandbox, tmp_path):
     inbox = Inbox(tmp_path / "inbox.sqlite")
     _transfer_events(inbox, 30)
-    for first in (1, 11, 21):  # three runs of ten events each
+    for _ in range(3):  # three runs of ten events each, in one lane
         config = {
             "ops": {
-                "apply_post_call_events": {"config": {"first_seq": first, "last_seq": first + 9}}
+                "apply_post_call_events": {
+                    "config": {"lane": 0, "lanes": 1, "idle_seconds": 0, "batch": 10}
+                }
             }
         }
         assert post_call_job.execute_in_process(
             run_config=config,
             resources={
-                "inbox": InboxResource(path=str(inbox.path)),
+                "inbox": _inbox_resource(inbox),
                 "provider": ProviderResource(host=level_sandbox.url, api_key="k"),
                 "post_call_rules": PostCallRulesResource(),
             },

@@ -1,6 +1,7 @@
-"""post_call_sensor through build_sensor_context: skipping, requesting bounded batches with
-keys derived from their queue positions and the inbox's epoch, advancing the cursor, queuing
-due retries again, and releasing at once the events of workers that died."""
+"""post_call_sensor through build_sensor_context: skipping, requesting one run per lane with new
+events and none for a lane a run is draining, keys derived from the lane, its last queue position
+and the inbox's epoch, queuing due retries again, and releasing at once the events of workers
+that died."""
 
 import json
 import socket
@@ -12,15 +13,23 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from salesops_pipeline.assets.constants import POST_CALL_BATCH_SIZE
+from salesops_pipeline.assets.constants import POST_CALL_LANE_TAG
 from salesops_pipeline.assets.post_call import (
-    MAX_RUNS_PER_TICK,
     WORKERLESS_RUN_GRACE_SECONDS,
     post_call_job,
     post_call_sensor,
 )
-from salesops_pipeline.post_call.inbox import MAX_CRASHES, STALE_AFTER, Inbox, Worker
+from salesops_pipeline.post_call.inbox import (
+    MAX_CRASHES,
+    STALE_AFTER,
+    Inbox,
+    Worker,
+    lane_key,
+    lane_of,
+)
 from salesops_pipeline.resources import InboxResource
+
+LANE_CONFIG = {"lane": 0, "lanes": 2, "idle_seconds": 5.0, "batch": 200}
 
 
 @pytest.fixture
@@ -28,94 +37,114 @@ def inbox(tmp_path):
     return Inbox(tmp_path / "inbox.sqlite")
 
 
-def _tick(inbox, cursor=None, instance=None):
+LANES = 2
+
+
+def _tick(inbox, instance=None):
     context = dg.build_sensor_context(
-        cursor=cursor,
-        resources={"inbox": InboxResource(path=str(inbox.path))},
+        resources={"inbox": InboxResource(path=str(inbox.path), lanes=LANES, idle_seconds=5)},
         instance=instance or dg.DagsterInstance.ephemeral(),
     )
     return post_call_sensor(context)
 
 
 def _skipped(result) -> bool:
-    return not result.run_requests and result.skip_reason is not None
+    return isinstance(result, dg.SkipReason) or (
+        not result.run_requests and result.skip_reason is not None
+    )
 
 
-def _accept(inbox, n, start=0):
+def _contact_in_lane(lane: int) -> str:
+    return next(
+        f"c{n}" for n in range(100) if lane_of(lane_key(_payload("x", f"c{n}")), LANES) == lane
+    )
+
+
+def _payload(call_id, contact):
+    return json.dumps({"callId": call_id, "contactId": contact})
+
+
+def _accept(inbox, n, start=0, lane=0):
+    contact = _contact_in_lane(lane)
     for i in range(start, start + n):
-        inbox.accept(f"call-{i}", json.dumps({"callId": f"call-{i}", "contactId": "c"}))
+        inbox.accept(f"call-{i}", _payload(f"call-{i}", contact))
+
+
+def _lane_config(request) -> dict:
+    return request.run_config["ops"]["apply_post_call_events"]["config"]
 
 
 def test_skips_when_nothing_is_new(inbox):
     result = _tick(inbox)
     assert _skipped(result)
-    assert "no new post-call events" in result.skip_reason.skip_message
+    assert "no new post-call events" in result.skip_message
 
 
-def test_requests_one_run_for_new_events_and_advances_the_cursor(inbox):
-    _accept(inbox, 3)
+def test_requests_one_run_per_lane_with_new_events(inbox):
+    _accept(inbox, 3, lane=1)
     epoch = inbox.epoch()
-    result = _tick(inbox)
-    [request] = result.run_requests
-    assert request.run_key == f"post-call-{epoch}-1-3"
-    assert request.run_config["ops"]["apply_post_call_events"]["config"] == {
-        "first_seq": 1,
-        "last_seq": 3,
-    }
-    assert result.cursor == f"{epoch}:3"
-    assert _skipped(_tick(inbox, cursor=result.cursor))
-    _accept(inbox, 1, start=3)
-    [next_request] = _tick(inbox, cursor=result.cursor).run_requests
-    assert next_request.run_key == f"post-call-{epoch}-4-4"
+    [request] = _tick(inbox).run_requests
+    assert request.run_key == f"post-call-{epoch}-lane1of{LANES}-3"
+    assert request.tags[POST_CALL_LANE_TAG] == "1"
+    assert _lane_config(request) == {"lane": 1, "lanes": LANES, "idle_seconds": 5.0, "batch": 200}
+    _accept(inbox, 1, start=3, lane=0)
+    lanes = {_lane_config(r)["lane"]: r.run_key for r in _tick(inbox).run_requests}
+    assert lanes == {0: f"post-call-{epoch}-lane0of{LANES}-4", 1: request.run_key}
 
 
-def test_batches_are_bounded(inbox):
-    _accept(inbox, POST_CALL_BATCH_SIZE * 2 + 5)
-    result = _tick(inbox)
-    sizes = [
-        r.run_config["ops"]["apply_post_call_events"]["config"]["last_seq"]
-        - r.run_config["ops"]["apply_post_call_events"]["config"]["first_seq"]
-        + 1
-        for r in result.run_requests
-    ]
-    assert sizes == [POST_CALL_BATCH_SIZE, POST_CALL_BATCH_SIZE, 5]
-    assert len({r.run_key for r in result.run_requests}) == 3
+def test_a_lane_being_drained_gets_no_second_run(inbox):
+    instance = dg.DagsterInstance.ephemeral()
+    _accept(inbox, 2, lane=0)
+    _accept(inbox, 1, start=2, lane=1)
+    [draining, _] = sorted(_tick(inbox, instance).run_requests, key=lambda r: r.run_key)
+    instance.create_run_for_job(post_call_job, run_config=draining.run_config, tags=draining.tags)
+    [other] = _tick(inbox, instance).run_requests
+    assert _lane_config(other)["lane"] == 1
 
 
-def test_one_tick_is_bounded_too(inbox):
-    _accept(inbox, POST_CALL_BATCH_SIZE * MAX_RUNS_PER_TICK + 1)
-    first = _tick(inbox)
-    assert len(first.run_requests) == MAX_RUNS_PER_TICK
-    [rest] = _tick(inbox, cursor=first.cursor).run_requests
-    assert rest.run_key.endswith(f"-{POST_CALL_BATCH_SIZE * MAX_RUNS_PER_TICK + 1}")
+def test_a_drained_lane_asks_for_nothing_until_new_events_arrive(inbox):
+    _accept(inbox, 2, lane=0)
+    [request] = _tick(inbox).run_requests
+    for call_id in ("call-0", "call-1"):
+        inbox.claim(call_id, "run-1")
+        inbox.finish(call_id, "run-1", status="applied", decision="d", writes=[])
+    inbox.advance_lane(0, LANES, 2)
+    assert _skipped(_tick(inbox))
+    _accept(inbox, 1, start=2, lane=0)
+    [again] = _tick(inbox).run_requests
+    assert again.run_key != request.run_key and again.run_key.endswith("-3")
 
 
 def test_due_retry_is_queued_again_under_a_new_key(inbox):
     _accept(inbox, 1)
-    first = _tick(inbox)
+    [first] = _tick(inbox).run_requests
     inbox.claim("call-0", "run-1")
     inbox.finish("call-0", "run-1", status="retrying", decision="d", writes=[], error="503")
-    assert _skipped(_tick(inbox, cursor=first.cursor))  # not due yet
+    inbox.advance_lane(0, LANES, 1)
+    assert _skipped(_tick(inbox))  # not due yet
     inbox.requeue_due(now=datetime.now(UTC) + timedelta(hours=2))
-    [retry] = _tick(inbox, cursor=first.cursor).run_requests
-    assert retry.run_key == f"post-call-{inbox.epoch()}-2-2" != first.run_requests[0].run_key
+    [retry] = _tick(inbox).run_requests
+    assert retry.run_key == f"post-call-{inbox.epoch()}-lane0of{LANES}-2" != first.run_key
 
 
 def test_event_whose_run_never_finished_is_queued_again(inbox):
     _accept(inbox, 1)
-    first = _tick(inbox)
+    _tick(inbox)
+    inbox.advance_lane(0, LANES, 1)
     assert inbox.requeue_due(now=datetime.now(UTC) + STALE_AFTER + timedelta(seconds=1)) == 1
-    assert _tick(inbox, cursor=first.cursor).run_requests[0].run_key.endswith("-2-2")
+    assert _tick(inbox).run_requests[0].run_key.endswith("-2")
 
 
 def _launched(instance, result) -> set[str]:
-    """Record each requested run in `instance` under its run key, as the daemon would."""
+    """Record each requested run in `instance` under its run key, as the daemon would, and
+    let it finish."""
     for request in result.run_requests:
-        instance.create_run_for_job(
+        run = instance.create_run_for_job(
             post_call_job,
             run_config=request.run_config,
             tags={**request.tags, "dagster/run_key": request.run_key},
         )
+        instance.report_run_failed(run, "finished for the test")
     return {run.tags["dagster/run_key"] for run in instance.get_runs()}
 
 
@@ -130,29 +159,29 @@ def test_a_reset_inbox_gets_run_keys_never_used_before(inbox):
             inbox.path.with_name(inbox.path.name + suffix).unlink(missing_ok=True)
         fresh = Inbox(inbox.path)
         _accept(fresh, 2)
-        after = _tick(fresh, cursor=before.cursor, instance=instance)
-        [request] = after.run_requests
-        # The same queue positions as the runs the instance already holds, under a new key.
+        [request] = _tick(fresh, instance=instance).run_requests
+        # The same lane and queue positions as the run the instance already holds, under a
+        # new key.
         assert request.run_config == before.run_requests[0].run_config
         assert request.run_key not in used
-        assert after.cursor == f"{fresh.epoch()}:2" != before.cursor
 
 
 def test_the_events_of_a_dead_worker_are_queued_again_at_once(inbox):
     _accept(inbox, 1)
-    first = _tick(inbox)
+    _tick(inbox)
     dead = _dead_worker(run_id=None)
     inbox.register_worker(dead)
     assert inbox.claim("call-0", dead.owner) is not None
-    [again] = _tick(inbox, cursor=first.cursor).run_requests
-    assert again.run_key.endswith("-2-2")
+    inbox.advance_lane(0, LANES, 1)
+    [again] = _tick(inbox).run_requests
+    assert again.run_key.endswith("-2")
     assert inbox.get("call-0").crashes == 1
     assert inbox.claim("call-0", "someone-else") is not None  # the lease is free
 
 
 def test_a_dead_run_is_reported_failed_so_that_dagster_retries_it(inbox):
     instance = dg.DagsterInstance.ephemeral()
-    config = {"ops": {"apply_post_call_events": {"config": {"first_seq": 1, "last_seq": 1}}}}
+    config = {"ops": {"apply_post_call_events": {"config": LANE_CONFIG}}}
     run = instance.create_run_for_job(post_call_job, run_config=config)
     assert not instance.get_run_by_id(run.run_id).is_finished
     _accept(inbox, 1)
@@ -196,7 +225,7 @@ def _dead_worker(run_id):
 
 def test_a_started_run_that_never_had_a_worker_is_failed(inbox, monkeypatch):
     instance = dg.DagsterInstance.ephemeral()
-    config = {"ops": {"apply_post_call_events": {"config": {"first_seq": 1, "last_seq": 1}}}}
+    config = {"ops": {"apply_post_call_events": {"config": LANE_CONFIG}}}
     stuck = instance.create_run_for_job(post_call_job, run_config=config)
     instance.handle_run_event(
         stuck.run_id,

@@ -86,10 +86,10 @@ def test_post_call_pipeline_on_postgres(postgres_instance, sandbox, tmp_path, re
     inbox = Inbox(tmp_path / "inbox.sqlite")
     for raw in reference_events.values():
         inbox.accept(json.loads(raw)["callId"], raw.decode())
+    # One lane, one pass: the run ends as soon as both events are handled.
+    lane = InboxResource(path=str(inbox.path), lanes=1, idle_seconds=0)
     tick = post_call_sensor(
-        dg.build_sensor_context(
-            instance=postgres_instance, resources={"inbox": InboxResource(path=str(inbox.path))}
-        )
+        dg.build_sensor_context(instance=postgres_instance, resources={"inbox": lane})
     )
     [request] = tick.run_requests
     result = post_call_job.execute_in_process(
@@ -97,7 +97,7 @@ def test_post_call_pipeline_on_postgres(postgres_instance, sandbox, tmp_path, re
         instance=postgres_instance,
         tags={"dagster/run_key": request.run_key},
         resources={
-            "inbox": InboxResource(path=str(inbox.path)),
+            "inbox": lane,
             "provider": ProviderResource(host=sandbox.url, api_key=sandbox.api_key),
             "post_call_rules": PostCallRulesResource(),
         },
