@@ -22,6 +22,8 @@ setup(
         "fastapi==0.165.0",
         # Swagger UI and ReDoc served from the package itself: /docs works offline.
         "fastapi-offline==1.7.7",
+        # The intake's HTTP parser and event loop: uvicorn's fast ones, in C.
+        "httptools==0.9.0",
         "matplotlib==3.11.2",
         "numpy==2.4.6",
         "phonenumbers==9.0.43",
@@ -34,6 +36,7 @@ setup(
         "sqlalchemy==2.0.58",
         "urllib3==2.8.0",
         "uvicorn==0.54.0",
+        "uvloop==0.23.0",
     ],
     extras_require={
         # The benchmarks compare against the pandas way.

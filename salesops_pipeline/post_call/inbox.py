@@ -300,38 +300,15 @@ class Inbox:
 
     def accept(self, call_id: str, payload: str) -> Accepted:
         """Store an event and queue it; a redelivery is acknowledged without storing it twice."""
-        digest = payload_digest(payload)
+        with self.transaction() as conn:
+            return _accept(conn, call_id, payload, _now())
+
+    def accept_many(self, events: list[tuple[str, str]]) -> list[Accepted]:
+        """`accept` for several (callId, payload) events in one transaction: one write to disk
+        for all of them, all stored or none."""
         now = _now()
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT payload_sha256 FROM event WHERE call_id = ?", (call_id,)
-            ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO event (call_id, payload, payload_sha256, received_at,"
-                    " next_attempt_at, updated_at, lane_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        call_id,
-                        payload,
-                        digest,
-                        _iso(now),
-                        _iso(now + STALE_AFTER),
-                        _iso(now),
-                        lane_key(payload),
-                    ),
-                )
-                _queue(conn, call_id, "received", now)
-                return Accepted(AcceptStatus.STORED, call_id)
-            if row[0] == digest:
-                conn.execute(
-                    "UPDATE event SET deliveries = deliveries + 1 WHERE call_id = ?", (call_id,)
-                )
-                return Accepted(AcceptStatus.DUPLICATE, call_id)
-            conn.execute(
-                "INSERT INTO conflict (call_id, payload, received_at) VALUES (?, ?, ?)",
-                (call_id, payload, _iso(now)),
-            )
-            return Accepted(AcceptStatus.CONFLICT, call_id)
+            return [_accept(conn, call_id, payload, now) for call_id, payload in events]
 
     def quarantine(self, reason: str, raw_body: bytes, content_type: str | None) -> int:
         with self.transaction() as conn:
@@ -784,6 +761,35 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _accept(conn: sqlite3.Connection, call_id: str, payload: str, now: datetime) -> Accepted:
+    digest = payload_digest(payload)
+    row = conn.execute("SELECT payload_sha256 FROM event WHERE call_id = ?", (call_id,)).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO event (call_id, payload, payload_sha256, received_at,"
+            " next_attempt_at, updated_at, lane_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                call_id,
+                payload,
+                digest,
+                _iso(now),
+                _iso(now + STALE_AFTER),
+                _iso(now),
+                lane_key(payload),
+            ),
+        )
+        _queue(conn, call_id, "received", now)
+        return Accepted(AcceptStatus.STORED, call_id)
+    if row[0] == digest:
+        conn.execute("UPDATE event SET deliveries = deliveries + 1 WHERE call_id = ?", (call_id,))
+        return Accepted(AcceptStatus.DUPLICATE, call_id)
+    conn.execute(
+        "INSERT INTO conflict (call_id, payload, received_at) VALUES (?, ?, ?)",
+        (call_id, payload, _iso(now)),
+    )
+    return Accepted(AcceptStatus.CONFLICT, call_id)
 
 
 def _queue(conn: sqlite3.Connection, call_id: str, reason: str, now: datetime) -> int:

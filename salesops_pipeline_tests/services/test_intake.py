@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import pytest
@@ -434,3 +435,34 @@ def test_webhooks_are_stored_while_the_frontend_fills_every_thread(inbox):
         finished.append("webhook")
         reader.join(timeout=10)
     assert finished == ["webhook", "frontend"]
+
+
+class SlowDiskInbox(Inbox):
+    """An inbox whose every commit takes 50 ms, and that counts the events of each commit."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.commits: list[int] = []
+
+    def accept_many(self, events):
+        time.sleep(0.05)
+        accepted = super().accept_many(events)
+        self.commits.append(len(events))
+        return accepted
+
+
+def test_a_burst_shares_commits_and_each_answer_follows_its_commit(tmp_path):
+    inbox = SlowDiskInbox(tmp_path / "inbox.sqlite")
+    reader = Inbox(inbox.path)
+
+    def deliver(n):
+        response = _post(url, {**EVENT, "callId": f"burst-{n}"})
+        # By the time the 2xx arrives, the event is on disk for any other reader.
+        return response.status_code, reader.get(f"burst-{n}") is not None
+
+    with serving_in_thread(create_intake_app(inbox, api_key=KEY)) as url:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(deliver, range(40)))
+    assert answers == [(202, True)] * 40
+    assert sum(inbox.commits) == 40
+    assert len(inbox.commits) < 40  # requests waiting on a commit shared the next one

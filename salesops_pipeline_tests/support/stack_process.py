@@ -71,9 +71,14 @@ class RunningStack:
 
 
 def start_stack(
-    home: Path, startup_timeout: float = 240.0, *, generate_keys: bool = False
+    home: Path,
+    startup_timeout: float = 240.0,
+    *,
+    generate_keys: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> RunningStack:
-    """Start `salesops dev` on free ports with its own SALESOPS_HOME.
+    """Start `salesops dev` on free ports with its own SALESOPS_HOME (and `settings`, such as
+    SALESOPS_POST_CALL_LANES, in its environment).
 
     Keys are fresh ones given in the environment, or, with `generate_keys`, the ones the stack
     generates (or kept from an earlier start under the same home), read back once it is up.
@@ -83,6 +88,7 @@ def start_stack(
         **{k: v for k, v in os.environ.items() if not k.startswith(_STACK_SETTINGS)},
         "SALESOPS_HOME": str(home),
         "PYTHONUNBUFFERED": "1",
+        **(settings or {}),
     }
     if not generate_keys:
         env["X_API_KEY"] = secrets.token_urlsafe(24)

@@ -22,6 +22,7 @@ from salesops_pipeline.post_call.events import EventError, parse_event
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.status import AcceptStatus
 from salesops_pipeline.sales.schema import resolve_sales_db_path
+from salesops_pipeline.services.intake.committer import GroupCommitter
 from salesops_pipeline.services.intake.frontend import frontend_router
 from salesops_pipeline.services.intake.signing import (
     SIGNATURE_HEADER,
@@ -105,6 +106,7 @@ def create_intake_app(
         else FastAPI(**about, docs_url=None, redoc_url=None, openapi_url=None)
     )
     app.state.inbox = inbox
+    committer = GroupCommitter(inbox)
 
     async def in_storage_thread(function, *args):
         if not hasattr(app.state, "storage_threads"):
@@ -179,7 +181,7 @@ def create_intake_app(
             logger.warning("post-call quarantined: %s %s", error.http_status, error)
             return _problem(error.http_status, str(error), quarantined=True)
         try:
-            accepted = await in_storage_thread(inbox.accept, event.callId, raw.decode())
+            accepted = await committer.accept(event.callId, raw.decode())
         # A database error, or the inbox's folder missing, unwritable, full: nothing stored.
         except (sqlite3.Error, OSError) as error:
             return _unavailable(error)

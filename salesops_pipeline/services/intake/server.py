@@ -7,7 +7,7 @@ import logging
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # A client must send a request's headers within this; one trickling them byte by byte would
 # otherwise hold a connection for ever.
@@ -18,8 +18,9 @@ MAX_CONCURRENT_CONNECTIONS = 500
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, closing connections whose request headers are too slow."""
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools, the fast parser), closing connections whose
+    request headers are too slow."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -71,6 +72,7 @@ def intake_config(app, *, host: str, port: int, log_level: str = "info") -> uvic
         host=host,
         port=port,
         http=HeaderTimeoutProtocol,
+        loop="uvloop",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         limit_concurrency=MAX_CONCURRENT_CONNECTIONS,
         log_config=log_config(log_level),
