@@ -54,7 +54,6 @@ THROUGHPUT_REPEAT = int(os.environ.get("SALESOPS_BENCH_THROUGHPUT_REPEAT", "0"))
 class Load:
     rate: float
     seconds: float
-    sent: int = 0
     accepted: int = 0
     final: int = 0
     lost: int = 0
@@ -157,7 +156,7 @@ def _measure(stack, rate: float, seconds: float, wait: float) -> Load:
         end = datetime.fromisoformat(finished[call_id]) if call_id in finished else ended
         waited.append(((end - start).total_seconds(), call_id not in finished))
     waited.sort()
-    load = Load(rate, seconds, sent=report.sent, accepted=len(accepted))
+    load = Load(rate, seconds, accepted=len(accepted))
     load.final = sum(1 for _, open_ in waited if not open_)
     load.lost = len(accepted - received.keys())
     load.twice, load.writes, load.patches, load.runs = twice, writes, patches, runs

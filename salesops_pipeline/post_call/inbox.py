@@ -300,8 +300,8 @@ class Inbox:
 
     def accept(self, call_id: str, payload: str) -> Accepted:
         """Store an event and queue it; a redelivery is acknowledged without storing it twice."""
-        with self.transaction() as conn:
-            return _accept(conn, call_id, payload, _now())
+        [accepted] = self.accept_many([(call_id, payload)])
+        return accepted
 
     def accept_many(self, events: list[tuple[str, str]]) -> list[Accepted]:
         """`accept` for several (callId, payload) events in one transaction: one write to disk
