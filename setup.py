@@ -18,7 +18,10 @@ setup(
         f"dagster-webserver=={DAGSTER_VERSION}",
         f"dagster-duckdb=={DAGSTER_LIBRARY_VERSION}",
         f"dagster-postgres=={DAGSTER_LIBRARY_VERSION}",
-        "duckdb==2.0.1",
+        # 1.5.5, not 2.x: the SQLite scanner that reads the company's sales DB in parallel
+        # ships as a wheel only up to 1.5.5, and an extension must match DuckDB exactly.
+        "duckdb==1.5.5",
+        "duckdb-extension-sqlite-scanner==1.5.5",
         "fastapi==0.165.0",
         # Swagger UI and ReDoc served from the package itself: /docs works offline.
         "fastapi-offline==1.7.7",

@@ -31,22 +31,38 @@ def campaign_contacts(
     """The contacts two call campaigns will dial, as the voice provider holds them today.
 
     Each contact keeps the number as the campaign wrote it and gets it in E.164 (French numbers
-    by default), so that the same person written five ways is recognised as one. Invalid
-    numbers are kept, with no E.164 form, and counted; records the provider serves malformed
-    are skipped and listed with their reason.
+    by default), so that the same person written five ways is recognised as one. Every
+    possible number is compared, valid or not (`phone_valid` says which): a range that the
+    numbering metadata calls unassigned is still dialled. Only what cannot be a number is left
+    out of the comparison, listed with why. Records the provider serves malformed are skipped
+    and listed with their reason.
     """
     client = provider.get_voice_client()
     with provider_failures(), warehouse.get_connection() as conn:
-        loads = load_campaigns(conn, client, config.campaign_a, config.campaign_b)
+        loads = load_campaigns(
+            conn, client, config.campaign_a, config.campaign_b, examples=PREVIEW_ROWS
+        )
     rejected = [(load.campaign, r) for load in loads for r in load.rejected]
+    unreadable = [
+        (load.campaign, example) for load in loads for example in load.unreadable_examples
+    ]
     for load in loads:
         context.log.info(
             f"campaign {load.campaign}: {load.contacts} contacts,"
-            f" {load.invalid_phones} invalid numbers, {len(load.rejected)} malformed records"
+            f" {load.invalid_phones} invalid numbers (compared all the same),"
+            f" {load.unreadable_phones} unreadable numbers, {len(load.rejected)} malformed records"
         )
     metadata = {
         "dagster/row_count": sum(load.contacts for load in loads),
         "invalid_phones": sum(load.invalid_phones for load in loads),
+        "unreadable_phones": sum(load.unreadable_phones for load in loads),
+        "unreadable_details": dg.MetadataValue.md(
+            markdown_list(
+                f"campaign {markdown_cell(campaign)}, contact {markdown_cell(contact_id)}:"
+                f" {markdown_cell(problem)}"
+                for campaign, (contact_id, problem) in unreadable[:PREVIEW_ROWS]
+            )
+        ),
         "malformed_records": len(rejected),
         "malformed_details": dg.MetadataValue.md(
             markdown_list(

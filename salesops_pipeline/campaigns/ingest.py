@@ -1,24 +1,41 @@
-"""Bringing two campaigns' contacts from the provider into a DuckDB table, page by page."""
+"""Bringing two campaigns' contacts from the provider into a DuckDB table.
 
+Each page the provider answers is streamed to a file as it arrives and read from there by
+DuckDB, in batches, while the next pages travel: no contact becomes a Python object, and
+memory holds a batch, whether the provider pages a campaign or answers it as one list.
+"""
+
+import contextlib
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
 from salesops_pipeline.campaigns.contacts import (
     CONTACTS,
-    contact_columns,
-    insert_contacts,
-    normalize_phones,
-    reset_contacts,
+    finish_loading,
+    page_sizes,
+    read_other_phones,
+    stage_pages,
+    start_loading,
 )
+from salesops_pipeline.clients.errors import ApiRequestError
 from salesops_pipeline.clients.models import Rejected
 from salesops_pipeline.clients.voice import VoiceClient
 from salesops_pipeline.errors import InvalidInputError
 from salesops_pipeline.transactions import duckdb_transaction
 
-# Contacts written per commit: each commit costs a write to disk, and what is not committed
-# stays in memory.
-INSERT_BATCH = 100_000
+# Bytes of saved pages read per batch: enough for DuckDB to read them in parallel, little
+# enough that a batch stays a small part of memory.
+BATCH_BYTES = 64 << 20
+# Pages saved ahead of the reading; the download waits beyond that, so the disk holds a
+# bounded amount whatever the campaign's size.
+PAGES_AHEAD = 64
 
 
 @dataclass
@@ -26,7 +43,10 @@ class CampaignLoad:
     campaign: str
     contacts: int = 0
     invalid_phones: int = 0
+    unreadable_phones: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    # (contact id, why) of the numbers left out of the comparison, the first few of them.
+    unreadable_examples: list[tuple[str | None, str]] = field(default_factory=list)
 
 
 def check_campaign_pair(campaign_a: str, campaign_b: str) -> None:
@@ -37,44 +57,30 @@ def check_campaign_pair(campaign_a: str, campaign_b: str) -> None:
 
 
 def load_campaigns(
-    conn: duckdb.DuckDBPyConnection, client: VoiceClient, campaign_a: str, campaign_b: str
+    conn: duckdb.DuckDBPyConnection,
+    client: VoiceClient,
+    campaign_a: str,
+    campaign_b: str,
+    *,
+    examples: int = 20,
 ) -> list[CampaignLoad]:
-    """Replace `campaign_contacts` with both campaigns' contacts, phones normalised.
+    """Replace `campaign_contacts` with both campaigns' contacts, phones read.
 
-    Pages are inserted as they arrive, so memory holds one page, not a whole campaign. The
-    table is swapped in one transaction: readers see the previous load until this one is whole.
+    Loaded into a table of its own, then swapped in at once: readers see the previous load
+    until this one is whole.
     """
     check_campaign_pair(campaign_a, campaign_b)
-    # Loaded into a table of its own, committed page by page so that DuckDB can spill to
-    # disk, then swapped in at once: readers see the previous load until this one is whole.
     loading = f"{CONTACTS}_loading"
-    reset_contacts(conn, loading)
+    start_loading(conn, loading)
     loads = []
     try:
-        for position, campaign in ((1, campaign_a), (2, campaign_b)):
-            load = CampaignLoad(campaign)
-            batch: list = []
-            for page in client.iter_contact_pages(campaign_id=campaign):
-                batch.extend(page.items)
-                if len(batch) >= INSERT_BATCH:
-                    insert_contacts(conn, contact_columns(position, campaign, batch), loading)
-                    batch = []
-                load.contacts += len(page.items)
-                offset = load.contacts + len(load.rejected) - len(page.items)
-                load.rejected.extend(
-                    Rejected(r.index + offset, r.record_id, r.reason) for r in page.rejected
-                )
-            insert_contacts(conn, contact_columns(position, campaign, batch), loading)
-            loads.append(load)
-        normalize_phones(conn, loading)
-        invalid = dict(
-            conn.execute(
-                f"SELECT position, COUNT(*) FROM {loading}"
-                " WHERE phone_e164 IS NULL GROUP BY position"
-            ).fetchall()
-        )
-        for position, load in enumerate(loads, start=1):
-            load.invalid_phones = invalid.get(position, 0)
+        with tempfile.TemporaryDirectory(prefix="salesops-pages-") as spool:
+            for position, campaign in ((1, campaign_a), (2, campaign_b)):
+                directory = Path(spool) / str(position)
+                loads.append(_load_campaign(conn, client, campaign, position, directory, loading))
+        finish_loading(conn, loading)
+        read_other_phones(conn, loading)
+        _count_phones(conn, loading, loads, examples)
     except BaseException:
         conn.execute(f"DROP TABLE IF EXISTS {loading}")
         raise
@@ -82,3 +88,114 @@ def load_campaigns(
         conn.execute(f"DROP TABLE IF EXISTS {CONTACTS}")
         conn.execute(f"ALTER TABLE {loading} RENAME TO {CONTACTS}")
     return loads
+
+
+def _load_campaign(
+    conn: duckdb.DuckDBPyConnection,
+    client: VoiceClient,
+    campaign: str,
+    position: int,
+    directory: Path,
+    table: str,
+) -> CampaignLoad:
+    call = "GET /voice/contacts"
+    rejected: dict[int, list[Rejected]] = {}
+    pages = 0
+    for batch in _batches(_downloaded(client.download_contact_pages(campaign, directory))):
+        numbered = {_page_number(path): path for path in batch}
+        try:
+            rejected |= stage_pages(
+                conn, numbered, table=table, position=position, campaign=campaign
+            )
+        except ValueError as error:
+            raise ApiRequestError(call, str(error)) from None
+        finally:
+            for path in batch:
+                path.unlink(missing_ok=True)
+        pages = max(pages, *numbered)
+    shutil.rmtree(directory, ignore_errors=True)
+    # A malformed record's place in the campaign's list counts every record before it, kept
+    # or not, page after page in the provider's order.
+    load = CampaignLoad(campaign)
+    kept = page_sizes(conn, table, position)
+    for page in range(1, pages + 1):
+        offset = load.contacts + len(load.rejected)
+        load.rejected.extend(
+            Rejected(r.index + offset, r.record_id, r.reason) for r in rejected.get(page, [])
+        )
+        load.contacts += kept.get(page, 0)
+    return load
+
+
+def _page_number(path: Path) -> int:
+    return int(path.stem.rsplit("-", 1)[1])
+
+
+def _batches(pages: Iterator[Path]) -> Iterator[list[Path]]:
+    batch: list[Path] = []
+    size = 0
+    for page in pages:
+        batch.append(page)
+        size += page.stat().st_size
+        if size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+_DONE = object()
+
+
+def _downloaded(pages: Iterator[Path]) -> Iterator[Path]:
+    """The saved pages, downloaded by a thread of their own while DuckDB reads the ones
+    before: the network and the reading overlap."""
+    ready: queue.Queue = queue.Queue(maxsize=PAGES_AHEAD)
+    stop = threading.Event()
+
+    def download() -> None:
+        try:
+            for page in pages:
+                if stop.is_set():
+                    return
+                ready.put(page)
+            ready.put(_DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the reader, which raises it
+            ready.put(error)
+
+    worker = threading.Thread(target=download, name="contact-pages", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        # Unblock a download waiting for room, then let it end before its files go.
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.1)
+        worker.join()
+
+
+def _count_phones(
+    conn: duckdb.DuckDBPyConnection, table: str, loads: list[CampaignLoad], examples: int
+) -> None:
+    counts = conn.execute(
+        f"""SELECT position, COUNT(*) FILTER (WHERE NOT phone_valid),
+                   COUNT(*) FILTER (WHERE phone_e164 IS NULL)
+            FROM {table} GROUP BY position"""
+    ).fetchall()
+    for position, invalid, unreadable in counts:
+        loads[position - 1].invalid_phones = invalid
+        loads[position - 1].unreadable_phones = unreadable
+    for position, load in enumerate(loads, start=1):
+        load.unreadable_examples = conn.execute(
+            f"""SELECT contact_id, phone_problem FROM {table}
+                WHERE position = ? AND phone_e164 IS NULL ORDER BY contact_id LIMIT ?""",
+            [position, examples],
+        ).fetchall()

@@ -2,8 +2,10 @@
 
 import re
 from functools import lru_cache
+from typing import NamedTuple
 
 import phonenumbers
+from phonenumbers import ValidationResult
 from phonenumbers.phonemetadata import PhoneMetadata
 
 DEFAULT_REGION = "FR"
@@ -12,7 +14,8 @@ DEFAULT_REGION = "FR"
 _SEPARATORS = re.compile(r"[\s.\-()/]")
 
 # The shapes nearly every French number in a campaign takes: +33…, 0033…, 0… with a 9-digit
-# national number. They are read here directly; anything else goes through phonenumbers.
+# national number (France's only possible length). They are read here directly; anything else
+# goes through phonenumbers.
 FRENCH_SHAPE = r"(?:\+33|0033|0)([1-9][0-9]{8})"
 _FRENCH_SHAPE = re.compile(FRENCH_SHAPE)
 
@@ -48,32 +51,70 @@ def _valid_national_number(region: str) -> re.Pattern:
     return re.compile(valid_national_number_pattern(region))
 
 
-def normalize_phone(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
-    """`raw` as E.164 (`+33612345678`), or None when it is not a valid number.
+class PhoneReading(NamedTuple):
+    """What a number, as a campaign wrote it, is: its E.164 form when phonenumbers can read it
+    as a possible number, whether that number is valid today, and otherwise why not."""
 
-    Numbers without a country code are read as numbers of `region`; `0033…` and `+33 …` are
-    understood. Invalid numbers give None rather than an error: a campaign keeps them.
+    e164: str | None
+    valid: bool | None = None  # None when unreadable
+    problem: str | None = None  # None when readable
+
+
+# phonenumbers' reasons, in words an operator reads in a report.
+_PARSE_PROBLEMS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+_LENGTH_PROBLEMS = {
+    ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    ValidationResult.TOO_SHORT: "too short",
+    ValidationResult.TOO_LONG: "too long",
+    ValidationResult.INVALID_LENGTH: "impossible length",
+}
+NO_NUMBER = "no number"
+
+
+def read_phone(raw: str | None, region: str = DEFAULT_REGION) -> PhoneReading:
+    """`raw` read as phonenumbers reads it, numbers without a country code as numbers of
+    `region` (`0033…` and `+33 …` are understood).
+
+    Every *possible* number gets its E.164 form, valid or not: ranges that phonenumbers'
+    metadata calls unassigned (07 0x…) are still dialled by campaigns, and two campaigns
+    calling one of them must be told. Only what cannot be a number has no E.164 form.
     """
-    if not raw:
-        return None
+    if raw is None or not raw.strip():
+        return PhoneReading(None, problem=NO_NUMBER)
     compact = _SEPARATORS.sub("", raw)
     if region == "FR":
         french = _FRENCH_SHAPE.fullmatch(compact)
         if french:
             national = french.group(1)
-            return f"+33{national}" if _valid_national_number("FR").fullmatch(national) else None
-    return _normalize_compact(compact, region)
+            valid = _valid_national_number("FR").fullmatch(national) is not None
+            return PhoneReading(f"+33{national}", valid)
+    return _read_compact(compact, region)
+
+
+def normalize_phone(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
+    """`raw` as E.164 (`+33612345678`), or None when it cannot be a phone number."""
+    return read_phone(raw, region).e164
 
 
 @lru_cache(maxsize=1 << 16)
-def _normalize_compact(compact: str, region: str) -> str | None:
+def _read_compact(compact: str, region: str) -> PhoneReading:
     try:
         number = phonenumbers.parse(compact, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException as error:
+        return PhoneReading(None, problem=_PARSE_PROBLEMS.get(error.error_type, "unreadable"))
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible not in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
+        return PhoneReading(None, problem=_LENGTH_PROBLEMS.get(possible, "impossible number"))
+    return PhoneReading(
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        phonenumbers.is_valid_number(number),
+    )
 
 
 def mask_phone(phone: str | None) -> str:

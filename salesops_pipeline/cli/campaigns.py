@@ -11,6 +11,9 @@ from salesops_pipeline.cli.arguments import positive_float
 from salesops_pipeline.cli.provider import provider_transport
 from salesops_pipeline.clients import VoiceClient
 
+# Unreadable numbers named on the terminal per campaign; the asset's metadata lists more.
+UNREADABLE_SHOWN = 5
+
 
 def _duplicates_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text")
@@ -46,6 +49,16 @@ def _duplicates(args: argparse.Namespace) -> int:
             print(
                 f"salesops: skipped malformed record {rejected.index} of campaign"
                 f" {load.campaign} (id {rejected.record_id}): {rejected.reason}",
+                file=sys.stderr,
+            )
+        if load.unreadable_phones:
+            shown = load.unreadable_examples[:UNREADABLE_SHOWN]
+            more = load.unreadable_phones - len(shown)
+            print(
+                f"salesops: campaign {load.campaign}: {load.unreadable_phones} contacts have no"
+                " readable phone number and are left out of the comparison: "
+                + ", ".join(f"contact {contact} ({problem})" for contact, problem in shown)
+                + (f" and {more} more" if more > 0 else ""),
                 file=sys.stderr,
             )
     print(duplicates_json(found) if args.format == "json" else duplicates_text(found))

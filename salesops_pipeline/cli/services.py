@@ -10,7 +10,6 @@ from salesops_pipeline.cli.arguments import (
     DEFAULT_INTAKE_PORT,
     DEFAULT_SANDBOX_PORT,
     non_negative_int,
-    positive_int,
 )
 from salesops_pipeline.errors import InvalidInputError
 from salesops_pipeline.post_call.inbox import Inbox
@@ -30,7 +29,13 @@ def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         default=sandbox_seed.DEFAULT_CONTACTS_PER_CAMPAIGN,
         help="size of each demo campaign when the sandbox is first seeded",
     )
-    parser.add_argument("--page-size", type=positive_int, default=DEFAULT_PAGE_SIZE)
+    parser.add_argument(
+        "--page-size",
+        type=non_negative_int,
+        default=DEFAULT_PAGE_SIZE,
+        help="contacts per page (default %(default)s); 0 answers each campaign as one list,"
+        " as the reference provider does",
+    )
     parser.add_argument("--reset", action="store_true", help="discard its state and reseed")
     parser.set_defaults(handler=_sandbox)
 

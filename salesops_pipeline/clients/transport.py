@@ -6,9 +6,10 @@ RFC 8288 `Link: <...>; rel="next"` headers.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -37,6 +38,8 @@ MAX_REDIRECTS = 5
 # 10M contacts at the provider's smallest page size; more means its paging is broken.
 MAX_PAGES = 10_000
 MAX_EMPTY_PAGES = 3
+# Bytes read from the wire at a time when a page is saved to disk.
+_CHUNK_BYTES = 1 << 20
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -127,15 +130,29 @@ class ApiTransport:
         return urljoin(self.base_url, path.lstrip("/"))
 
     def request(
-        self, method: str, url: str, *, params: dict | None = None, json: dict | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict | None = None,
+        json: dict | None = None,
+        stream: bool = False,
     ) -> requests.Response:
         """One read, retried as `default_retry` says. Redirects are followed within the
-        provider's origin only: the key must never reach another host, nor plain HTTP."""
+        provider's origin only: the key must never reach another host, nor plain HTTP.
+
+        With `stream`, the body is left on the wire for `save_body` to read."""
         call = f"{method} {urlsplit(url).path}"
         self._check_origin(call, url, "the provider's URL")
         try:
             response = self.session.request(
-                method, url, params=params, json=json, timeout=self.timeout, allow_redirects=False
+                method,
+                url,
+                params=params,
+                json=json,
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=stream,
             )
             for _ in range(MAX_REDIRECTS):
                 if not (response.is_redirect and response.headers.get("Location")):
@@ -144,7 +161,7 @@ class ApiTransport:
                 self._check_origin(call, url, "a redirect")
                 response.close()
                 response = self.session.request(
-                    "GET", url, timeout=self.timeout, allow_redirects=False
+                    "GET", url, timeout=self.timeout, allow_redirects=False, stream=stream
                 )
         except requests.exceptions.Timeout:
             raise ApiUnavailableError(call, f"no answer within {self._read_timeout()}s") from None
@@ -235,7 +252,51 @@ class ApiTransport:
         return response
 
     def iter_pages(self, path: str, *, params: dict | None = None) -> Iterator[requests.Response]:
-        """Every page of a list: the first from `path`, then each `rel="next"` link.
+        """Every page of a list, in memory: the first from `path`, then each `rel="next"` link."""
+        yield from self._follow_pages(path, params, self._page_in_memory)
+
+    def download_pages(
+        self, path: str, directory: Path, *, params: dict | None = None
+    ) -> Iterator[Path]:
+        """Every page of a list, each streamed to its own file of `directory` as it arrives.
+
+        Memory holds a chunk of a page, never a page: a provider that answers a million
+        contacts as one unpaged list costs no more memory than one that pages them.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        pages = iter(range(1, MAX_PAGES + 1))
+
+        def fetch(url: str, query: dict | None) -> tuple[requests.Response, Path, bool]:
+            response = self.request("GET", url, params=query, stream=True)
+            target = directory / f"page-{next(pages):06d}.json"
+            self.save_body(response, target)
+            empty = target.stat().st_size <= 64 and _is_empty_list(target.read_bytes())
+            return response, target, empty
+
+        yield from self._follow_pages(path, params, fetch)
+
+    def save_body(self, response: requests.Response, target: Path) -> None:
+        """Write a streamed answer's body to `target`; a body that breaks off on the way is
+        the provider being unavailable, like a request that never got an answer."""
+        call = f"{response.request.method} {urlsplit(response.url).path}"
+        try:
+            with response, open(target, "wb") as out:
+                for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
+                    out.write(chunk)
+        except requests.exceptions.RequestException as error:
+            target.unlink(missing_ok=True)
+            raise ApiUnavailableError(
+                call, f"the answer broke off ({_root_cause(error) or type(error).__name__})"
+            ) from None
+
+    def _page_in_memory(
+        self, url: str, query: dict | None
+    ) -> tuple[requests.Response, requests.Response, bool]:
+        response = self.request("GET", url, params=query)
+        return response, response, _is_empty_list(response.content)
+
+    def _follow_pages(self, path: str, params: dict | None, fetch: Callable) -> Iterator:
+        """Follow a list's `rel="next"` links, yielding what `fetch` makes of each page.
 
         Bounded whatever the provider answers: a link back to a page already read is a loop,
         at most MAX_PAGES pages are read, and MAX_EMPTY_PAGES empty pages in a row end it.
@@ -244,10 +305,10 @@ class ApiTransport:
         seen: set[str] = set()
         empty_in_a_row = 0
         for _ in range(MAX_PAGES):
-            response = self.request("GET", url, params=params)
+            response, page, empty = fetch(url, params)
             seen.add(response.url)
-            yield response
-            empty_in_a_row = empty_in_a_row + 1 if _is_empty_list(response.content) else 0
+            yield page
+            empty_in_a_row = empty_in_a_row + 1 if empty else 0
             next_link = response.links.get("next", {}).get("url")
             if not next_link or empty_in_a_row >= MAX_EMPTY_PAGES:
                 return

@@ -66,11 +66,20 @@ def test_contacts_are_stored_with_e164_phones(materialized):
     ]
 
 
-def test_invalid_phones_are_kept_and_counted(materialized):
+def test_invalid_and_unreadable_phones_are_kept_and_counted(materialized):
     home, result = materialized
-    [(invalid,)] = _query(home, "SELECT COUNT(*) FROM campaign_contacts WHERE phone_e164 IS NULL")
+    [(invalid, unreadable)] = _query(
+        home,
+        "SELECT COUNT(*) FILTER (WHERE NOT phone_valid),"
+        " COUNT(*) FILTER (WHERE phone_e164 IS NULL) FROM campaign_contacts",
+    )
     metadata = _metadata(result, "campaign_contacts")
-    assert invalid == metadata["invalid_phones"] >= 12  # six invalid numbers seeded per campaign
+    # Per campaign: 0012345678, 0690123456 and the 07 02 number are possible but invalid;
+    # 12345, "not a number", "" and null cannot be numbers.
+    assert invalid == metadata["invalid_phones"] == 6
+    assert unreadable == metadata["unreadable_phones"] == 8
+    assert "too short" in metadata["unreadable_details"]
+    assert "not a phone number" in metadata["unreadable_details"]
     assert metadata["malformed_records"] == 1
     assert "totalCalls" in metadata["malformed_details"]
 
@@ -88,6 +97,8 @@ def test_duplicates_table_and_metadata(materialized):
     assert rows["+33612345678"] == ("2025-03-23 06:30:05.12", "2025-03-28 04:47:45.9")
     assert rows["+33650333176"] == ("2025-03-10 23:14:12", None)
     assert "+33699887766" not in rows  # repeated inside A only
+    # Invalid in phonenumbers' metadata, dialled by both campaigns all the same.
+    assert rows["+33702264926"] == ("2025-03-14 11:02:00", "2025-03-20 16:45:30")
     metadata = _metadata(result, "cross_campaign_duplicates")
     assert metadata["dagster/row_count"] == len(rows)
     assert "+33*******78" in metadata["preview"]  # phones are masked in the UI

@@ -9,11 +9,8 @@ import pytest
 
 from salesops_pipeline.campaigns import contacts as contacts_table
 from salesops_pipeline.campaigns import duplicates as dup
-from salesops_pipeline.clients.models import VoiceContact
-
-
-def _contact(phone, last_call=None, contact_id="c"):
-    return VoiceContact(id=contact_id, phone=phone, lastCallAt=last_call)
+from salesops_pipeline_tests.support.contacts import load_records
+from salesops_pipeline_tests.support.contacts import record as _contact
 
 
 @pytest.fixture
@@ -25,17 +22,16 @@ def conn():
 
 
 def _load(conn, a, b, names=("A", "B")):
-    contacts_table.insert_contacts(conn, contacts_table.contact_columns(1, names[0], a))
-    contacts_table.insert_contacts(conn, contacts_table.contact_columns(2, names[1], b))
-    contacts_table.normalize_phones(conn)
+    load_records(conn, [(names[0], a), (names[1], b)])
     return dup.find_duplicates(conn)
 
 
 def test_table_normalisation_gives_phonenumbers_answer(conn):
-    """The in-database reading of numbers agrees with phonenumbers on every shape."""
+    """The in-database reading of numbers agrees with phonenumbers on every shape: the E.164
+    form of every possible number, and its validity."""
     import random
 
-    from salesops_pipeline_tests.support.phones import normalize_phone_slow
+    from salesops_pipeline_tests.support.phones import read_phone_slow
 
     rng = random.Random(11)
     shapes = (
@@ -48,21 +44,27 @@ def test_table_normalisation_gives_phonenumbers_answer(conn):
         lambda n: f"0{n[:-2]}",
         lambda n: f"0{n[0]}\u00a0{n[1:]}",
         lambda n: f"06-{n[1:3]}-{n[3:5]}-{n[5:7]}-{n[7:]}",
+        lambda n: f"07 0{n[2]} {n[3:5]} {n[5:7]} {n[7:]} {n[1]}",
+        lambda n: f"+33 7 0{n[2]}{n[3:]}",
+        lambda n: f"+1 {n}",
+        lambda n: f"00 49 {n}",
         lambda n: "not a number",
+        lambda n: "N/A",
+        lambda n: "12345",
         lambda n: "",
     )
     raws = []
     for _ in range(5000):
         national = str(rng.randint(0, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(8))
         raws.append(rng.choice(shapes)(national))
-    contacts_table.insert_contacts(
-        conn, contacts_table.contact_columns(1, "A", [_contact(raw) for raw in raws])
-    )
-    contacts_table.normalize_phones(conn)
-    stored = conn.execute("SELECT phone, phone_e164 FROM campaign_contacts").fetchall()
+    load_records(conn, [("A", [_contact(raw) for raw in raws])], page_size=1000)
+    stored = conn.execute(
+        "SELECT phone, phone_e164, phone_valid, phone_problem FROM campaign_contacts"
+    ).fetchall()
     assert len(stored) == len(raws)
-    for raw, e164 in stored:
-        assert e164 == normalize_phone_slow(raw), raw
+    for raw, e164, valid, problem in stored:
+        assert (e164, valid) == read_phone_slow(raw), raw
+        assert (problem is None) == (e164 is not None), raw
 
 
 def test_same_number_in_other_formats_is_a_duplicate(conn):
@@ -102,15 +104,42 @@ def test_repeat_inside_one_campaign_is_not_a_cross_campaign_duplicate(conn):
     )
 
 
-def test_invalid_numbers_never_match(conn):
+def test_numbers_in_unassigned_ranges_still_match(conn):
+    """07 0x numbers are invalid in phonenumbers' metadata, yet campaigns dial them: two
+    campaigns calling one must be told."""
+    found = _load(
+        conn,
+        [_contact("07 02 26 49 26"), _contact("0712345678")],
+        [_contact("+33702264926"), _contact("0033712345678")],
+    )
+    assert [d.phone for d in found] == ["+33702264926", "+33712345678"]
+    validity = dict(conn.execute("SELECT phone, phone_valid FROM campaign_contacts").fetchall())
+    assert validity["07 02 26 49 26"] is False and validity["0712345678"] is False
+
+
+def test_foreign_numbers_match_across_shapes(conn):
+    found = _load(conn, [_contact("+44 20 7946 0958")], [_contact("0044 20 7946 0958")])
+    assert [d.phone for d in found] == ["+442079460958"]
+
+
+def test_unreadable_numbers_never_match_and_say_why(conn):
     assert (
         _load(
             conn,
-            [_contact("12345"), _contact(None), _contact("")],
-            [_contact("12345"), _contact(None)],
+            [_contact("12345"), _contact(None), _contact(""), _contact("N/A")],
+            [_contact("12345"), _contact(None), _contact("N/A")],
         )
         == []
     )
+    problems = conn.execute(
+        "SELECT DISTINCT phone, phone_problem FROM campaign_contacts ORDER BY ALL"
+    ).fetchall()
+    assert problems == [
+        ("", "no number"),
+        ("12345", "too short"),
+        ("N/A", "not a phone number"),
+        (None, "no number"),
+    ]
 
 
 def test_sorted_by_phone(conn):

@@ -11,12 +11,13 @@ import random
 import secrets
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from salesops_pipeline.clients.wire import provider_local
@@ -24,6 +25,10 @@ from salesops_pipeline.services.sandbox.store import SandboxStore
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 50_000
+# A page size of 0: each campaign answered as one list, however long, as the reference
+# provider does. The answer is streamed, so the sandbox never holds it whole.
+UNPAGED = 0
+_STREAM_ROWS = 5_000
 
 
 class ContactPatch(BaseModel):
@@ -124,6 +129,17 @@ def _json_list(bodies: list[str]) -> Response:
     return Response(content="[" + ",".join(bodies) + "]", media_type="application/json")
 
 
+def _streamed_list(store: SandboxStore, campaign: str) -> Iterator[bytes]:
+    yield b"["
+    cursor, first = 0, True
+    while cursor is not None:
+        bodies, cursor = store.contact_page(campaign, cursor, _STREAM_ROWS)
+        if bodies:
+            yield (("" if first else ",") + ",".join(bodies)).encode()
+            first = False
+    yield b"]"
+
+
 def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PAGE_SIZE) -> FastAPI:
     app = FastAPI(
         title="Sandbox voice provider and CRM",
@@ -184,9 +200,14 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
     def list_contacts(
         request: Request,
         campaignId: str = Query(...),
-        limit: int = Query(default=page_size, ge=1, le=MAX_PAGE_SIZE),
+        limit: int | None = Query(default=None, ge=1, le=MAX_PAGE_SIZE),
         cursor: int = Query(default=0, ge=0),
     ) -> Response:
+        if limit is None and page_size == UNPAGED:
+            return StreamingResponse(
+                _streamed_list(store, campaignId), media_type="application/json"
+            )
+        limit = limit or page_size
         bodies, next_cursor = store.contact_page(campaignId, cursor, limit)
         return page_response(request, bodies, next_cursor, limit)
 

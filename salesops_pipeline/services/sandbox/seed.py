@@ -1,9 +1,9 @@
 """Demo data for the sandbox provider: two campaigns that share phone numbers, and a CRM.
 
 Seeded and deterministic. It holds what makes the real campaigns awkward: the same number
-written five ways across campaigns A and B, a number repeated inside one campaign, invalid
-numbers, contacts never called, a malformed record, and support agents with uneven loads, one
-of them inactive.
+written five ways across campaigns A and B, a number repeated inside one campaign, numbers
+in unassigned ranges that both campaigns call, unreadable numbers, contacts never called, a
+malformed record, and support agents with uneven loads, one of them inactive.
 """
 
 import json
@@ -45,6 +45,7 @@ PHONE_FORMATS: tuple[Callable[[str], str], ...] = (
     lambda n: f"0033{n}",
 )
 
+# In both campaigns: four that cannot be numbers, two possible but invalid numbers.
 INVALID_PHONES = ("12345", "0012345678", "not a number", "", None, "0690123456")
 
 
@@ -91,6 +92,10 @@ def _showcase(rng: random.Random) -> dict[str, list[dict]]:
     # In both campaigns, never called in B.
     a.append(_contact(rng, "A", "+33650333176", lastCallAt="2025-03-10T23:14:12"))
     b.append(_contact(rng, "B", "06 50 33 31 76", lastCallAt=None, totalCalls=0))
+    # A number in the 070 range, which phonenumbers' metadata calls unassigned: invalid
+    # today, dialled all the same, and in both campaigns.
+    a.append(_contact(rng, "A", "07 02 26 49 26", lastCallAt="2025-03-14T11:02:00"))
+    b.append(_contact(rng, "B", "+33702264926", lastCallAt="2025-03-20T16:45:30"))
     # Repeated inside campaign A only: not a cross-campaign duplicate.
     a.append(_contact(rng, "A", "0699887766"))
     a.append(_contact(rng, "A", "+33699887766"))
