@@ -28,7 +28,8 @@ class SalesDatabaseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        """A read-only connection; a missing or unusable DB fails the step with one clear line."""
+        """A read-only connection; a missing or unusable DB fails the step with one clear line,
+        whether opening it finds the problem or a report reading it does."""
         try:
             opened = open_sales_db(self.resolved_path())
             conn = opened.__enter__()
@@ -37,5 +38,8 @@ class SalesDatabaseResource(dg.ConfigurableResource):
             raise dg.Failure(description=str(error), allow_retries=False) from None
         try:
             yield conn
+        except SalesDatabaseError as error:
+            # Nor an amount the DB holds, or a scanner the installation lacks.
+            raise dg.Failure(description=str(error), allow_retries=False) from None
         finally:
             opened.__exit__(None, None, None)

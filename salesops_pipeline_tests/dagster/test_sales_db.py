@@ -8,6 +8,7 @@ import pytest
 
 from salesops_pipeline.errors import SalesDatabaseError
 from salesops_pipeline.resources import SalesDatabaseResource
+from salesops_pipeline.sales import reports
 from salesops_pipeline.sales.schema import open_sales_db
 
 
@@ -22,6 +23,16 @@ def test_resource_turns_a_missing_db_into_a_plain_step_failure(tmp_path):
     with pytest.raises(dg.Failure, match="Sales database not found") as failure:
         with resource.connect():
             pass
+    assert failure.value.allow_retries is False
+
+
+def test_resource_turns_a_report_s_db_error_into_a_plain_step_failure(sales_db_builder):
+    b = sales_db_builder
+    b.session(b.agent("lea@example.com", b.team("sales")), float("inf"))
+    resource = SalesDatabaseResource(path=str(b.close()))
+    with pytest.raises(dg.Failure, match=r"session\.amount holds an amount") as failure:
+        with resource.connect() as conn:
+            reports.team_sales(conn)
     assert failure.value.allow_retries is False
 
 

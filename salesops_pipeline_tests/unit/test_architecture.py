@@ -90,3 +90,22 @@ def test_the_package_ships_no_tests_and_no_benchmarks():
     packages = set(result.stdout.split())
     assert {"salesops_pipeline", "salesops_pipeline.post_call", "salesops_pipeline.cli"} <= packages
     assert all(name.split(".")[0] == "salesops_pipeline" for name in packages), packages
+
+
+def test_the_help_and_the_report_modules_load_without_duckdb():
+    # DuckDB is loaded by a report when it runs (it and its scanner cost about a third of a
+    # second); `salesops --help` and importing the sales domain must not pay for it.
+    probe = (
+        "import sys\n"
+        "import salesops_pipeline.sales.reports, salesops_pipeline.cli.sales\n"
+        "from salesops_pipeline.cli.main import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('duckdb' in sys.modules, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    assert result.stderr.strip() == "False"

@@ -1,14 +1,19 @@
 """The sales computations (Q3.1 team sales, Q3.2 daily progression) over their edge cases.
 
-These run the real SQL on tiny SQLite databases built for each case; no Dagster involved.
+These run the real SQL, DuckDB scanning tiny SQLite databases built for each case; no Dagster
+involved.
 """
 
+import logging
+import os
 import sqlite3
+from fractions import Fraction
 
 import pytest
 
-from salesops_pipeline.errors import InvalidInputError
-from salesops_pipeline.sales import reports
+from salesops_pipeline.cli import main
+from salesops_pipeline.errors import InvalidInputError, SalesDatabaseError
+from salesops_pipeline.sales import reports, scanner
 from salesops_pipeline.sales.schema import open_sales_db
 
 
@@ -230,3 +235,137 @@ def test_team_total_differences_names_the_team():
 def test_reports_never_write(small_sales_db):
     with open_sales_db(small_sales_db) as conn, pytest.raises(sqlite3.OperationalError):
         conn.execute("DELETE FROM session")
+
+
+def test_the_scanner_never_writes_either(small_sales_db):
+    folder = small_sales_db.parent
+    before = small_sales_db.read_bytes(), sorted(os.listdir(folder))
+    small_sales_db.chmod(0o444)  # a file the process may not write at all
+    try:
+        assert _team_sales(small_sales_db).rows
+        assert _progression(small_sales_db)
+        with pytest.raises(SalesDatabaseError, match="Cannot read sales database"):
+            scanner.query(small_sales_db, f"DELETE FROM {scanner.ALIAS}.session")
+    finally:
+        small_sales_db.chmod(0o644)
+    # Not a byte changed, and no journal, WAL or other file left beside it.
+    assert (small_sales_db.read_bytes(), sorted(os.listdir(folder))) == before
+
+
+def test_money_is_summed_exactly(sales_db_builder):
+    b = sales_db_builder
+    lea = b.agent("lea@example.com", b.team("sales"))
+    for amount in (0.1, 0.2):
+        b.session(lea, amount)
+    day = b.target(lea, "2025-04-01", 0.3)
+    for amount in (0.1, 0.2):
+        b.operation(day, amount)
+    path = b.close()
+    # As floats, 0.1 + 0.2 is 0.30000000000000004 and its ratio to 0.3 rounds to 1.0 only
+    # by luck of the order; summed exactly, it is 0.3 and the ratio is 1.0 whatever the order.
+    assert [r.amount for r in _team_sales(path).rows] == [0.3]
+    [row] = _progression(path)
+    assert (row.amount_of_the_day, row.progression_of_the_day) == (0.3, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("amount", "target", "progression"),
+    [
+        (57, 200, 0.29),  # 0.285 exactly: half up, as SQLite's ROUND gave (a float says 0.2849…)
+        (1, 8, 0.13),  # 0.125
+        (999, 1450, 0.69),
+        (-1, 1000, 0.0),  # rounds to -0.00: never below 0, and not -0.0 either
+        (500, 0, 0.0),
+    ],
+)
+def test_progression_rounds_half_up_to_two_decimals(sales_db_builder, amount, target, progression):
+    assert reports.progression_ratio(Fraction(amount), Fraction(target)) == progression
+    b = sales_db_builder
+    b.operation(b.target(b.agent("lea@example.com"), "2025-04-01", target), amount)
+    [row] = _progression(b.close())
+    assert (row.progression_of_the_day, row.progression_accumulated) == (progression,) * 2
+    assert str(row.progression_of_the_day) == str(progression)  # 0.0, never -0.0
+
+
+def test_text_in_a_money_column_is_read_like_sqlite_read_it(sales_db_builder, caplog):
+    # SQLite lets a float column hold text; the scanner then refuses the declared type, and
+    # the reports read that DB column by column as text instead, with a warning.
+    b = sales_db_builder
+    lea = b.agent("lea@example.com", b.team("sales"))
+    b.session(lea, 100.5)
+    b.session(lea, "not a number")
+    day = b.target(lea, "2025-04-01", 1000)
+    b.operation(day, 250.25)
+    b.operation(day, "n/a")
+    path = b.close()
+    with caplog.at_level(logging.WARNING, logger=scanner.__name__):
+        report = _team_sales(path)
+        [row] = _progression(path)
+    assert [(r.sessions, r.amount) for r in report.rows] == [(2, 100.5)]
+    assert (row.amount_of_the_day, row.progression_of_the_day) == (250.25, 0.25)
+    assert "do not match their declared column type" in caplog.text
+    assert 'column "amount"' in caplog.text
+
+
+def test_a_date_that_is_not_one_is_in_no_month(sales_db_builder):
+    b = sales_db_builder
+    lea = b.agent("lea@example.com")
+    b.target(lea, "2025-04-01", 100)
+    b.target(lea, "someday", 100)
+    b.operation(b.target(lea, "2025-04-02 18:30:00", 100), 50.0)  # a time of day is fine
+    rows = _progression(b.close())
+    assert [(r.date, r.amount_of_the_day) for r in rows] == [
+        ("2025-04-01", 0.0),
+        ("2025-04-02", 50.0),
+    ]
+
+
+def test_an_amount_too_large_to_sum_is_a_clear_error(sales_db_builder, capsys):
+    b = sales_db_builder
+    b.session(b.agent("lea@example.com", b.team("sales")), 1e300)
+    path = b.close()
+    too_large = r"Cannot read sales database .*: .*session\.amount holds an amount of 10\^20"
+    with pytest.raises(SalesDatabaseError, match=too_large):
+        _team_sales(path)
+    assert main(["team-sales", "--db", str(path)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("salesops: Cannot read sales database")
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+
+
+def test_a_missing_scanner_extension_is_a_clear_error(
+    small_sales_db, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(scanner, "_connection", None)  # as in a fresh process
+    monkeypatch.setattr(scanner, "extension_path", lambda: tmp_path / "gone.duckdb_extension")
+    with pytest.raises(SalesDatabaseError, match=r"SQLite scanner for DuckDB .* is missing"):
+        _team_sales(small_sales_db)
+    assert main(["team-sales", "--db", str(small_sales_db)]) == 1
+    error = capsys.readouterr().err
+    assert "is missing" in error and "gone.duckdb_extension" in error
+    assert len(error.splitlines()) == 1
+
+
+def test_the_scanner_extension_ships_with_duckdb_s_exact_version():
+    import duckdb
+
+    path = scanner.extension_path()
+    assert path.is_file()
+    assert f"v{duckdb.__version__}" in path.parts
+
+
+def test_reference_db_reports_equal_the_previous_sqlite_reports(reference_db):
+    from dataclasses import astuple
+
+    from salesops_pipeline_tests.support import sqlite_reports
+
+    with open_sales_db(reference_db) as conn:
+        months = [m for (m,) in conn.execute("SELECT DISTINCT substr(date, 1, 7) FROM target")]
+        agents = [None] + [name for (name,) in conn.execute("SELECT username FROM agent")]
+        assert _team_sales(reference_db) == sqlite_reports.team_sales(conn)
+        for month in months:
+            for agent in agents:
+                ours = reports.agent_daily_progression(conn, month, agent)
+                before = sqlite_reports.agent_daily_progression(conn, month, agent)
+                assert [astuple(r) for r in ours] == [astuple(r) for r in before], (month, agent)
+    assert months == ["2025-04"]
