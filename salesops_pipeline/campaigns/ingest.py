@@ -7,7 +7,6 @@ memory holds a batch, whether the provider pages a campaign or answers it as one
 
 import contextlib
 import queue
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -72,16 +71,19 @@ def load_campaigns(
     check_campaign_pair(campaign_a, campaign_b)
     loading = f"{CONTACTS}_loading"
     start_loading(conn, loading)
-    loads = []
     # The contacts are rewritten whole at every load and read by one query before the next:
     # compressing their strings costs a third of the load's CPU and saves the query nothing
     # worth it, so they are stored as they come.
     conn.execute("SET force_compression = 'uncompressed'")
+    campaigns = (campaign_a, campaign_b)
     try:
         with tempfile.TemporaryDirectory(prefix="salesops-pages-") as spool:
-            for position, campaign in ((1, campaign_a), (2, campaign_b)):
-                directory = Path(spool) / str(position)
-                loads.append(_load_campaign(conn, client, campaign, position, directory, loading))
+            pages = _all_pages(client, campaigns, Path(spool))
+            rejected = _stage(conn, pages, campaigns, loading)
+        loads = [
+            _campaign_load(conn, loading, position, campaign, rejected[position])
+            for position, campaign in enumerate(campaigns, start=1)
+        ]
         finish_loading(conn, loading)
         read_other_phones(conn, loading)
         _count_phones(conn, loading, loads, examples)
@@ -96,35 +98,51 @@ def load_campaigns(
     return loads
 
 
-def _load_campaign(
+def _all_pages(
+    client: VoiceClient, campaigns: tuple[str, str], spool: Path
+) -> Iterator[tuple[int, Path]]:
+    """(position, saved page) for both campaigns in turn: the second campaign travels while
+    the first one is read."""
+    for position, campaign in enumerate(campaigns, start=1):
+        for path in client.download_contact_pages(campaign, spool / str(position)):
+            yield position, path
+
+
+def _stage(
     conn: duckdb.DuckDBPyConnection,
-    client: VoiceClient,
-    campaign: str,
-    position: int,
-    directory: Path,
+    pages: Iterator[tuple[int, Path]],
+    campaigns: tuple[str, str],
     table: str,
-) -> CampaignLoad:
-    call = "GET /voice/contacts"
-    rejected: dict[int, list[Rejected]] = {}
-    pages = 0
-    for batch in _batches(_downloaded(client.download_contact_pages(campaign, directory))):
+) -> dict[int, dict[int, list[Rejected]]]:
+    """Every saved page into `table`, batch by batch; the malformed records by campaign
+    position and page."""
+    rejected: dict[int, dict[int, list[Rejected]]] = {1: {}, 2: {}}
+    for position, batch in _batches(_downloaded(pages)):
         numbered = {_page_number(path): path for path in batch}
         try:
-            rejected |= stage_pages(
-                conn, numbered, table=table, position=position, campaign=campaign
+            rejected[position] |= stage_pages(
+                conn, numbered, table=table, position=position, campaign=campaigns[position - 1]
             )
         except ValueError as error:
-            raise ApiRequestError(call, str(error)) from None
+            raise ApiRequestError("GET /voice/contacts", str(error)) from None
         finally:
             for path in batch:
                 path.unlink(missing_ok=True)
-        pages = max(pages, *numbered)
-    shutil.rmtree(directory, ignore_errors=True)
+    return rejected
+
+
+def _campaign_load(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    position: int,
+    campaign: str,
+    rejected: dict[int, list[Rejected]],
+) -> CampaignLoad:
     # A malformed record's place in the campaign's list counts every record before it, kept
     # or not, page after page in the provider's order.
     load = CampaignLoad(campaign)
     kept = page_sizes(conn, table, position)
-    for page in range(1, pages + 1):
+    for page in sorted(kept.keys() | rejected.keys()):
         offset = load.contacts + len(load.rejected)
         load.rejected.extend(
             Rejected(r.index + offset, r.record_id, r.reason) for r in rejected.get(page, [])
@@ -137,23 +155,29 @@ def _page_number(path: Path) -> int:
     return int(path.stem.rsplit("-", 1)[1])
 
 
-def _batches(pages: Iterator[Path]) -> Iterator[list[Path]]:
+def _batches(pages: Iterator[tuple[int, Path]]) -> Iterator[tuple[int, list[Path]]]:
+    """Pages grouped into batches of about BATCH_BYTES, one campaign per batch."""
     batch: list[Path] = []
     size = 0
-    for page in pages:
+    current = None
+    for position, page in pages:
+        if batch and position != current:
+            yield current, batch
+            batch, size = [], 0
+        current = position
         batch.append(page)
         size += page.stat().st_size
         if size >= BATCH_BYTES:
-            yield batch
+            yield current, batch
             batch, size = [], 0
     if batch:
-        yield batch
+        yield current, batch
 
 
 _DONE = object()
 
 
-def _downloaded(pages: Iterator[Path]) -> Iterator[Path]:
+def _downloaded(pages: Iterator) -> Iterator:
     """The saved pages, downloaded by a thread of their own while DuckDB reads the ones
     before: the network and the reading overlap."""
     ready: queue.Queue = queue.Queue(maxsize=PAGES_AHEAD)
