@@ -175,8 +175,9 @@ def _careful_sql() -> str:
         SELECT place, json, is_object, {_typed(lambda field: _column(field, "r."))}
         FROM (
             SELECT ordinality - 1 AS place, json,
-                   coalesce(json_type(json) = 'OBJECT', false) AS is_object,
-                   CASE WHEN json_type(json) = 'OBJECT' THEN from_json(json, '{struct}') END AS r
+                   -- DuckDB writes each value back minified: an object opens at once.
+                   coalesce(starts_with(json, '{{'), false) AS is_object,
+                   CASE WHEN starts_with(json, '{{') THEN from_json(json, '{struct}') END AS r
             FROM read_json($file, format = 'array', records = false,
                            columns = {{'json': 'JSON'}}) WITH ORDINALITY
         )
