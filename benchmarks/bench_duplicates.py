@@ -65,14 +65,15 @@ def _pages(params: dict) -> list[list[Path]]:
 
 def _stage(conn: duckdb.DuckDBPyConnection, campaigns: list[list[Path]]) -> None:
     contacts_table.start_loading(conn, CONTACTS)
-    for position, pages in enumerate(campaigns, start=1):
-        contacts_table.stage_pages(
-            conn,
-            dict(enumerate(pages, start=1)),
-            table=CONTACTS,
-            position=position,
-            campaign="AB"[position - 1],
-        )
+    with contacts_table.stored_as_they_come(conn):
+        for position, pages in enumerate(campaigns, start=1):
+            contacts_table.stage_pages(
+                conn,
+                dict(enumerate(pages, start=1)),
+                table=CONTACTS,
+                position=position,
+                campaign="AB"[position - 1],
+            )
     contacts_table.finish_loading(conn, CONTACTS)
     contacts_table.read_other_phones(conn)
 
@@ -144,7 +145,8 @@ def _stored_copy(params: dict) -> duckdb.DuckDBPyConnection:
     directory = Path(tempfile.mkdtemp(prefix="salesops-bench-"))
     conn = duckdb.connect(str(directory / "warehouse.duckdb"))
     conn.execute(f"ATTACH '{stored['path']}' AS stored (READ_ONLY)")
-    conn.execute(f"CREATE TABLE {CONTACTS} AS FROM stored.{CONTACTS}")
+    with contacts_table.stored_as_they_come(conn):
+        conn.execute(f"CREATE TABLE {CONTACTS} AS FROM stored.{CONTACTS}")
     conn.execute("DETACH stored")
     conn.execute("CHECKPOINT")
     return conn

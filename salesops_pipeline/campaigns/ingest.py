@@ -22,6 +22,7 @@ from salesops_pipeline.campaigns.contacts import (
     read_other_phones,
     stage_pages,
     start_loading,
+    stored_as_they_come,
 )
 from salesops_pipeline.clients.errors import ApiRequestError
 from salesops_pipeline.clients.models import Rejected
@@ -71,13 +72,12 @@ def load_campaigns(
     check_campaign_pair(campaign_a, campaign_b)
     loading = f"{CONTACTS}_loading"
     start_loading(conn, loading)
-    # The contacts are rewritten whole at every load and read by one query before the next:
-    # compressing their strings costs a third of the load's CPU and saves the query nothing
-    # worth it, so they are stored as they come.
-    conn.execute("SET force_compression = 'uncompressed'")
     campaigns = (campaign_a, campaign_b)
     try:
-        with tempfile.TemporaryDirectory(prefix="salesops-pages-") as spool:
+        with (
+            tempfile.TemporaryDirectory(prefix="salesops-pages-") as spool,
+            stored_as_they_come(conn),
+        ):
             pages = _all_pages(client, campaigns, Path(spool))
             rejected = _stage(conn, pages, campaigns, loading)
         loads = [
@@ -90,8 +90,6 @@ def load_campaigns(
     except BaseException:
         conn.execute(f"DROP TABLE IF EXISTS {loading}")
         raise
-    finally:
-        conn.execute("RESET force_compression")
     with duckdb_transaction(conn):
         conn.execute(f"DROP TABLE IF EXISTS {CONTACTS}")
         conn.execute(f"ALTER TABLE {loading} RENAME TO {CONTACTS}")
