@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from benchmarks.common import Case, cache_dir, compare, measure
+from benchmarks.common import Case, cache_dir, compare, measure, prepared
 from salesops_pipeline.campaigns import contacts as contacts_table
 from salesops_pipeline.campaigns import duplicates as dup
 from salesops_pipeline.campaigns.contacts import CONTACTS
@@ -65,7 +65,7 @@ def _pages(params: dict) -> list[list[Path]]:
 
 def _stage(conn: duckdb.DuckDBPyConnection, campaigns: list[list[Path]]) -> None:
     contacts_table.start_loading(conn, CONTACTS)
-    with contacts_table.stored_as_they_come(conn):
+    with contacts_table.loading_settings(conn):
         for position, pages in enumerate(campaigns, start=1):
             contacts_table.stage_pages(
                 conn,
@@ -145,7 +145,7 @@ def _stored_copy(params: dict) -> duckdb.DuckDBPyConnection:
     directory = Path(tempfile.mkdtemp(prefix="salesops-bench-"))
     conn = duckdb.connect(str(directory / "warehouse.duckdb"))
     conn.execute(f"ATTACH '{stored['path']}' AS stored (READ_ONLY)")
-    with contacts_table.stored_as_they_come(conn):
+    with contacts_table.loading_settings(conn):
         conn.execute(f"CREATE TABLE {CONTACTS} AS FROM stored.{CONTACTS}")
     conn.execute("DETACH stored")
     conn.execute("CHECKPOINT")
@@ -195,8 +195,7 @@ def run_stored_pure_python(rows: list[tuple]) -> int:
 
 def main(scale: int, repeat: int) -> str:
     params = {"contacts": scale}
-    campaign_pages(scale)
-    _stored(params)
+    prepared(_stored, params)
     cases = [
         Case("DuckDB SQL (ours)", _pages, run_duckdb),
         Case("pandas read_json + merge", _pages, run_pandas),

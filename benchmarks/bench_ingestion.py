@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from benchmarks.common import Case, cache_dir, compare, measure, server_process
+from benchmarks.common import Case, cache_dir, compare, measure, prepared, server_process
 from salesops_pipeline.campaigns.ingest import load_campaigns
 from salesops_pipeline.clients import ApiTransport, VoiceClient
 from salesops_pipeline.services.sandbox.server import ensure_seeded_store
@@ -93,6 +93,10 @@ def run_end_to_end(transport: ApiTransport) -> int:
     return sum(load.contacts + len(load.rejected) for load in loads)
 
 
+def _seed(path: Path, scale: int) -> None:
+    ensure_seeded_store(path, contacts_per_campaign=scale)
+
+
 def _sandbox(home: Path, page_size: int) -> tuple[list[str], str]:
     port = free_port()
     argv = [
@@ -110,7 +114,7 @@ def _sandbox(home: Path, page_size: int) -> tuple[list[str], str]:
 
 def main(scale: int, repeat: int) -> str:
     home = (cache_dir() / f"provider-{scale}").absolute()
-    ensure_seeded_store(home / "sandbox" / "provider.sqlite", contacts_per_campaign=scale)
+    prepared(_seed, home / "sandbox" / "provider.sqlite", scale)
     env = {**os.environ, "SALESOPS_HOME": str(home), "REMOTE_API_KEY": KEY}
     paged_argv, paged_url = _sandbox(home, PAGE_SIZE)
     whole_argv, whole_url = _sandbox(home, 0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.common import Case, cache_dir, compare, measure
+from benchmarks.common import Case, cache_dir, compare, measure, prepared
 from salesops_pipeline.sales import reports, scanner
 from salesops_pipeline.sales.demo import generate_demo_db
 from salesops_pipeline.sales.schema import open_sales_db
@@ -25,8 +25,12 @@ MONTH = "2026-03"
 def demo_db(scale: int) -> Path:
     path = (cache_dir() / f"sales-{scale}.sqlite").absolute()
     if not path.is_file():
-        generate_demo_db(path, sessions=scale)
+        prepared(_generate, path, scale)
     return path
+
+
+def _generate(path: Path, scale: int) -> None:
+    generate_demo_db(path, sessions=scale)
 
 
 def without_indexes(path: Path) -> Path:

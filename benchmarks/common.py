@@ -84,6 +84,20 @@ def measure(case: Case, params: dict, repeat: int) -> Figures:
     return figures
 
 
+def prepared(function: Callable, *args) -> None:
+    """Run `function(*args)` (building a benchmark's inputs) in a process of its own.
+
+    A process's peak RSS survives into the processes it starts: inputs built in this process
+    would show up in the peak of every run measured after them.
+    """
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=function, args=args)
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise RuntimeError(f"preparing the inputs failed ({function.__name__})")
+
+
 def table(title: str, rows: list[list[str]], headers: list[str]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
 

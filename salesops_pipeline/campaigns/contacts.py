@@ -221,19 +221,32 @@ def reset_contacts(conn: duckdb.DuckDBPyConnection, table: str = CONTACTS) -> No
     conn.execute(CONTACTS_DDL.format(table=table))
 
 
-@contextmanager
-def stored_as_they_come(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Write contacts without compressing them, for the duration of a load.
+# How DuckDB works while contacts load: their strings are stored as they come, since the
+# contacts are rewritten whole at every load and read by one query before the next, and
+# compressing them costs about a third of the load's CPU for nothing that query notices;
+# memory is bounded, DuckDB writing what it holds to disk beyond it; and no progress bar is
+# drawn on the terminal of whoever runs the load.
+LOADING_SETTINGS = {
+    "force_compression": "uncompressed",
+    "memory_limit": "256MB",
+    "enable_progress_bar": "false",
+}
 
-    The contacts are rewritten whole at every load and read by one query before the next:
-    compressing their strings costs about a third of the load's CPU and saves that query
-    nothing worth it.
-    """
-    conn.execute("SET force_compression = 'uncompressed'")
+
+@contextmanager
+def loading_settings(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB set for a load of contacts (LOADING_SETTINGS), then as it was."""
+    before = {
+        name: conn.execute("SELECT current_setting(?)", [name]).fetchone()[0]
+        for name in LOADING_SETTINGS
+    }
+    for name, value in LOADING_SETTINGS.items():
+        conn.execute(f"SET {name} = '{value}'")
     try:
         yield
     finally:
-        conn.execute("RESET force_compression")
+        for name, value in before.items():
+            conn.execute(f"SET {name} = '{value}'")
 
 
 def start_loading(conn: duckdb.DuckDBPyConnection, table: str) -> None:

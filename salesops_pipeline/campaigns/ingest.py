@@ -18,11 +18,11 @@ import duckdb
 from salesops_pipeline.campaigns.contacts import (
     CONTACTS,
     finish_loading,
+    loading_settings,
     page_sizes,
     read_other_phones,
     stage_pages,
     start_loading,
-    stored_as_they_come,
 )
 from salesops_pipeline.clients.errors import ApiRequestError
 from salesops_pipeline.clients.models import Rejected
@@ -76,7 +76,7 @@ def load_campaigns(
     try:
         with (
             tempfile.TemporaryDirectory(prefix="salesops-pages-") as spool,
-            stored_as_they_come(conn),
+            loading_settings(conn),
         ):
             pages = _all_pages(client, campaigns, Path(spool))
             rejected = _stage(conn, pages, campaigns, loading)

@@ -67,7 +67,8 @@ def _scanner_connection():
             raise SalesDatabaseError(
                 f"Cannot load the SQLite scanner {path}: {_first_line(error)}"
             ) from None
-        # Loading costs about a tenth of a second: once per process, then reused.
+        # Loading costs about a quarter of a second, mostly checking the extension's
+        # signature: once per process, then reused.
         _connection = conn
     return _connection
 

@@ -83,3 +83,14 @@ def test_a_page_that_breaks_off_fails_the_load_and_keeps_the_previous_contacts(
         assert not any(Path(tmp_path).rglob("page-*.json"))
     finally:
         conn.close()
+
+
+def test_a_load_leaves_the_warehouse_settings_as_they_were(sandbox):
+    conn = duckdb.connect()
+    settings = "SELECT current_setting('force_compression'), current_setting('enable_progress_bar')"
+    try:
+        before = conn.execute(settings).fetchone()
+        load_campaigns(conn, _voice(sandbox.url, sandbox.api_key), "A", "B")
+        assert conn.execute(settings).fetchone() == before
+    finally:
+        conn.close()
