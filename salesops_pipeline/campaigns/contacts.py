@@ -193,7 +193,7 @@ _CAREFUL_SQL = _careful_sql()
 
 # Separators taken out before reading a number; what this misses (exotic spaces) is left to
 # the Python path, which strips more.
-_SQL_COMPACT = r"translate(phone, ' \t.()/-', '')"
+_SQL_COMPACT = "translate(phone, ' \t.()/-', '')"  # a real tab: SQL has no escapes
 # The national number of +33…, 0033… and 0… shapes; checked for its 9 digits afterwards.
 _SQL_NATIONAL = f"""CASE WHEN starts_with({_SQL_COMPACT}, '+33') THEN {_SQL_COMPACT}[4:]
                          WHEN starts_with({_SQL_COMPACT}, '0033') THEN {_SQL_COMPACT}[5:]
