@@ -71,29 +71,36 @@ def load_campaigns(
     """
     check_campaign_pair(campaign_a, campaign_b)
     loading = f"{CONTACTS}_loading"
-    start_loading(conn, loading)
     campaigns = (campaign_a, campaign_b)
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="salesops-pages-") as spool,
-            loading_settings(conn),
-        ):
-            pages = _all_pages(client, campaigns, Path(spool))
-            rejected = _stage(conn, pages, campaigns, loading)
-        loads = [
-            _campaign_load(conn, loading, position, campaign, rejected[position])
-            for position, campaign in enumerate(campaigns, start=1)
-        ]
-        finish_loading(conn, loading)
-        read_other_phones(conn, loading)
-        _count_phones(conn, loading, loads, examples)
-    except BaseException:
-        conn.execute(f"DROP TABLE IF EXISTS {loading}")
-        raise
-    with duckdb_transaction(conn):
-        conn.execute(f"DROP TABLE IF EXISTS {CONTACTS}")
-        conn.execute(f"ALTER TABLE {loading} RENAME TO {CONTACTS}")
+    with loading_settings(conn):
+        start_loading(conn, loading)
+        try:
+            with tempfile.TemporaryDirectory(prefix="salesops-pages-") as spool:
+                pages = _all_pages(client, campaigns, Path(spool))
+                rejected = _stage(conn, pages, campaigns, loading)
+            loads = [
+                _campaign_load(conn, loading, position, campaign, rejected[position])
+                for position, campaign in enumerate(campaigns, start=1)
+            ]
+            finish_loading(conn, loading)
+            read_other_phones(conn, loading)
+            _count_phones(conn, loading, loads, examples)
+        except BaseException:
+            conn.execute(f"DROP TABLE IF EXISTS {loading}")
+            raise
+        with duckdb_transaction(conn):
+            conn.execute(f"DROP TABLE IF EXISTS {CONTACTS}")
+            conn.execute(f"ALTER TABLE {loading} RENAME TO {CONTACTS}")
+        _checkpoint(conn)
     return loads
+
+
+def _checkpoint(conn: duckdb.DuckDBPyConnection) -> None:
+    """Write the new contacts to the database file while the loading settings hold: left to
+    a later checkpoint, they would be compressed all at once, with no bound on memory."""
+    # Another connection in a transaction forbids it: the next checkpoint writes them then.
+    with contextlib.suppress(duckdb.TransactionException):
+        conn.execute("CHECKPOINT")
 
 
 def _all_pages(
