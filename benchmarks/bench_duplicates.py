@@ -128,11 +128,12 @@ def _stored(params: dict) -> dict:
     """A warehouse file holding both campaigns' contacts (built once per size)."""
     path = cache_dir() / f"duplicates-{params['contacts']}.duckdb"
     if not path.exists():
+        pages = campaign_pages(params["contacts"])
         building = path.with_suffix(".building")
         building.unlink(missing_ok=True)
         conn = duckdb.connect(str(building))
         try:
-            _stage(conn, campaign_pages(params["contacts"]))
+            _stage(conn, pages)
         finally:
             conn.close()
         building.rename(path)

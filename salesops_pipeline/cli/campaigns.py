@@ -2,6 +2,8 @@
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
 import duckdb
 
@@ -31,13 +33,19 @@ def _duplicates_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _duplicates(args: argparse.Namespace) -> int:
     check_campaign_pair(args.campaign_a, args.campaign_b)
-    conn = duckdb.connect()
-    try:
-        with provider_transport(args.timeout) as transport:
-            loads = load_campaigns(conn, VoiceClient(transport), args.campaign_a, args.campaign_b)
-        found = find_duplicates(conn)
-    finally:
-        conn.close()
+    # A database file of its own rather than one in memory: a load bounds DuckDB's memory,
+    # and what does not fit goes to that file, not to a `.tmp` folder wherever the command
+    # was run.
+    with tempfile.TemporaryDirectory(prefix="salesops-duplicates-") as scratch:
+        conn = duckdb.connect(str(Path(scratch) / "contacts.duckdb"))
+        try:
+            with provider_transport(args.timeout) as transport:
+                loads = load_campaigns(
+                    conn, VoiceClient(transport), args.campaign_a, args.campaign_b
+                )
+            found = find_duplicates(conn)
+        finally:
+            conn.close()
     for load in loads:
         if load.contacts == 0 and not load.rejected:
             print(
