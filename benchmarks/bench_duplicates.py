@@ -194,6 +194,15 @@ def run_stored_pure_python(rows: list[tuple]) -> int:
     return len(last[0].keys() & last[1].keys())
 
 
+def _agreeing(cases: list[Case], params: dict, repeat: int, expected=None) -> list:
+    """Each case measured; every method must find the same numbers (and `expected`)."""
+    figures = [measure(case, params, repeat) for case in cases]
+    found = {f.name: f.result for f in figures}
+    agreed = set(found.values()) | ({expected} if expected is not None else set())
+    assert len(agreed) == 1, f"the methods disagree: {found}"
+    return figures
+
+
 def main(scale: int, repeat: int) -> str:
     params = {"contacts": scale}
     prepared(_stored, params)
@@ -202,9 +211,7 @@ def main(scale: int, repeat: int) -> str:
         Case("pandas read_json + merge", _pages, run_pandas),
         Case("pure Python + phonenumbers", _pages, run_pure_python, baseline=True),
     ]
-    figures = [measure(case, params, repeat) for case in cases]
-    found = {f.name: f.result for f in figures}
-    assert len(set(found.values())) == 1, f"the methods disagree: {found}"
+    figures = _agreeing(cases, params, repeat)
     ours = figures[0]
     first = compare(
         f"Duplicates: 2 × {scale:,} contacts from the provider's pages, 10% overlap",
@@ -219,9 +226,7 @@ def main(scale: int, repeat: int) -> str:
         Case("pandas groupby + merge", _stored_columns, run_stored_pandas),
         Case("pure Python dicts", _stored_rows, run_stored_pure_python, baseline=True),
     ]
-    stored_figures = [measure(case, params, repeat) for case in stored_cases]
-    stored_found = {f.name: f.result for f in stored_figures}
-    assert len(set(stored_found.values()) | {ours.result}) == 1, stored_found
+    stored_figures = _agreeing(stored_cases, params, repeat, expected=ours.result)
     second = compare(
         f"Duplicates step alone: 2 × {scale:,} stored contacts",
         stored_figures,
