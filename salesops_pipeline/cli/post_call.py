@@ -2,6 +2,7 @@
 inbox the pipeline works from."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,6 +26,15 @@ def _post_call_arguments(parser: argparse.ArgumentParser) -> None:
 def _inbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=positive_int, default=20)
     parser.add_argument("--status", choices=[status.value for status in EventStatus])
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="how far behind post-call is: the backlog, the age of the oldest waiting event,"
+        " and the latency of the events finished in the last 5 minutes",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="with --stats (default text)"
+    )
     parser.set_defaults(handler=_inbox)
 
 
@@ -112,7 +122,13 @@ def _existing_inbox() -> Inbox:
 
 
 def _inbox(args: argparse.Namespace) -> int:
+    if args.format == "json" and not args.stats:
+        raise InvalidInputError("--format json goes with --stats")
     inbox = _existing_inbox()
+    if args.stats:
+        lag = inbox.lag()
+        print(json.dumps(lag.to_json()) if args.format == "json" else lag.text())
+        return 0
     records = inbox.recent(limit=args.limit, status=args.status)
     if not records:
         print("No post-call events" + (f" with status {args.status}" if args.status else ""))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from salesops_pipeline.post_call.lag import RECENT, PostCallLag, percentile
 from salesops_pipeline.post_call.status import (
     OPEN_STATUSES,
     AcceptStatus,
@@ -59,6 +60,8 @@ CREATE TABLE IF NOT EXISTS event (
 );
 CREATE INDEX IF NOT EXISTS event_due ON event (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS event_lease ON event (lease_owner);
+-- Events finished lately, for the post-call latency.
+CREATE INDEX IF NOT EXISTS event_updated ON event (updated_at);
 CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,
@@ -171,6 +174,10 @@ def _now() -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
 
 
 def payload_digest(payload: str) -> str:
@@ -709,6 +716,49 @@ class Inbox:
                 "SELECT * FROM outcome WHERE call_id = ? ORDER BY id", (call_id,)
             ).fetchall()
         return [dict(row) | {"writes": json.loads(row["writes"])} for row in rows]
+
+    def lag(self, now: datetime | None = None) -> PostCallLag:
+        """The backlog, the lag and the recent latency (see `post_call.lag`)."""
+        now = now or _now()
+        since = _iso(now - RECENT)
+        with self.connect() as conn:
+            waiting = {
+                status: (count, oldest)
+                for status, count, oldest in conn.execute(
+                    "SELECT status, COUNT(*), MIN(received_at) FROM event"
+                    " WHERE status IN (?, ?) GROUP BY status",
+                    (EventStatus.PENDING, EventStatus.RETRYING),
+                )
+            }
+            [(failed,)] = conn.execute(
+                "SELECT COUNT(*) FROM event WHERE status = ?", (EventStatus.FAILED,)
+            ).fetchall()
+            # Finished: its write confirmed by the provider, or else its outcome recorded.
+            finished = conn.execute(
+                """SELECT e.received_at,
+                          CASE WHEN w.state = ? THEN w.updated_at ELSE e.updated_at END AS done
+                   FROM event e LEFT JOIN write w ON w.call_id = e.call_id
+                   WHERE e.status NOT IN (?, ?) AND e.updated_at >= ?""",
+                (WriteState.APPLIED, EventStatus.PENDING, EventStatus.RETRYING, since),
+            ).fetchall()
+        oldest = min((first for _, first in waiting.values()), default=None)
+        latencies = sorted(
+            max((_parse(done) - _parse(received)).total_seconds(), 0.0)
+            for received, done in finished
+            if done >= since
+        )
+        return PostCallLag(
+            pending=waiting.get(EventStatus.PENDING, (0, None))[0],
+            retrying=waiting.get(EventStatus.RETRYING, (0, None))[0],
+            failed=failed,
+            oldest_pending_age_s=(
+                None if oldest is None else max((now - _parse(oldest)).total_seconds(), 0.0)
+            ),
+            finished_last_5m=len(latencies),
+            latency_p50_s=percentile(latencies, 0.50),
+            latency_p95_s=percentile(latencies, 0.95),
+            latency_max_s=latencies[-1] if latencies else None,
+        )
 
     def counts(self) -> dict[str, int]:
         with self.connect() as conn:
