@@ -13,6 +13,8 @@ from salesops_pipeline.assets.constants import (
     POST_CALL_RUN_TAG,
     SALES_OPS_OWNER,
 )
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.lag import percentile
 from salesops_pipeline.post_call.lanes import LaneSettings, drain_lane
 from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
 from salesops_pipeline.post_call.workers import release_dead_workers
@@ -53,6 +55,24 @@ def outcomes_markdown(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def lag_metadata(inbox: Inbox, outcomes: list[Outcome]) -> dict:
+    """Numbers the asset's plots chart over time: the batch's latency (from the intake's
+    storage to the provider's confirmation), and the inbox's backlog and lag."""
+    latencies = inbox.latencies([o.call_id for o in outcomes])
+    lag = inbox.lag()
+    figures = {
+        "latency_p50_s": percentile(latencies, 0.50),
+        "latency_p95_s": percentile(latencies, 0.95),
+        "backlog": lag.backlog,
+        "lag_s": lag.oldest_pending_age_s or 0.0,
+    }
+    return {
+        name: dg.MetadataValue.float(float(value))
+        for name, value in figures.items()
+        if value is not None
+    }
+
+
 @dg.op(tags=POST_CALL_RUN_TAG)
 def apply_post_call_events(
     context: dg.OpExecutionContext,
@@ -91,6 +111,7 @@ def apply_post_call_events(
                     "events": len(outcomes),
                     **{f"events_{status}": n for status, n in sorted(counts.items())},
                     "writes": sum(len(o.writes) for o in outcomes),
+                    **lag_metadata(processor.inbox, outcomes),
                     "outcomes": dg.MetadataValue.md(outcomes_markdown(outcomes)),
                 },
             )

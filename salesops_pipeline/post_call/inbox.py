@@ -180,6 +180,19 @@ def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
 
+# Finished events, each with when it was stored and when it was done: its write confirmed by
+# the provider, or else its outcome recorded.
+_FINISHED = """SELECT e.call_id, e.received_at,
+                      CASE WHEN w.state = ? THEN w.updated_at ELSE e.updated_at END
+               FROM event e LEFT JOIN write w ON w.call_id = e.call_id
+               WHERE e.status NOT IN (?, ?)"""
+_FINISHED_PARAMS = (WriteState.APPLIED, EventStatus.PENDING, EventStatus.RETRYING)
+
+
+def _latency(received: str, done: str) -> float:
+    return max((_parse(done) - _parse(received)).total_seconds(), 0.0)
+
+
 def payload_digest(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -733,19 +746,12 @@ class Inbox:
             [(failed,)] = conn.execute(
                 "SELECT COUNT(*) FROM event WHERE status = ?", (EventStatus.FAILED,)
             ).fetchall()
-            # Finished: its write confirmed by the provider, or else its outcome recorded.
             finished = conn.execute(
-                """SELECT e.received_at,
-                          CASE WHEN w.state = ? THEN w.updated_at ELSE e.updated_at END AS done
-                   FROM event e LEFT JOIN write w ON w.call_id = e.call_id
-                   WHERE e.status NOT IN (?, ?) AND e.updated_at >= ?""",
-                (WriteState.APPLIED, EventStatus.PENDING, EventStatus.RETRYING, since),
+                f"{_FINISHED} AND e.updated_at >= ?", (*_FINISHED_PARAMS, since)
             ).fetchall()
         oldest = min((first for _, first in waiting.values()), default=None)
         latencies = sorted(
-            max((_parse(done) - _parse(received)).total_seconds(), 0.0)
-            for received, done in finished
-            if done >= since
+            _latency(received, done) for _, received, done in finished if done >= since
         )
         return PostCallLag(
             pending=waiting.get(EventStatus.PENDING, (0, None))[0],
@@ -759,6 +765,20 @@ class Inbox:
             latency_p95_s=percentile(latencies, 0.95),
             latency_max_s=latencies[-1] if latencies else None,
         )
+
+    def latencies(self, call_ids: list[str]) -> list[float]:
+        """The latency of each of these events that has finished, in seconds, sorted."""
+        with self.connect() as conn:
+            rows = [
+                row
+                for chunk in range(0, len(call_ids), 500)
+                for row in conn.execute(
+                    f"{_FINISHED} AND e.call_id IN"
+                    f" ({', '.join('?' * len(call_ids[chunk : chunk + 500]))})",
+                    (*_FINISHED_PARAMS, *call_ids[chunk : chunk + 500]),
+                )
+            ]
+        return sorted(_latency(received, done) for _, received, done in rows)
 
     def counts(self) -> dict[str, int]:
         with self.connect() as conn:

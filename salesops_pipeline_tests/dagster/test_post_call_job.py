@@ -124,6 +124,9 @@ def test_reference_payloads_reschedule_and_transfer(pipeline, reference_events):
     [materialization] = run.get_asset_materialization_events()
     metadata = materialization.materialization.metadata
     assert metadata["events_applied"].value == 2
+    # Numbers the asset's plots chart: the batch's latency, the inbox's backlog and lag.
+    assert 0 <= metadata["latency_p50_s"].value <= metadata["latency_p95_s"].value < 60
+    assert (metadata["backlog"].value, metadata["lag_s"].value) == (0.0, 0.0)
     assert "reschedule to 2025-04-14T10:30:00" in metadata["outcomes"].value
     # ... and kept in the inbox's outcomes log.
     [outcome] = pipeline.inbox.outcomes("102344028")

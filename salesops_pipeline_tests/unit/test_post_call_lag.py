@@ -81,3 +81,10 @@ def test_the_lag_grows_while_nothing_finishes(inbox):
 )
 def test_percentile_is_nearest_rank(values, share, expected):
     assert percentile(values, share) == expected
+
+
+def test_a_batchs_latencies_count_only_its_finished_events(inbox):
+    _event(inbox, "written", "applied", received_ago=60, updated_ago=40, write_confirmed_ago=50)
+    _event(inbox, "nothing", "nothing_to_do", received_ago=30, updated_ago=28)
+    _event(inbox, "waiting", "pending", received_ago=10, updated_ago=10)
+    assert inbox.latencies(["written", "nothing", "waiting", "unknown"]) == [2.0, 10.0]
