@@ -107,3 +107,11 @@ def post_call_idle_seconds() -> float:
 
 def post_call_batch() -> int:
     return _number(POST_CALL_BATCH_ENV, 200, minimum=1)
+
+
+MAX_POST_CALL_LAG_ENV = "SALESOPS_MAX_POST_CALL_LAG_S"
+
+
+def max_post_call_lag_seconds() -> float:
+    """How old the oldest waiting post-call event may get before post_call_lag fails."""
+    return _number(MAX_POST_CALL_LAG_ENV, 120.0, minimum=1, kind=float)

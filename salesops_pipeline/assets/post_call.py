@@ -7,6 +7,7 @@ from collections import Counter
 import dagster as dg
 from pydantic import Field
 
+from salesops_pipeline import settings
 from salesops_pipeline.assets.constants import (
     POST_CALL_GROUP,
     POST_CALL_LANE_TAG,
@@ -235,4 +236,76 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
     return dg.SensorResult(run_requests=run_requests)
 
 
-defs = dg.Definitions(assets=[post_call_outcomes], jobs=[post_call_job], sensors=[post_call_sensor])
+POST_CALL_LAG_CHECK = "post_call_lag"
+# A stalled pipeline starts no run, so the check cannot wait for one: the sensor below
+# evaluates it on its own, this often.
+LAG_CHECK_INTERVAL_SECONDS = 30
+
+
+def lag_verdict(store: Inbox) -> tuple[bool, dict]:
+    """Whether the oldest waiting event is younger than SALESOPS_MAX_POST_CALL_LAG_S, and the
+    figures that say so."""
+    lag = store.lag()
+    limit = settings.max_post_call_lag_seconds()
+    age = lag.oldest_pending_age_s or 0.0
+    metadata = {
+        "lag_s": dg.MetadataValue.float(age),
+        "max_lag_s": dg.MetadataValue.float(limit),
+        "backlog": dg.MetadataValue.int(lag.backlog),
+        "pending": dg.MetadataValue.int(lag.pending),
+        "retrying": dg.MetadataValue.int(lag.retrying),
+        "finished_last_5m": dg.MetadataValue.int(lag.finished_last_5m),
+    }
+    if lag.latency_p95_s is not None:
+        metadata["latency_p95_s"] = dg.MetadataValue.float(lag.latency_p95_s)
+    return age <= limit, metadata
+
+
+@dg.asset_check(
+    asset=post_call_outcomes.key,
+    name=POST_CALL_LAG_CHECK,
+    description=(
+        "The oldest post-call event still waiting is younger than SALESOPS_MAX_POST_CALL_LAG_S"
+        " (120 s by default). Evaluated every 30 s by post_call_lag_sensor, runs or not."
+    ),
+)
+def post_call_lag(inbox: InboxResource) -> dg.AssetCheckResult:
+    passed, metadata = lag_verdict(inbox.get_inbox())
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata
+    )
+
+
+@dg.sensor(
+    minimum_interval_seconds=LAG_CHECK_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Evaluates the post_call_lag check from the inbox every 30 s: a stalled post-call"
+        " pipeline starts no run, so a check that ran only with the job would never fail."
+    ),
+)
+def post_call_lag_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
+    passed, metadata = lag_verdict(inbox.get_inbox())
+    if not passed:
+        context.log.error(
+            f"post-call is behind: the oldest waiting event is {metadata['lag_s'].value:.0f} s old"
+        )
+    return dg.SensorResult(
+        asset_events=[
+            dg.AssetCheckEvaluation(
+                asset_key=post_call_outcomes.key,
+                check_name=POST_CALL_LAG_CHECK,
+                passed=passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata=metadata,
+            )
+        ]
+    )
+
+
+defs = dg.Definitions(
+    assets=[post_call_outcomes],
+    asset_checks=[post_call_lag],
+    jobs=[post_call_job],
+    sensors=[post_call_sensor, post_call_lag_sensor],
+)

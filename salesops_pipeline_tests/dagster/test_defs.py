@@ -19,6 +19,9 @@ def test_definitions_load_and_resolve():
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.job_name == "post_call_job"
     assert defs.resolve_schedule_def("nightly_sales_reports_schedule") is not None
+    lag = defs.resolve_sensor_def("post_call_lag_sensor")
+    assert lag.default_status == dg.DefaultSensorStatus.RUNNING
+    assert lag.minimum_interval_seconds <= 60  # the lag check at least every minute
     freshness = defs.resolve_sensor_def("nightly_reports_freshness_sensor")
     assert freshness.default_status == dg.DefaultSensorStatus.RUNNING
 
@@ -49,6 +52,7 @@ def test_every_asset_has_checks():
         "agent_daily_progression",
         "progression_exports",
         "cross_campaign_duplicates",
+        "post_call_outcomes",
     }
 
 
