@@ -6,9 +6,7 @@ memory holds a batch, whether the provider pages a campaign or answers it as one
 """
 
 import contextlib
-import queue
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from salesops_pipeline.campaigns.contacts import (
 )
 from salesops_pipeline.clients.errors import ApiRequestError
 from salesops_pipeline.clients.models import Rejected
+from salesops_pipeline.clients.transport import prefetched
 from salesops_pipeline.clients.voice import VoiceClient
 from salesops_pipeline.errors import InvalidInputError
 from salesops_pipeline.transactions import duckdb_transaction
@@ -33,8 +32,9 @@ from salesops_pipeline.transactions import duckdb_transaction
 # Bytes of saved pages read per batch: enough for DuckDB to read them in parallel, little
 # enough that a batch stays a small part of memory.
 BATCH_BYTES = 64 << 20
-# Pages saved ahead of the reading; the download waits beyond that, so the disk holds a
-# bounded amount whatever the campaign's size.
+# Pages saved ahead of the reading, by a thread of their own while DuckDB reads the ones
+# before; the download waits beyond that, so the disk holds a bounded amount whatever the
+# campaign's size.
 PAGES_AHEAD = 64
 
 
@@ -122,7 +122,7 @@ def _stage(
     """Every saved page into `table`, batch by batch; the malformed records by campaign
     position and page."""
     rejected: dict[int, dict[int, list[Rejected]]] = {1: {}, 2: {}}
-    for position, batch in _batches(_downloaded(pages)):
+    for position, batch in _batches(prefetched(pages, ahead=PAGES_AHEAD)):
         numbered = {_page_number(path): path for path in batch}
         try:
             rejected[position] |= stage_pages(
@@ -177,44 +177,6 @@ def _batches(pages: Iterator[tuple[int, Path]]) -> Iterator[tuple[int, list[Path
             batch, size = [], 0
     if batch:
         yield current, batch
-
-
-_DONE = object()
-
-
-def _downloaded(pages: Iterator) -> Iterator:
-    """The saved pages, downloaded by a thread of their own while DuckDB reads the ones
-    before: the network and the reading overlap."""
-    ready: queue.Queue = queue.Queue(maxsize=PAGES_AHEAD)
-    stop = threading.Event()
-
-    def download() -> None:
-        try:
-            for page in pages:
-                if stop.is_set():
-                    return
-                ready.put(page)
-            ready.put(_DONE)
-        except BaseException as error:  # noqa: BLE001 - handed to the reader, which raises it
-            ready.put(error)
-
-    worker = threading.Thread(target=download, name="contact-pages", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = ready.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        # Unblock a download waiting for room, then let it end before its files go.
-        while worker.is_alive():
-            with contextlib.suppress(queue.Empty):
-                ready.get(timeout=0.1)
-        worker.join()
 
 
 def _count_phones(

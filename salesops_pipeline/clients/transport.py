@@ -6,6 +6,7 @@ RFC 8288 `Link: <...>; rel="next"` headers.
 """
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
@@ -331,20 +332,25 @@ _END = object()
 Item = TypeVar("Item")
 
 
-def prefetched(items: Iterator[Item]) -> Iterator[Item]:
-    """Yield from `items`, getting the next one in a background thread meanwhile.
+def prefetched(items: Iterator[Item], ahead: int = 1) -> Iterator[Item]:
+    """Yield from `items`, getting up to `ahead` next ones in a background thread meanwhile.
 
-    For paged lists: the next page travels while the caller parses the current one. Only one
-    thread advances `items` at a time.
+    For paged lists: the next pages travel while the caller handles the current one. Only one
+    thread advances `items`, in order; when the caller stops early, the items not yet started
+    are never fetched.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
-        pending = pool.submit(next, items, _END)
-        while True:
-            item = pending.result()
-            if item is _END:
-                return
-            pending = pool.submit(next, items, _END)
-            yield item
+        pending = deque(pool.submit(next, items, _END) for _ in range(ahead))
+        try:
+            while True:
+                item = pending.popleft().result()
+                if item is _END:
+                    return
+                pending.append(pool.submit(next, items, _END))
+                yield item
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
