@@ -65,7 +65,7 @@ def lag_metadata(inbox: Inbox, outcomes: list[Outcome]) -> dict:
         "latency_p50_s": percentile(latencies, 0.50),
         "latency_p95_s": percentile(latencies, 0.95),
         "backlog": lag.backlog,
-        "lag_s": lag.oldest_pending_age_s or 0.0,
+        "lag_s": lag.lag_s,
     }
     return {
         name: dg.MetadataValue.float(float(value))
@@ -247,9 +247,8 @@ def lag_verdict(store: Inbox) -> tuple[bool, dict]:
     figures that say so."""
     lag = store.lag()
     limit = settings.max_post_call_lag_seconds()
-    age = lag.oldest_pending_age_s or 0.0
     metadata = {
-        "lag_s": dg.MetadataValue.float(age),
+        "lag_s": dg.MetadataValue.float(lag.lag_s),
         "max_lag_s": dg.MetadataValue.float(limit),
         "backlog": dg.MetadataValue.int(lag.backlog),
         "pending": dg.MetadataValue.int(lag.pending),
@@ -258,7 +257,7 @@ def lag_verdict(store: Inbox) -> tuple[bool, dict]:
     }
     if lag.latency_p95_s is not None:
         metadata["latency_p95_s"] = dg.MetadataValue.float(lag.latency_p95_s)
-    return age <= limit, metadata
+    return lag.within(limit), metadata
 
 
 @dg.asset_check(

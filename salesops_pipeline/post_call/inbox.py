@@ -186,7 +186,7 @@ _FINISHED = """SELECT e.call_id, e.received_at,
                       CASE WHEN w.state = ? THEN w.updated_at ELSE e.updated_at END
                FROM event e LEFT JOIN write w ON w.call_id = e.call_id
                WHERE e.status NOT IN (?, ?)"""
-_FINISHED_PARAMS = (WriteState.APPLIED, EventStatus.PENDING, EventStatus.RETRYING)
+_FINISHED_PARAMS = (WriteState.APPLIED, *OPEN_STATUSES)
 
 
 def _latency(received: str, done: str) -> float:
@@ -740,7 +740,7 @@ class Inbox:
                 for status, count, oldest in conn.execute(
                     "SELECT status, COUNT(*), MIN(received_at) FROM event"
                     " WHERE status IN (?, ?) GROUP BY status",
-                    (EventStatus.PENDING, EventStatus.RETRYING),
+                    OPEN_STATUSES,
                 )
             }
             [(failed,)] = conn.execute(

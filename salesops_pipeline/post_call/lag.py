@@ -30,6 +30,15 @@ class PostCallLag:
     def backlog(self) -> int:
         return self.pending + self.retrying
 
+    @property
+    def lag_s(self) -> float:
+        """The age of the oldest waiting event; 0 when nothing waits."""
+        return self.oldest_pending_age_s or 0.0
+
+    def within(self, max_lag_s: float) -> bool:
+        """Whether post-call keeps up: no event has waited longer than `max_lag_s`."""
+        return self.lag_s <= max_lag_s
+
     def to_json(self) -> dict:
         return asdict(self)
 

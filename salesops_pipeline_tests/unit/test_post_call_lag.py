@@ -88,3 +88,10 @@ def test_a_batchs_latencies_count_only_its_finished_events(inbox):
     _event(inbox, "nothing", "nothing_to_do", received_ago=30, updated_ago=28)
     _event(inbox, "waiting", "pending", received_ago=10, updated_ago=10)
     assert inbox.latencies(["written", "nothing", "waiting", "unknown"]) == [2.0, 10.0]
+
+
+def test_keeping_up_is_no_event_waiting_longer_than_the_limit(inbox):
+    _event(inbox, "stuck", "pending", received_ago=200, updated_ago=200)
+    lag = inbox.lag(NOW)
+    assert (lag.lag_s, lag.within(200), lag.within(199)) == (200, True, False)
+    assert Inbox(inbox.path.with_name("empty.sqlite")).lag(NOW).within(1)
