@@ -31,9 +31,13 @@ setup(
         "numpy==2.4.6",
         "phonenumbers==9.0.43",
         "psycopg2-binary==2.9.13",
+        # The intake's /metrics, in the Prometheus text format.
+        "prometheus-client==0.26.0",
         "pydantic==2.14.4",
         "python-dotenv==1.2.4",
         "requests==2.34.2",
+        # Live progress of the long commands on a terminal (already a dependency of dagster).
+        "rich==15.0.0",
         # 2.1 switched PostgreSQL's default driver to psycopg 3, which dagster-postgres's
         # NOTIFY statements do not support; 2.0 keeps psycopg2.
         "sqlalchemy==2.0.58",
