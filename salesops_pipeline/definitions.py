@@ -8,6 +8,7 @@ import dagster as dg
 
 from salesops_pipeline.assets import campaigns, post_call, sales
 from salesops_pipeline.resources import (
+    AlertsResource,
     InboxResource,
     PostCallRulesResource,
     ProviderResource,
@@ -29,6 +30,7 @@ defs = dg.Definitions.merge(
             ),
             "inbox": InboxResource(),
             "post_call_rules": PostCallRulesResource(),
+            "alerts": AlertsResource(),
         },
     ),
 )

@@ -84,7 +84,9 @@ POST_CALL_IDLE_ENV = "SALESOPS_POST_CALL_IDLE_SECONDS"
 POST_CALL_BATCH_ENV = "SALESOPS_POST_CALL_BATCH"
 
 
-def _number(name: str, default: float, *, minimum: float, kind: type = int):
+def _number(
+    name: str, default: float, *, minimum: float, maximum: float | None = None, kind: type = int
+):
     text = os.environ.get(name)
     if not text:
         return default
@@ -92,8 +94,9 @@ def _number(name: str, default: float, *, minimum: float, kind: type = int):
         value = kind(text)
     except ValueError:
         value = None
-    if value is None or value < minimum:
-        raise ValueError(f"{name}={text!r}: expected a {kind.__name__} of at least {minimum}")
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        bounds = f"of at least {minimum}" + (f" and at most {maximum}" if maximum else "")
+        raise ValueError(f"{name}={text!r}: expected a {kind.__name__} {bounds}")
     return value
 
 
@@ -115,3 +118,29 @@ MAX_POST_CALL_LAG_ENV = "SALESOPS_MAX_POST_CALL_LAG_S"
 def max_post_call_lag_seconds() -> float:
     """How old the oldest waiting post-call event may get before post_call_lag fails."""
     return _number(MAX_POST_CALL_LAG_ENV, 120.0, minimum=1, kind=float)
+
+
+POST_CALL_LAG_CHECK_ENV = "SALESOPS_POST_CALL_LAG_CHECK_S"
+
+
+def post_call_lag_check_seconds() -> int:
+    """How often post_call_lag is evaluated: at least every minute, or a stall would go
+    unseen for longer than the check promises. Read when the definitions load: a sensor's
+    interval is part of its definition."""
+    return _number(POST_CALL_LAG_CHECK_ENV, 30, minimum=1, maximum=60)
+
+
+ALERT_WEBHOOK_URL_ENV = "SALESOPS_ALERT_WEBHOOK_URL"
+DAGSTER_URL_ENV = "SALESOPS_DAGSTER_URL"
+
+
+def alert_webhook_url() -> str | None:
+    """Where post-call alerts go (a Slack incoming webhook, or anything taking its JSON);
+    None: no alert is sent. The URL is a secret: it is never logged."""
+    return os.environ.get(ALERT_WEBHOOK_URL_ENV) or None
+
+
+def dagster_url() -> str | None:
+    """The Dagster UI's address, for alerts to link to; `salesops dev` sets it."""
+    value = os.environ.get(DAGSTER_URL_ENV)
+    return value.rstrip("/") if value else None

@@ -75,6 +75,8 @@ def isolated_home(restored_environment, tmp_path, monkeypatch) -> Path:
         "X_API_KEY",
         "SALESOPS_WEBHOOK_SECRET",
         "SALESOPS_DAGSTER_YAML",
+        "SALESOPS_ALERT_WEBHOOK_URL",
+        "SALESOPS_DAGSTER_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     workdir = tmp_path / "cwd"

@@ -14,12 +14,26 @@ from salesops_pipeline.assets.constants import (
     POST_CALL_RUN_TAG,
     SALES_OPS_OWNER,
 )
+from salesops_pipeline.clients.alerts import AlertNotSent
+from salesops_pipeline.post_call.alerts import (
+    Alerter,
+    Condition,
+    lag_alert,
+    lag_recovery,
+    run_failure_alert,
+    run_recovery,
+)
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.post_call.lag import percentile
+from salesops_pipeline.post_call.lag import PostCallLag, percentile
 from salesops_pipeline.post_call.lanes import LaneSettings, drain_lane
 from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
 from salesops_pipeline.post_call.workers import release_dead_workers
-from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
+from salesops_pipeline.resources import (
+    AlertsResource,
+    InboxResource,
+    PostCallRulesResource,
+    ProviderResource,
+)
 from salesops_pipeline.text import markdown_cell
 
 post_call_outcomes = dg.AssetSpec(
@@ -237,16 +251,11 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
 
 
 POST_CALL_LAG_CHECK = "post_call_lag"
-# A stalled pipeline starts no run, so the check cannot wait for one: the sensor below
-# evaluates it on its own, this often.
-LAG_CHECK_INTERVAL_SECONDS = 30
 
 
-def lag_verdict(store: Inbox) -> tuple[bool, dict]:
-    """Whether the oldest waiting event is younger than SALESOPS_MAX_POST_CALL_LAG_S, and the
-    figures that say so."""
-    lag = store.lag()
-    limit = settings.max_post_call_lag_seconds()
+def lag_verdict(lag: PostCallLag, limit: float) -> tuple[bool, dict]:
+    """Whether the oldest waiting event is younger than `limit` seconds, and the figures that
+    say so."""
     metadata = {
         "lag_s": dg.MetadataValue.float(lag.lag_s),
         "max_lag_s": dg.MetadataValue.float(limit),
@@ -269,36 +278,121 @@ def lag_verdict(store: Inbox) -> tuple[bool, dict]:
     ),
 )
 def post_call_lag(inbox: InboxResource) -> dg.AssetCheckResult:
-    passed, metadata = lag_verdict(inbox.get_inbox())
+    passed, metadata = lag_verdict(inbox.get_inbox().lag(), settings.max_post_call_lag_seconds())
     return dg.AssetCheckResult(
         passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata
     )
 
 
-@dg.sensor(
-    minimum_interval_seconds=LAG_CHECK_INTERVAL_SECONDS,
+def _alert(context, alerter: Alerter | None, *args) -> None:
+    """Tell the operators if a condition started or ended. A chat that cannot be reached is
+    logged and the message left for the next evaluation: it never stops the evaluation."""
+    if alerter is None:
+        return
+    try:
+        sent = alerter.update(*args)
+    except AlertNotSent as error:
+        context.log.warning(f"{error}; sent again at the next evaluation")
+        return
+    if sent:
+        context.log.info(f"alert sent to {alerter.webhook.host}: {args[0]}")
+
+
+def post_call_lag_sensor_def() -> dg.SensorDefinition:
+    """The sensor that evaluates post_call_lag, at the interval SALESOPS_POST_CALL_LAG_CHECK_S
+    sets when the definitions load (30 s by default)."""
+    interval = settings.post_call_lag_check_seconds()
+
+    @dg.sensor(
+        name="post_call_lag_sensor",
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Evaluates the post_call_lag check from the inbox every {interval} s, and alerts"
+            " the operators when it starts failing and when it passes again: a stalled"
+            " post-call pipeline starts no run, so a check that ran only with the job would"
+            " never fail."
+        ),
+    )
+    def post_call_lag_sensor(
+        context: dg.SensorEvaluationContext, inbox: InboxResource, alerts: AlertsResource
+    ):
+        store = inbox.get_inbox()
+        lag = store.lag()
+        limit = settings.max_post_call_lag_seconds()
+        passed, metadata = lag_verdict(lag, limit)
+        if not passed:
+            context.log.error(
+                f"post-call is behind: the oldest waiting event is {lag.lag_s:.0f} s old"
+            )
+        _alert(
+            context,
+            alerts.get_alerter(store),
+            Condition.LAG,
+            not passed,
+            lambda: lag_alert(lag, limit, alerts.get_dagster_url()),
+            lambda since, now: lag_recovery(lag, since, now),
+        )
+        return dg.SensorResult(
+            asset_events=[
+                dg.AssetCheckEvaluation(
+                    asset_key=post_call_outcomes.key,
+                    check_name=POST_CALL_LAG_CHECK,
+                    passed=passed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata=metadata,
+                )
+            ]
+        )
+
+    return post_call_lag_sensor
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[post_call_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Evaluates the post_call_lag check from the inbox every 30 s: a stalled post-call"
-        " pipeline starts no run, so a check that ran only with the job would never fail."
+        "Alerts the operators when a post_call_job run fails, once until a run succeeds again"
+        " (SALESOPS_ALERT_WEBHOOK_URL)."
     ),
 )
-def post_call_lag_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
-    passed, metadata = lag_verdict(inbox.get_inbox())
-    if not passed:
-        context.log.error(
-            f"post-call is behind: the oldest waiting event is {metadata['lag_s'].value:.0f} s old"
-        )
-    return dg.SensorResult(
-        asset_events=[
-            dg.AssetCheckEvaluation(
-                asset_key=post_call_outcomes.key,
-                check_name=POST_CALL_LAG_CHECK,
-                passed=passed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata=metadata,
-            )
-        ]
+def post_call_run_failure_alert(
+    context: dg.RunFailureSensorContext, inbox: InboxResource, alerts: AlertsResource
+):
+    store = inbox.get_inbox()
+    run = context.dagster_run
+    _alert(
+        context,
+        alerts.get_alerter(store),
+        Condition.RUN_FAILED,
+        True,
+        lambda: run_failure_alert(
+            run.run_id, run.tags.get(POST_CALL_LANE_TAG), store.lag(), alerts.get_dagster_url()
+        ),
+        None,
+    )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[post_call_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Tells the operators once that post-call runs succeed again after a failure was alerted."
+    ),
+)
+def post_call_run_recovery_alert(
+    context: dg.RunStatusSensorContext, inbox: InboxResource, alerts: AlertsResource
+):
+    store = inbox.get_inbox()
+    run_id = context.dagster_run.run_id
+    _alert(
+        context,
+        alerts.get_alerter(store),
+        Condition.RUN_FAILED,
+        False,
+        None,
+        lambda since, now: run_recovery(run_id, store.lag(), since, now),
     )
 
 
@@ -306,5 +400,10 @@ defs = dg.Definitions(
     assets=[post_call_outcomes],
     asset_checks=[post_call_lag],
     jobs=[post_call_job],
-    sensors=[post_call_sensor, post_call_lag_sensor],
+    sensors=[
+        post_call_sensor,
+        post_call_lag_sensor_def(),
+        post_call_run_failure_alert,
+        post_call_run_recovery_alert,
+    ],
 )

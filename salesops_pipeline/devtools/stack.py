@@ -114,10 +114,14 @@ def describe_keys(home: Path, keys: list[StackKey]) -> list[str]:
 
 
 # The secrets each part of the stack must not see: the intake never calls the provider, the
-# provider and Dagster's runs never receive webhooks.
+# provider and Dagster's runs never receive webhooks, and only Dagster's sensors alert.
 SECRETS_NOT_NEEDED = {
-    "sandbox": (settings.INTAKE_KEY_ENV, settings.WEBHOOK_SECRET_ENV),
-    "intake": (settings.REMOTE_API_KEY_ENV,),
+    "sandbox": (
+        settings.INTAKE_KEY_ENV,
+        settings.WEBHOOK_SECRET_ENV,
+        settings.ALERT_WEBHOOK_URL_ENV,
+    ),
+    "intake": (settings.REMOTE_API_KEY_ENV, settings.ALERT_WEBHOOK_URL_ENV),
     "dagster": (settings.INTAKE_KEY_ENV, settings.WEBHOOK_SECRET_ENV),
 }
 
@@ -219,6 +223,8 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
     workspace = install_instance(dagster_home)
     sales_db = resolve_sales_db_path()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), settings.HOME_ENV: str(home)}
+    # Alerts link to the UI this stack serves, unless the operators reach it elsewhere.
+    env.setdefault(settings.DAGSTER_URL_ENV, f"http://{host}:{ports.dagster}")
     keys = resolve_stack_keys(home, env)
     env.update({key.name: key.value for key in keys})
     cli = [sys.executable, "-m", "salesops_pipeline.cli"]

@@ -135,6 +135,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     content_type TEXT,
     raw_body BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert (condition TEXT PRIMARY KEY, raised_at TEXT NOT NULL);
 """
 
 # The queue reason of a replay, which a run handles whatever the event's status.
@@ -783,6 +784,25 @@ class Inbox:
     def counts(self) -> dict[str, int]:
         with self.connect() as conn:
             return dict(conn.execute("SELECT status, COUNT(*) FROM event GROUP BY status"))
+
+    def alert_raised_at(self, condition: str) -> datetime | None:
+        """When the operators were told of `condition`, if it has not cleared since."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT raised_at FROM alert WHERE condition = ?", (condition,)
+            ).fetchone()
+        return None if row is None else _parse(row[0])
+
+    def set_alert(self, condition: str, raised_at: datetime | None) -> None:
+        """Record that the operators were told of `condition` (or, with None, of its end)."""
+        with self.transaction() as conn:
+            if raised_at is None:
+                conn.execute("DELETE FROM alert WHERE condition = ?", (condition,))
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO alert (condition, raised_at) VALUES (?, ?)",
+                    (condition, _iso(raised_at)),
+                )
 
     def quarantined(self) -> list[dict]:
         with self.connect() as conn:

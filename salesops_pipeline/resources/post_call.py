@@ -4,6 +4,8 @@ import dagster as dg
 from pydantic import Field
 
 from salesops_pipeline import settings
+from salesops_pipeline.clients.alerts import AlertWebhook
+from salesops_pipeline.post_call.alerts import Alerter
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.lanes import LaneSettings
 from salesops_pipeline.post_call.processor import PostCallSettings
@@ -69,3 +71,26 @@ class PostCallRulesResource(dg.ConfigurableResource):
             support_team=self.support_team,
             load_campaign=self.load_campaign,
         )
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Where the operators are told that post-call is behind or that a post-call run failed:
+    a Slack incoming webhook, or any chat taking Slack's `{"text": ...}` messages."""
+
+    webhook_url: str | None = Field(
+        default=None,
+        description="The chat's incoming webhook URL, a secret (give it as an EnvVar). Empty:"
+        " SALESOPS_ALERT_WEBHOOK_URL; neither: no alert is sent.",
+    )
+    dagster_url: str | None = Field(
+        default=None,
+        description="The Dagster UI's address, for alerts to link to. Empty:"
+        " SALESOPS_DAGSTER_URL, which `salesops dev` sets.",
+    )
+
+    def get_alerter(self, inbox: Inbox) -> Alerter | None:
+        url = self.webhook_url or settings.alert_webhook_url()
+        return Alerter(inbox, AlertWebhook(url)) if url else None
+
+    def get_dagster_url(self) -> str | None:
+        return self.dagster_url.rstrip("/") if self.dagster_url else settings.dagster_url()

@@ -10,11 +10,11 @@ import pytest
 from salesops_pipeline.assets.post_call import (
     POST_CALL_LAG_CHECK,
     post_call_lag,
-    post_call_lag_sensor,
+    post_call_lag_sensor_def,
     post_call_outcomes,
 )
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.resources import InboxResource
+from salesops_pipeline.resources import AlertsResource, InboxResource
 
 
 @pytest.fixture
@@ -30,8 +30,10 @@ def _waiting(inbox: Inbox, call_id: str, seconds_ago: float) -> None:
 
 
 def _evaluation(inbox: Inbox) -> dg.AssetCheckEvaluation:
-    context = dg.build_sensor_context(resources={"inbox": InboxResource(path=str(inbox.path))})
-    result = post_call_lag_sensor(context)
+    context = dg.build_sensor_context(
+        resources={"inbox": InboxResource(path=str(inbox.path)), "alerts": AlertsResource()}
+    )
+    result = post_call_lag_sensor_def()(context)
     [evaluation] = result.asset_events
     assert (evaluation.asset_key, evaluation.check_name) == (
         post_call_outcomes.key,
@@ -75,3 +77,12 @@ def test_the_check_run_by_hand_says_the_same(inbox):
     result = post_call_lag(inbox=InboxResource(path=str(inbox.path)))
     assert not result.passed
     assert result.severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_the_evaluation_interval_is_a_setting_of_at_most_a_minute(monkeypatch):
+    assert post_call_lag_sensor_def().minimum_interval_seconds == 30
+    monkeypatch.setenv("SALESOPS_POST_CALL_LAG_CHECK_S", "5")
+    assert post_call_lag_sensor_def().minimum_interval_seconds == 5
+    monkeypatch.setenv("SALESOPS_POST_CALL_LAG_CHECK_S", "90")
+    with pytest.raises(ValueError, match="at most 60"):
+        post_call_lag_sensor_def()

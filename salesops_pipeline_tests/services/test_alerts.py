@@ -1,0 +1,131 @@
+"""Alerts to the operators' chat, over loopback to a local receiver: one message when a
+condition starts, none while it lasts, one when it clears; a chat that is down gets it later;
+no message carries a phone number, a key or the webhook's secret URL."""
+
+import json
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from salesops_pipeline.clients.alerts import AlertNotSent, AlertWebhook
+from salesops_pipeline.errors import SalesopsError
+from salesops_pipeline.post_call.alerts import Alerter, Condition, lag_alert, lag_recovery
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline_tests.support.receiver import ChatReceiver
+
+PHONE = "+33612345678"
+KEY = "intake-key-0123456789"
+
+
+@pytest.fixture
+def receiver():
+    with ChatReceiver() as running:
+        yield running
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    store = Inbox(tmp_path / "inbox.sqlite")
+    payload = {"callId": "c1", "contactId": "k1", "phoneNumber": PHONE, "apiKey": KEY}
+    store.accept("c1", json.dumps(payload))
+    return store
+
+
+def _update(alerter: Alerter, active: bool, inbox: Inbox) -> str | None:
+    lag = inbox.lag()
+    return alerter.update(
+        Condition.LAG,
+        active,
+        lambda: lag_alert(lag, 120, "http://dagster.example:3000"),
+        lambda since, now: lag_recovery(lag, since, now),
+    )
+
+
+def test_one_alert_while_the_condition_lasts_and_one_recovery(receiver, inbox):
+    alerter = Alerter(inbox, AlertWebhook(receiver.url))
+    assert _update(alerter, False, inbox) is None  # nothing to clear
+    assert _update(alerter, True, inbox) is not None
+    for _ in range(3):
+        assert _update(alerter, True, inbox) is None
+    assert _update(alerter, False, inbox) is not None
+    assert _update(alerter, False, inbox) is None
+    alert, recovery = receiver.texts()
+    assert "post-call is behind" in alert and "over the 120 s allowed" in alert
+    assert "backlog 1 (1 pending, 0 retrying)" in alert
+    assert "salesops inbox --stats" in alert
+    assert "http://dagster.example:3000/assets/post_call_outcomes?view=checks" in alert
+    assert "caught up" in recovery and "backlog 1" in recovery
+
+
+def test_the_state_is_shared_by_every_process_through_the_inbox(receiver, inbox):
+    Alerter(inbox, AlertWebhook(receiver.url)).update(
+        Condition.LAG, True, lambda: "behind", lambda since, now: "caught up"
+    )
+    # Another evaluator, a restarted daemon say, does not repeat it and does clear it.
+    again = Alerter(Inbox(inbox.path), AlertWebhook(receiver.url))
+    assert again.update(Condition.LAG, True, lambda: "behind", lambda s, n: "caught up") is None
+    assert again.update(Condition.LAG, False, lambda: "behind", lambda s, n: "caught up")
+    assert receiver.texts() == ["behind", "caught up"]
+
+
+def test_conditions_are_independent(receiver, inbox):
+    alerter = Alerter(inbox, AlertWebhook(receiver.url))
+    alerter.update(Condition.LAG, True, lambda: "lag", lambda s, n: "lag over")
+    alerter.update(Condition.RUN_FAILED, True, lambda: "run failed", lambda s, n: "runs ok")
+    alerter.update(Condition.RUN_FAILED, False, lambda: "run failed", lambda s, n: "runs ok")
+    assert receiver.texts() == ["lag", "run failed", "runs ok"]
+
+
+def test_the_recovery_says_how_long_it_lasted(inbox):
+    lag = inbox.lag()
+    now = datetime.now(UTC)
+    assert "after 45 s" in lag_recovery(lag, now - timedelta(seconds=45), now)
+    assert "after 12 min" in lag_recovery(lag, now - timedelta(minutes=12), now)
+
+
+def test_a_chat_that_is_down_gets_the_alert_at_the_next_evaluation(receiver, inbox, caplog):
+    alerter = Alerter(inbox, AlertWebhook(receiver.url, retries=0))
+    receiver.refuse_next = 1
+    with pytest.raises(AlertNotSent) as refused:
+        _update(alerter, True, inbox)
+    assert receiver.texts() == []
+    assert _update(alerter, True, inbox) is not None
+    assert len(receiver.texts()) == 1
+    assert "secret-token" not in str(refused.value) and "127.0.0.1" in str(refused.value)
+
+
+def test_an_unreachable_chat_is_named_by_its_host_only(inbox):
+    # A port nobody listens on: connection refused.
+    webhook = AlertWebhook("http://127.0.0.1:9/hooks/secret-token", retries=0)
+    with pytest.raises(AlertNotSent) as refused:
+        webhook.post("hello")
+    assert "secret-token" not in str(refused.value)
+    assert Alerter(inbox, webhook).inbox.alert_raised_at(Condition.LAG) is None
+
+
+def test_retries_absorb_a_passing_failure_and_never_log_the_secret(receiver, inbox, caplog):
+    caplog.set_level(logging.DEBUG)
+    receiver.refuse_next = 1
+    AlertWebhook(receiver.url).post("hello")
+    assert receiver.texts() == ["hello"]
+    assert "Retry" in caplog.text  # urllib3 logged the retry, with the path hidden
+    assert "secret-token" not in caplog.text
+
+
+@pytest.mark.parametrize("url", ["", "slack", "ftp://chat.example/hook", "http://"])
+def test_a_webhook_url_that_is_not_http_is_refused(url):
+    with pytest.raises(SalesopsError, match="http"):
+        AlertWebhook(url)
+
+
+def test_no_message_carries_a_phone_number_or_a_key(receiver, inbox, caplog):
+    caplog.set_level(logging.DEBUG)
+    alerter = Alerter(inbox, AlertWebhook(receiver.url))
+    _update(alerter, True, inbox)
+    _update(alerter, False, inbox)
+    everything = " ".join(receiver.texts()) + caplog.text
+    digits = re.sub(r"\D", "", everything)
+    assert "612345678" not in digits and KEY not in everything
+    assert "secret-token" not in caplog.text

@@ -1,0 +1,54 @@
+"""A chat's incoming webhook on loopback: keeps every message posted to it, and can be told to
+refuse the next ones, as a chat that is down would."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class ChatReceiver:
+    # The path plays the part of Slack's secret token in the URL.
+    PATH = "/services/T000/B000/secret-token"
+
+    def __init__(self):
+        self.messages: list[dict] = []
+        self.refuse_next = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    refuse = receiver.refuse_next > 0
+                    if refuse:
+                        receiver.refuse_next -= 1
+                    elif self.path == receiver.PATH:
+                        receiver.messages.append(json.loads(body))
+                status = 500 if refuse else 200 if self.path == receiver.PATH else 404
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{self.PATH}"
+
+    def texts(self) -> list[str]:
+        with self._lock:
+            return [message["text"] for message in self.messages]
+
+    def __enter__(self) -> "ChatReceiver":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
