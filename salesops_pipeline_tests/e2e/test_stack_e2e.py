@@ -11,22 +11,45 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
 from salesops_pipeline.services.sandbox.seed import REFERENCE_CONTACT_ID
 from salesops_pipeline_tests.conftest import REPO_ROOT, fixture_path
+from salesops_pipeline_tests.support.receiver import ChatReceiver
 from salesops_pipeline_tests.support.stack_process import port_open, start_stack, stop_stack
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 EVENT_TIMEOUT = 60.0
 
 
+# Quick enough for a test to see a stall, a failed check, its alert and its recovery. The
+# interval stays above the daemon's own 5 s loop, which no sensor is evaluated faster than.
+LAG_CHECK_INTERVAL = 10
+MAX_LAG = 5
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    running = start_stack(tmp_path_factory.mktemp("stack") / "salesops_home", generate_keys=True)
+def chat():
+    with ChatReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, chat):
+    running = start_stack(
+        tmp_path_factory.mktemp("stack") / "salesops_home",
+        generate_keys=True,
+        settings={
+            "SALESOPS_ALERT_WEBHOOK_URL": chat.url,
+            "SALESOPS_POST_CALL_LAG_CHECK_S": str(LAG_CHECK_INTERVAL),
+            "SALESOPS_MAX_POST_CALL_LAG_S": str(MAX_LAG),
+        },
+    )
     try:
         yield running
     finally:
@@ -205,6 +228,98 @@ def test_simulate_finds_the_stack_on_its_ports(stack):
     assert simulated.returncode == 0, simulated.stderr
     assert f"Posting 10 events to {stack.intake_url}" in simulated.stdout
     assert "answers {202: 10}" in simulated.stdout
+
+
+def _lag_checks(stack, limit: int = 20) -> list[dict]:
+    """The latest evaluations of post_call_lag, newest first."""
+    data = stack.graphql(
+        """
+        query($limit: Int!) { assetCheckExecutions(
+            assetKey: {path: ["post_call_outcomes"]}, checkName: "post_call_lag", limit: $limit)
+          { evaluation { timestamp success severity } } }
+        """,
+        {"limit": limit},
+    )
+    return [e["evaluation"] for e in data["assetCheckExecutions"] if e["evaluation"]]
+
+
+def _checks_since(stack, moment: float) -> list[dict]:
+    return [e for e in _lag_checks(stack) if e["timestamp"] > moment]
+
+
+def _provider_refuses_writes(stack, refuse: bool) -> None:
+    """Every write to a contact answered 503 (come back in 10 s), or none."""
+    fault = {
+        "path_prefix": "/voice/contacts",
+        "method": "PATCH",
+        "status": 503,
+        "retry_after": 10,
+        "times": 100_000,
+        "probability": 1.0,
+    }
+    response = requests.request(
+        "POST" if refuse else "DELETE",
+        f"{stack.sandbox_url}/_sandbox/faults",
+        json=fault if refuse else None,
+        headers={"X-API-KEY": stack.provider_key},
+        timeout=5,
+    )
+    response.raise_for_status()
+
+
+def _wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+    return result
+
+
+def test_a_stall_fails_post_call_lag_within_two_intervals_alerting_once(stack, chat):
+    # At rest first: the check passing, any alert of the module's earlier tests cleared.
+    _wait(lambda: (last := _lag_checks(stack, 1)) and last[0]["success"], 120, "never passed")
+    _wait(
+        lambda: not chat.texts() or ":rotating_light:" not in chat.texts()[-1],
+        60,
+        f"an earlier alert never cleared: {chat.texts()}",
+    )
+    seen = len(chat.texts())
+    _provider_refuses_writes(stack, True)
+    # The reference contact's newest call, asking for a callback the provider now refuses.
+    event = json.loads(fixture_path("events/post_call_2.1.json").read_text())
+    now = datetime.now(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M:%S")
+    event |= {"callId": "stall-1", "callStart": now, "callEnd": now}
+    event["callBackDate"] = "15/04/2030 11:00:00"
+    response = requests.post(
+        f"{stack.intake_url}/webhooks/post-call",
+        json=event,
+        headers={"X-API-KEY": stack.intake_key},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    behind_from = time.time() + MAX_LAG
+
+    _wait(lambda: len(chat.texts()) > seen, MAX_LAG + 4 * LAG_CHECK_INTERVAL, "no alert")
+    alerted = chat.arrivals[seen]
+    print(f"alerted {alerted - behind_from:.1f} s after the lag passed {MAX_LAG} s")
+    assert alerted - behind_from <= 2 * LAG_CHECK_INTERVAL
+    assert "post-call is behind" in chat.texts()[seen] and "1 retrying" in chat.texts()[seen]
+    failing = [e for e in _lag_checks(stack) if e["timestamp"] >= behind_from - 1]
+    assert failing and not failing[0]["success"] and failing[0]["severity"] == "ERROR"
+
+    # While the stall lasts the check keeps failing, and the chat hears nothing more.
+    _wait(lambda: len(_checks_since(stack, alerted)) >= 2, 4 * LAG_CHECK_INTERVAL, "no checks")
+    assert not any(e["success"] for e in _checks_since(stack, alerted))
+    assert len(chat.texts()) == seen + 1
+
+    _provider_refuses_writes(stack, False)
+    _wait(lambda: len(chat.texts()) > seen + 1, 90, "no recovery after the stall ended")
+    assert "caught up" in chat.texts()[seen + 1]
+    assert _contact(stack)["retryDate"] == "2030-04-15T11:00:00"
+    recovered = chat.arrivals[seen + 1]
+    _wait(lambda: _checks_since(stack, recovered), 4 * LAG_CHECK_INTERVAL, "no check after")
+    assert all(e["success"] for e in _checks_since(stack, recovered))
+    assert len(chat.texts()) == seen + 2
 
 
 def test_a_second_start_on_busy_ports_is_refused(stack):

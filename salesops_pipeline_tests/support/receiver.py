@@ -3,6 +3,7 @@ refuse the next ones, as a chat that is down would."""
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -12,6 +13,8 @@ class ChatReceiver:
 
     def __init__(self):
         self.messages: list[dict] = []
+        # When each message arrived (time.time()).
+        self.arrivals: list[float] = []
         self.refuse_next = 0
         self._lock = threading.Lock()
         receiver = self
@@ -25,6 +28,7 @@ class ChatReceiver:
                         receiver.refuse_next -= 1
                     elif self.path == receiver.PATH:
                         receiver.messages.append(json.loads(body))
+                        receiver.arrivals.append(time.time())
                 status = 500 if refuse else 200 if self.path == receiver.PATH else 404
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
