@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, HTTPException, Request, Security
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
@@ -25,6 +25,7 @@ from salesops_pipeline.post_call.status import AcceptStatus
 from salesops_pipeline.sales.schema import resolve_sales_db_path
 from salesops_pipeline.services.intake.committer import GroupCommitter
 from salesops_pipeline.services.intake.frontend import frontend_router
+from salesops_pipeline.services.intake.metrics import IntakeMetrics
 from salesops_pipeline.services.intake.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -108,6 +109,8 @@ def create_intake_app(
     )
     app.state.inbox = inbox
     committer = GroupCommitter(inbox)
+    metrics = IntakeMetrics(inbox)
+    app.state.metrics = metrics
 
     async def in_storage_thread(function, *args):
         if not hasattr(app.state, "storage_threads"):
@@ -117,6 +120,14 @@ def create_intake_app(
     def authenticated(request: Request) -> bool:
         given = request.headers.get("X-API-KEY")
         return given is not None and secrets.compare_digest(given.encode(), api_key.encode())
+
+    def bearer_or_key(request: Request) -> bool:
+        """The key as X-API-KEY, or as `Authorization: Bearer <key>`, which is what Prometheus's
+        scrape configs send (`authorization: credentials`)."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return secrets.compare_digest(token.strip().encode(), api_key.encode())
+        return authenticated(request)
 
     def require_key(request: Request, _key: str | None = Security(API_KEY_HEADER)) -> None:
         if not authenticated(request):
@@ -134,6 +145,25 @@ def create_intake_app(
     async def healthz() -> dict:
         return {"status": "ok"}
 
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Post-call backlog, lag and latency, in the Prometheus text format",
+        responses={401: {"description": "Missing or invalid key"}},
+        dependencies=[Security(API_KEY_HEADER)],
+    )
+    async def metrics_endpoint(request: Request):
+        if not bearer_or_key(request):
+            response = _refused(401, "missing or invalid key (X-API-KEY or Bearer)")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        try:
+            body = await anyio.to_thread.run_sync(metrics.exposition)
+        except (sqlite3.Error, OSError) as error:
+            logger.error("metrics unavailable, inbox unreadable: %s", error)
+            return _problem(503, "inbox unavailable, retry later")
+        return Response(body, media_type=metrics.content_type)
+
     @app.post(
         "/webhooks/post-call",
         status_code=202,
@@ -150,6 +180,11 @@ def create_intake_app(
         dependencies=[Security(API_KEY_HEADER)],
     )
     async def post_call(request: Request):
+        response = await handle_post_call(request)
+        metrics.answered(response.status_code)
+        return response
+
+    async def handle_post_call(request: Request) -> JSONResponse:
         if not authenticated(request):
             return _refused(401, "missing or invalid X-API-KEY")
         declared = request.headers.get("content-length")

@@ -1,0 +1,143 @@
+"""Post-call seen from outside Dagster: events posted to an intake with no pipeline running show
+as pending with a growing lag, in `salesops inbox --stats` and in the intake's `/metrics`
+(Prometheus text, behind the intake key as X-API-KEY or Bearer)."""
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from salesops_pipeline import settings
+from salesops_pipeline.cli import main
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.services.http_server import serving_in_thread
+from salesops_pipeline.services.intake.app import create_intake_app
+
+KEY = "metrics-key"
+
+
+@pytest.fixture
+def inbox(isolated_home):
+    return Inbox(settings.inbox_path())
+
+
+@pytest.fixture
+def intake(inbox):
+    with serving_in_thread(create_intake_app(inbox, api_key=KEY)) as url:
+        yield url
+
+
+def _post(url: str, call_id: str, key: str = KEY) -> int:
+    return requests.post(
+        f"{url}/webhooks/post-call",
+        json={"callId": call_id, "contactId": f"contact-{call_id}", "wrapup": "Vente"},
+        headers={"X-API-KEY": key},
+        timeout=5,
+    ).status_code
+
+
+def _metrics(url: str, **headers) -> dict[tuple[str, tuple], float]:
+    response = requests.get(f"{url}/metrics", headers=headers or {"X-API-KEY": KEY}, timeout=5)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _stats(capsys) -> dict:
+    capsys.readouterr()
+    assert main(["inbox", "--stats", "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_events_wait_with_no_pipeline_running_and_every_view_says_so(intake, capsys):
+    assert [_post(intake, f"stats-{n}") for n in range(3)] == [202] * 3
+    assert _post(intake, "refused", key="wrong") == 401
+    first, scraped = _stats(capsys), _metrics(intake)
+    time.sleep(1.2)
+    later, rescraped = _stats(capsys), _metrics(intake)
+
+    assert (first["pending"], first["retrying"], first["failed"]) == (3, 0, 0)
+    assert first["finished_last_5m"] == 0 and first["latency_p95_s"] is None
+    assert later["oldest_pending_age_s"] >= first["oldest_pending_age_s"] + 1.0
+    capsys.readouterr()
+    assert main(["inbox", "--stats"]) == 0
+    assert "Backlog: 3 pending, 0 retrying" in capsys.readouterr().out
+
+    assert scraped[("salesops_post_call_backlog", (("status", "pending"),))] == 3
+    assert scraped[("salesops_post_call_backlog", (("status", "retrying"),))] == 0
+    oldest = "salesops_post_call_oldest_pending_seconds", ()
+    assert rescraped[oldest] >= scraped[oldest] + 1.0
+    assert abs(rescraped[oldest] - later["oldest_pending_age_s"]) < 1.0
+    assert scraped[("salesops_intake_requests_total", (("code", "202"),))] == 3
+    assert scraped[("salesops_intake_requests_total", (("code", "401"),))] == 1
+    assert scraped[("salesops_post_call_events_total", (("status", "applied"),))] == 0
+    # Nothing finished: no latency to give.
+    assert not [name for name, _ in scraped if name == "salesops_post_call_latency_seconds"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-API-KEY": "wrong"},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {KEY}"},
+        {"Authorization": "Bearer"},
+    ],
+)
+def test_metrics_need_the_key(intake, headers):
+    response = requests.get(f"{intake}/metrics", headers=headers, timeout=5)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert KEY not in response.text
+
+
+def test_the_key_may_come_as_a_bearer_token(intake):
+    assert _metrics(intake, Authorization=f"Bearer {KEY}")
+    assert _metrics(intake, Authorization=f"bearer {KEY}")
+
+
+def _finish(inbox: Inbox, call_id: str, status: str, seconds: float) -> None:
+    with inbox.transaction() as conn:
+        [(received,)] = conn.execute("SELECT received_at FROM event WHERE call_id = ?", (call_id,))
+        done = datetime.fromisoformat(received) + timedelta(seconds=seconds)
+        conn.execute(
+            "UPDATE event SET status = ?, updated_at = ? WHERE call_id = ?",
+            (status, done.astimezone(UTC).isoformat(timespec="milliseconds"), call_id),
+        )
+
+
+def test_finished_events_give_totals_and_latency(intake, inbox):
+    for n in range(4):
+        assert _post(intake, f"done-{n}") == 202
+    for n, seconds in enumerate([0.5, 1.0, 2.0]):
+        _finish(inbox, f"done-{n}", "applied", seconds)
+    _finish(inbox, "done-3", "failed", 0.1)
+    scraped = _metrics(intake)
+    assert scraped[("salesops_post_call_events_total", (("status", "applied"),))] == 3
+    assert scraped[("salesops_post_call_events_total", (("status", "failed"),))] == 1
+    assert scraped[("salesops_post_call_backlog", (("status", "pending"),))] == 0
+    assert scraped[("salesops_post_call_oldest_pending_seconds", ())] == 0
+    # Nearest rank over the 4 finished events: 0.1, 0.5, 1.0, 2.0.
+    assert scraped[("salesops_post_call_latency_seconds", (("quantile", "0.5"),))] == 0.5
+    assert scraped[("salesops_post_call_latency_seconds", (("quantile", "0.95"),))] == 2.0
+    assert scraped[("salesops_post_call_finished_last_5m", ())] == 4
+
+
+def test_scrapes_read_the_inbox_at_most_once_a_second(intake, inbox, monkeypatch):
+    reads = []
+    original = Inbox.lag
+    monkeypatch.setattr(Inbox, "lag", lambda self, *a: reads.append(1) or original(self, *a))
+    for _ in range(20):
+        _metrics(intake)
+    assert len(reads) <= 2
+    time.sleep(1.1)
+    _metrics(intake)
+    assert len(reads) >= 1 and len(reads) <= 3
