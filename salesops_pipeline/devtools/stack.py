@@ -251,6 +251,7 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
             f"  Dagster UI        {addresses.dagster_url}",
             f"  Intake (webhooks) {addresses.intake_url}/webhooks/post-call",
             f"  Frontend API      {addresses.intake_url}/docs",
+            f"  Metrics           {addresses.intake_url}/metrics (with X_API_KEY)",
             f"  Voice provider    {addresses.provider_url}",
             f"  Sales DB          {sales_db}",
             f"  State             {home} (addresses in {stack_file_path(home)})",
