@@ -206,6 +206,15 @@ def arm_fault(sandbox, **fault) -> None:
 
 
 @pytest.fixture
+def chat():
+    """A chat's incoming webhook on loopback, keeping what alerts post to it."""
+    from salesops_pipeline_tests.support.receiver import ChatReceiver
+
+    with ChatReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
 def reference_events() -> dict[str, bytes]:
     """The provider's two real post-call payloads, byte for byte."""
     return {

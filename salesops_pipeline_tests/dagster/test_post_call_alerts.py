@@ -15,13 +15,6 @@ from salesops_pipeline.assets.post_call import (
 )
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.resources import AlertsResource, InboxResource
-from salesops_pipeline_tests.support.receiver import ChatReceiver
-
-
-@pytest.fixture
-def receiver():
-    with ChatReceiver() as running:
-        yield running
 
 
 @pytest.fixture
@@ -54,13 +47,13 @@ def _evaluate(inbox: Inbox, url: str | None) -> bool:
     return evaluation.passed
 
 
-def test_the_lag_check_alerts_once_and_recovers_once(receiver, inbox):
-    assert _evaluate(inbox, receiver.url)
+def test_the_lag_check_alerts_once_and_recovers_once(chat, inbox):
+    assert _evaluate(inbox, chat.url)
     _stall(inbox)
-    assert [_evaluate(inbox, receiver.url) for _ in range(3)] == [False] * 3
+    assert [_evaluate(inbox, chat.url) for _ in range(3)] == [False] * 3
     _catch_up(inbox)
-    assert _evaluate(inbox, receiver.url) and _evaluate(inbox, receiver.url)
-    alert, recovery = receiver.texts()
+    assert _evaluate(inbox, chat.url) and _evaluate(inbox, chat.url)
+    alert, recovery = chat.texts()
     assert "post-call is behind" in alert and "backlog 1" in alert
     assert "http://dagster.example/assets/post_call_outcomes?view=checks" in alert
     assert "caught up" in recovery and "backlog 0" in recovery
@@ -72,13 +65,13 @@ def test_without_a_webhook_url_the_check_still_fails_and_nothing_is_sent(inbox):
     assert inbox.alert_raised_at("post_call_lag") is None
 
 
-def test_a_chat_that_is_down_does_not_stop_the_check(receiver, inbox):
+def test_a_chat_that_is_down_does_not_stop_the_check(chat, inbox):
     _stall(inbox)
-    receiver.refuse_next = 100
-    assert not _evaluate(inbox, receiver.url)
-    receiver.refuse_next = 0
-    assert not _evaluate(inbox, receiver.url)
-    assert len(receiver.texts()) == 1
+    chat.refuse_next = 100
+    assert not _evaluate(inbox, chat.url)
+    chat.refuse_next = 0
+    assert not _evaluate(inbox, chat.url)
+    assert len(chat.texts()) == 1
 
 
 @dg.op
@@ -119,14 +112,14 @@ def _react(sensor, op, status, instance, inbox, url):
     return run.run_id
 
 
-def test_a_failed_run_is_alerted_once_until_a_run_succeeds(receiver, inbox):
+def test_a_failed_run_is_alerted_once_until_a_run_succeeds(chat, inbox):
     instance = dg.DagsterInstance.ephemeral()
     failure, success = dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS
-    first = _react(post_call_run_failure_alert, _breaks, failure, instance, inbox, receiver.url)
-    _react(post_call_run_failure_alert, _breaks, failure, instance, inbox, receiver.url)
-    healed = _react(post_call_run_recovery_alert, _works, success, instance, inbox, receiver.url)
-    _react(post_call_run_recovery_alert, _works, success, instance, inbox, receiver.url)
-    alert, recovery = receiver.texts()
+    first = _react(post_call_run_failure_alert, _breaks, failure, instance, inbox, chat.url)
+    _react(post_call_run_failure_alert, _breaks, failure, instance, inbox, chat.url)
+    healed = _react(post_call_run_recovery_alert, _works, success, instance, inbox, chat.url)
+    _react(post_call_run_recovery_alert, _works, success, instance, inbox, chat.url)
+    alert, recovery = chat.texts()
     assert f"run {first} (lane 2) failed" in alert
     assert f"http://dagster.example/runs/{first}" in alert
     assert "provider went away" not in alert  # the run's page has the details

@@ -13,16 +13,9 @@ from salesops_pipeline.clients.alerts import AlertNotSent, AlertWebhook
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.post_call.alerts import Alerter, Condition, lag_alert, lag_recovery
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline_tests.support.receiver import ChatReceiver
 
 PHONE = "+33612345678"
 KEY = "intake-key-0123456789"
-
-
-@pytest.fixture
-def receiver():
-    with ChatReceiver() as running:
-        yield running
 
 
 @pytest.fixture
@@ -43,15 +36,15 @@ def _update(alerter: Alerter, active: bool, inbox: Inbox) -> str | None:
     )
 
 
-def test_one_alert_while_the_condition_lasts_and_one_recovery(receiver, inbox):
-    alerter = Alerter(inbox, AlertWebhook(receiver.url))
+def test_one_alert_while_the_condition_lasts_and_one_recovery(chat, inbox):
+    alerter = Alerter(inbox, AlertWebhook(chat.url))
     assert _update(alerter, False, inbox) is None  # nothing to clear
     assert _update(alerter, True, inbox) is not None
     for _ in range(3):
         assert _update(alerter, True, inbox) is None
     assert _update(alerter, False, inbox) is not None
     assert _update(alerter, False, inbox) is None
-    alert, recovery = receiver.texts()
+    alert, recovery = chat.texts()
     assert "post-call is behind" in alert and "over the 120 s allowed" in alert
     assert "backlog 1 (1 pending, 0 retrying)" in alert
     assert "salesops inbox --stats" in alert
@@ -59,23 +52,23 @@ def test_one_alert_while_the_condition_lasts_and_one_recovery(receiver, inbox):
     assert "caught up" in recovery and "backlog 1" in recovery
 
 
-def test_the_state_is_shared_by_every_process_through_the_inbox(receiver, inbox):
-    Alerter(inbox, AlertWebhook(receiver.url)).update(
+def test_the_state_is_shared_by_every_process_through_the_inbox(chat, inbox):
+    Alerter(inbox, AlertWebhook(chat.url)).update(
         Condition.LAG, True, lambda: "behind", lambda since, now: "caught up"
     )
     # Another evaluator, a restarted daemon say, does not repeat it and does clear it.
-    again = Alerter(Inbox(inbox.path), AlertWebhook(receiver.url))
+    again = Alerter(Inbox(inbox.path), AlertWebhook(chat.url))
     assert again.update(Condition.LAG, True, lambda: "behind", lambda s, n: "caught up") is None
     assert again.update(Condition.LAG, False, lambda: "behind", lambda s, n: "caught up")
-    assert receiver.texts() == ["behind", "caught up"]
+    assert chat.texts() == ["behind", "caught up"]
 
 
-def test_conditions_are_independent(receiver, inbox):
-    alerter = Alerter(inbox, AlertWebhook(receiver.url))
+def test_conditions_are_independent(chat, inbox):
+    alerter = Alerter(inbox, AlertWebhook(chat.url))
     alerter.update(Condition.LAG, True, lambda: "lag", lambda s, n: "lag over")
     alerter.update(Condition.RUN_FAILED, True, lambda: "run failed", lambda s, n: "runs ok")
     alerter.update(Condition.RUN_FAILED, False, lambda: "run failed", lambda s, n: "runs ok")
-    assert receiver.texts() == ["lag", "run failed", "runs ok"]
+    assert chat.texts() == ["lag", "run failed", "runs ok"]
 
 
 def test_the_recovery_says_how_long_it_lasted(inbox):
@@ -85,14 +78,14 @@ def test_the_recovery_says_how_long_it_lasted(inbox):
     assert "after 12 min" in lag_recovery(lag, now - timedelta(minutes=12), now)
 
 
-def test_a_chat_that_is_down_gets_the_alert_at_the_next_evaluation(receiver, inbox, caplog):
-    alerter = Alerter(inbox, AlertWebhook(receiver.url, retries=0))
-    receiver.refuse_next = 1
+def test_a_chat_that_is_down_gets_the_alert_at_the_next_evaluation(chat, inbox, caplog):
+    alerter = Alerter(inbox, AlertWebhook(chat.url, retries=0))
+    chat.refuse_next = 1
     with pytest.raises(AlertNotSent) as refused:
         _update(alerter, True, inbox)
-    assert receiver.texts() == []
+    assert chat.texts() == []
     assert _update(alerter, True, inbox) is not None
-    assert len(receiver.texts()) == 1
+    assert len(chat.texts()) == 1
     assert "secret-token" not in str(refused.value) and "127.0.0.1" in str(refused.value)
 
 
@@ -105,11 +98,11 @@ def test_an_unreachable_chat_is_named_by_its_host_only(inbox):
     assert Alerter(inbox, webhook).inbox.alert_raised_at(Condition.LAG) is None
 
 
-def test_retries_absorb_a_passing_failure_and_never_log_the_secret(receiver, inbox, caplog):
+def test_retries_absorb_a_passing_failure_and_never_log_the_secret(chat, inbox, caplog):
     caplog.set_level(logging.DEBUG)
-    receiver.refuse_next = 1
-    AlertWebhook(receiver.url).post("hello")
-    assert receiver.texts() == ["hello"]
+    chat.refuse_next = 1
+    AlertWebhook(chat.url).post("hello")
+    assert chat.texts() == ["hello"]
     assert "Retry" in caplog.text  # urllib3 logged the retry, with the path hidden
     assert "secret-token" not in caplog.text
 
@@ -120,12 +113,12 @@ def test_a_webhook_url_that_is_not_http_is_refused(url):
         AlertWebhook(url)
 
 
-def test_no_message_carries_a_phone_number_or_a_key(receiver, inbox, caplog):
+def test_no_message_carries_a_phone_number_or_a_key(chat, inbox, caplog):
     caplog.set_level(logging.DEBUG)
-    alerter = Alerter(inbox, AlertWebhook(receiver.url))
+    alerter = Alerter(inbox, AlertWebhook(chat.url))
     _update(alerter, True, inbox)
     _update(alerter, False, inbox)
-    everything = " ".join(receiver.texts()) + caplog.text
+    everything = " ".join(chat.texts()) + caplog.text
     digits = re.sub(r"\D", "", everything)
     assert "612345678" not in digits and KEY not in everything
     assert "secret-token" not in caplog.text
