@@ -7,7 +7,7 @@ memory holds a batch, whether the provider pages a campaign or answers it as one
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,16 @@ class CampaignLoad:
     unreadable_examples: list[tuple[str | None, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class LoadProgress:
+    """How far one campaign's load has got: pages received from the provider and contacts
+    read into the table so far."""
+
+    campaign: str
+    pages: int
+    contacts: int
+
+
 def check_campaign_pair(campaign_a: str, campaign_b: str) -> None:
     if not campaign_a or not campaign_b:
         raise InvalidInputError("Both campaign ids must be given")
@@ -63,11 +73,13 @@ def load_campaigns(
     campaign_b: str,
     *,
     examples: int = 20,
+    on_progress: Callable[[LoadProgress], None] | None = None,
 ) -> list[CampaignLoad]:
     """Replace `campaign_contacts` with both campaigns' contacts, phones read.
 
     Loaded into a table of its own, then swapped in at once: readers see the previous load
-    until this one is whole.
+    until this one is whole. `on_progress`, when given, hears of each page received and of
+    the contacts read after each batch, campaign by campaign.
     """
     check_campaign_pair(campaign_a, campaign_b)
     loading = f"{CONTACTS}_loading"
@@ -77,7 +89,7 @@ def load_campaigns(
         try:
             with tempfile.TemporaryDirectory(prefix="salesops-pages-") as spool:
                 pages = _all_pages(client, campaigns, Path(spool))
-                rejected = _stage(conn, pages, campaigns, loading)
+                rejected = _stage(conn, pages, campaigns, loading, on_progress)
             loads = [
                 _campaign_load(conn, loading, position, campaign, rejected[position])
                 for position, campaign in enumerate(campaigns, start=1)
@@ -118,11 +130,16 @@ def _stage(
     pages: Iterator[tuple[int, Path]],
     campaigns: tuple[str, str],
     table: str,
+    on_progress: Callable[[LoadProgress], None] | None = None,
 ) -> dict[int, dict[int, list[Rejected]]]:
     """Every saved page into `table`, batch by batch; the malformed records by campaign
     position and page."""
     rejected: dict[int, dict[int, list[Rejected]]] = {1: {}, 2: {}}
-    for position, batch in _batches(prefetched(pages, ahead=PAGES_AHEAD)):
+    received = prefetched(pages, ahead=PAGES_AHEAD)
+    progress = _Progress(campaigns, on_progress) if on_progress else None
+    if progress:
+        received = progress.received(received)
+    for position, batch in _batches(received):
         numbered = {_page_number(path): path for path in batch}
         try:
             rejected[position] |= stage_pages(
@@ -133,7 +150,42 @@ def _stage(
         finally:
             for path in batch:
                 path.unlink(missing_ok=True)
+        if progress:
+            progress.read(conn, table, position)
     return rejected
+
+
+class _Progress:
+    """Pages received and contacts read so far, per campaign position, told to a callback."""
+
+    def __init__(self, campaigns: tuple[str, str], on_progress: Callable[[LoadProgress], None]):
+        self._campaigns = campaigns
+        self._on_progress = on_progress
+        self._pages = {1: 0, 2: 0}
+        self._contacts = {1: 0, 2: 0}
+
+    def received(self, pages: Iterator[tuple[int, Path]]) -> Iterator[tuple[int, Path]]:
+        # A page counts once the reading has taken it and asks for the next: the second
+        # campaign then starts when the first one's last batch is read, not while it is.
+        for position, path in pages:
+            yield position, path
+            self._pages[position] += 1
+            self._tell(position)
+
+    def read(self, conn: duckdb.DuckDBPyConnection, table: str, position: int) -> None:
+        # Counted in the table rather than added up per page: the careful reading takes rows
+        # out and puts some back. One count per batch, over one column.
+        (self._contacts[position],) = conn.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE position = ?", [position]
+        ).fetchone()
+        self._tell(position)
+
+    def _tell(self, position: int) -> None:
+        self._on_progress(
+            LoadProgress(
+                self._campaigns[position - 1], self._pages[position], self._contacts[position]
+            )
+        )
 
 
 def _campaign_load(

@@ -8,8 +8,9 @@ from pathlib import Path
 import duckdb
 
 from salesops_pipeline.campaigns.duplicates import duplicates_json, duplicates_text, find_duplicates
-from salesops_pipeline.campaigns.ingest import check_campaign_pair, load_campaigns
+from salesops_pipeline.campaigns.ingest import LoadProgress, check_campaign_pair, load_campaigns
 from salesops_pipeline.cli.arguments import positive_float
+from salesops_pipeline.cli.progress import LiveProgress, live_progress, quiet_argument
 from salesops_pipeline.cli.provider import provider_transport
 from salesops_pipeline.clients import VoiceClient
 
@@ -28,6 +29,7 @@ def _duplicates_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long to wait for each answer of the provider (default 30)",
     )
+    quiet_argument(parser)
     parser.set_defaults(handler=_duplicates)
 
 
@@ -39,9 +41,13 @@ def _duplicates(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="salesops-duplicates-") as scratch:
         conn = duckdb.connect(str(Path(scratch) / "contacts.duckdb"))
         try:
-            with provider_transport(args.timeout) as transport:
+            with provider_transport(args.timeout) as transport, live_progress(args.quiet) as shown:
                 loads = load_campaigns(
-                    conn, VoiceClient(transport), args.campaign_a, args.campaign_b
+                    conn,
+                    VoiceClient(transport),
+                    args.campaign_a,
+                    args.campaign_b,
+                    on_progress=_shown_per_campaign(shown) if shown else None,
                 )
             found = find_duplicates(conn)
         finally:
@@ -71,6 +77,21 @@ def _duplicates(args: argparse.Namespace) -> int:
             )
     print(duplicates_json(found) if args.format == "json" else duplicates_text(found))
     return 0
+
+
+def _shown_per_campaign(display: LiveProgress):
+    """A line per campaign, from its first page on, so that its rate counts its own time."""
+    lines = {}
+
+    def on_progress(progress: LoadProgress) -> None:
+        if progress.campaign not in lines:
+            lines[progress.campaign] = display.line(
+                f"Campaign {progress.campaign}", "contacts read", rate_unit="contacts/s"
+            )
+        pages = f"{progress.pages:,} page" + ("s" if progress.pages != 1 else "")
+        lines[progress.campaign].set(progress.contacts, pages)
+
+    return on_progress
 
 
 # Each command: the function that adds its arguments and sets its handler.

@@ -9,9 +9,10 @@ from salesops_pipeline.cli.arguments import (
     DEFAULT_SANDBOX_PORT,
     positive_float,
 )
+from salesops_pipeline.cli.progress import LiveProgress, live_progress, quiet_argument
 from salesops_pipeline.cli.provider import provider_transport
 from salesops_pipeline.clients import VoiceClient
-from salesops_pipeline.devtools.simulator import simulate
+from salesops_pipeline.devtools.simulator import SimulationReport, simulate
 from salesops_pipeline.devtools.stack import StackPorts, run_local_stack, running_stack
 from salesops_pipeline.errors import InvalidInputError, SalesopsError
 
@@ -28,6 +29,7 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--seed", type=int)
+    quiet_argument(parser)
     parser.set_defaults(handler=_simulate)
 
 
@@ -56,27 +58,47 @@ def _simulate(args: argparse.Namespace) -> int:
     intake_url = _intake_url(args.intake)
     expected = int(args.rate * args.duration)
     print(f"Posting {expected} events to {intake_url} over {args.duration:.0f}s", flush=True)
-    report = simulate(
-        intake_url=intake_url,
-        api_key=key,
-        contact_ids=contact_ids,
-        rate=args.rate,
-        duration=args.duration,
-        webhook_secret=settings.webhook_secret(),
-        seed=args.seed,
-    )
+    with live_progress(args.quiet) as shown:
+        report = simulate(
+            intake_url=intake_url,
+            api_key=key,
+            contact_ids=contact_ids,
+            rate=args.rate,
+            duration=args.duration,
+            webhook_secret=settings.webhook_secret(),
+            seed=args.seed,
+            on_progress=_answers_shown(shown, expected) if shown else None,
+        )
     if report.aborted:
         raise SalesopsError(
             f"stopped after {report.sent} events: {report.aborted} at {intake_url}. Is the"
             f" stack running (salesops dev), and is {settings.INTAKE_KEY_ENV} the one it printed?"
         )
-    latencies = sorted(report.latencies_ms) or [0.0]
     print(
         f"Sent {report.sent}: {dict(report.kinds)}; answers {dict(report.statuses)};"
-        f" errors {dict(report.errors) or 'none'}; latency p50"
-        f" {latencies[len(latencies) // 2]:.1f} ms, max {latencies[-1]:.1f} ms"
+        f" errors {dict(report.errors) or 'none'}; {_latency(report)}"
     )
     return 0 if not report.errors and set(report.statuses) <= {200, 202} else 1
+
+
+def _latency(report: SimulationReport) -> str:
+    latencies = sorted(report.latencies_ms) or [0.0]
+    return f"latency p50 {latencies[len(latencies) // 2]:.1f} ms, max {latencies[-1]:.1f} ms"
+
+
+def _answers_shown(display: LiveProgress, expected: int):
+    """Events sent, how many the intake accepted, and how fast it answered so far."""
+    sent = display.line("Events", "sent", total=expected)
+
+    def accepted_and_latency(report: SimulationReport) -> str:
+        accepted = sum(n for status, n in report.statuses.items() if 200 <= status < 300)
+        return f"{accepted:,} accepted · {_latency(report)}"
+
+    def on_progress(report: SimulationReport) -> None:
+        # The latencies are sorted only when the line is drawn, not at every answer.
+        sent.set(report.sent, lambda: accepted_and_latency(report))
+
+    return on_progress
 
 
 def _intake_url(option: str | None) -> str:

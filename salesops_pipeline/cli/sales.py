@@ -7,6 +7,7 @@ from pathlib import Path
 
 from salesops_pipeline import settings
 from salesops_pipeline.cli.arguments import db_argument, non_negative_int
+from salesops_pipeline.cli.progress import live_progress, quiet_argument
 from salesops_pipeline.errors import InvalidInputError
 from salesops_pipeline.sales import demo, reports
 from salesops_pipeline.sales.exports import progression_document
@@ -32,6 +33,7 @@ def _demo_db_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sessions", type=non_negative_int, default=demo.DEFAULT_SESSIONS)
     parser.add_argument("--seed", type=int, default=demo.DEFAULT_SEED)
+    quiet_argument(parser)
     parser.set_defaults(handler=_demo_db)
 
 
@@ -58,7 +60,13 @@ def _progression(args: argparse.Namespace) -> int:
 
 def _demo_db(args: argparse.Namespace) -> int:
     path = (args.path or settings.demo_sales_db_path()).expanduser().absolute()
-    demo.generate_demo_db(path, sessions=args.sessions, seed=args.seed)
+    with live_progress(args.quiet) as shown:
+        written = None
+        if shown:
+            written = shown.line(
+                "Sessions", "written", total=args.sessions, rate_unit="sessions/s"
+            ).set
+        demo.generate_demo_db(path, sessions=args.sessions, seed=args.seed, on_progress=written)
     print(f"Demo sales DB written to {path} ({args.sessions} sessions, seed {args.seed})")
     return 0
 

@@ -9,6 +9,7 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -89,11 +90,13 @@ def simulate(
     seed: int | None = None,
     max_events: int = 100_000,
     max_consecutive_failures: int = 5,
+    on_progress: Callable[[SimulationReport], None] | None = None,
 ) -> SimulationReport:
     """Post `rate` events per second for `duration` seconds (at most `max_events`).
 
     Stops early after `max_consecutive_failures` posts in a row that could not connect or were
     refused the key: posting on would only repeat the same failure for the whole duration.
+    `on_progress`, when given, is handed the report so far after each answer (or failure).
     """
     if not contact_ids:
         raise ValueError("no contacts to call")
@@ -131,6 +134,8 @@ def simulate(
             failure = f"cannot reach the intake ({type(error).__name__})"
         report.latencies_ms.append((time.perf_counter() - sent_at) * 1000)
         report.sent += 1
+        if on_progress is not None:
+            on_progress(report)
         failures_in_a_row = failures_in_a_row + 1 if failure else 0
         if failures_in_a_row >= max_consecutive_failures:
             report.aborted = f"{failures_in_a_row} posts in a row failed: {failure}"

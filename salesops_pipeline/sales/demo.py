@@ -9,8 +9,10 @@ holidays) and an agent with no targets at all.
 import os
 import random
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import islice
 from pathlib import Path
 
 # The company's schema, as drawn in its database diagram.
@@ -94,6 +96,9 @@ HOLIDAYS = {
 # About one sale per agent and open day: agents hover around their target, as in real life.
 DEFAULT_SESSIONS = 6_000
 DEFAULT_SEED = 20250401
+# Sessions written per statement when progress is reported: often enough for a live count on
+# a large build, seldom enough to cost nothing measurable over one statement.
+SESSIONS_PER_CHUNK = 10_000
 
 STATUS_WEIGHTS = (("new", 86), ("unsubscribed", 10), ("pending", 4))
 
@@ -131,12 +136,17 @@ def _is_closed(day: date) -> bool:
 
 
 def generate_demo_db(
-    path: Path, *, sessions: int = DEFAULT_SESSIONS, seed: int = DEFAULT_SEED
+    path: Path,
+    *,
+    sessions: int = DEFAULT_SESSIONS,
+    seed: int = DEFAULT_SEED,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Write a demo sales DB at `path` (replacing any), built from `seed` with `sessions` sales.
 
     The file appears complete or not at all: it is built beside the target and renamed into
     place, so an interrupted build never leaves a half-written database behind.
+    `on_progress`, when given, hears the number of sessions written so far after each chunk.
     """
     if sessions < 0:
         raise ValueError("sessions must be >= 0")
@@ -149,7 +159,7 @@ def generate_demo_db(
         conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")
         conn.executescript(SCHEMA)
-        _fill(conn, random.Random(seed), sessions)
+        _fill(conn, random.Random(seed), sessions, on_progress)
         conn.executescript(INDEXES)
         conn.commit()
     except BaseException:
@@ -161,7 +171,12 @@ def generate_demo_db(
     return path
 
 
-def _fill(conn: sqlite3.Connection, rng: random.Random, sessions: int) -> None:
+def _fill(
+    conn: sqlite3.Connection,
+    rng: random.Random,
+    sessions: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
     days = _days()
     agent_ids = {agent.username: index + 1 for index, agent in enumerate(AGENTS)}
     team_ids = {team: index + 1 for index, team in enumerate(TEAMS)}
@@ -244,7 +259,17 @@ def _fill(conn: sqlite3.Connection, rng: random.Random, sessions: int) -> None:
                 agent_ids[owner.username],
             )
 
-    conn.executemany("INSERT INTO session VALUES (?, ?, ?, ?, ?, ?, ?, ?)", session_rows())
+    rows = session_rows()
+    insert_sessions = "INSERT INTO session VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    if on_progress is None:
+        conn.executemany(insert_sessions, rows)
+    else:
+        # The same rows in the same order, hence the same database: only cut into chunks.
+        written = 0
+        while chunk := list(islice(rows, SESSIONS_PER_CHUNK)):
+            conn.executemany(insert_sessions, chunk)
+            written += len(chunk)
+            on_progress(written)
     conn.executemany(
         "INSERT INTO target_operation VALUES (?, ?, ?, ?)",
         ((i, amount, target, session) for i, (amount, target, session) in enumerate(operations, 1)),
