@@ -12,6 +12,7 @@ from benchmarks import (
     bench_ingestion,
     bench_intake,
     bench_post_call,
+    bench_progress,
     bench_sales,
 )
 
@@ -22,6 +23,7 @@ MODULES = {
     "sales": bench_sales,
     "intake": bench_intake,
     "post_call": bench_post_call,
+    "progress": bench_progress,
 }
 
 

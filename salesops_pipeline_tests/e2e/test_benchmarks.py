@@ -25,6 +25,8 @@ def test_every_benchmark_runs_at_smoke_scale(tmp_path):
         "## Intake",
         "## Post-call latency",
         "## CLI",
+        "## Progress: salesops duplicates",
+        "## Progress: salesops demo-db",
     ):
         assert title in out
     assert "All three find the same" in out

@@ -303,12 +303,13 @@ def test_a_stall_fails_post_call_lag_within_two_intervals_alerting_once(stack, c
     alerted = chat.arrivals[seen]
     print(f"alerted {alerted - behind_from:.1f} s after the lag passed {MAX_LAG} s")
     assert alerted - behind_from <= 2 * LAG_CHECK_INTERVAL
-    assert "post-call is behind" in chat.texts()[seen] and "1 retrying" in chat.texts()[seen]
+    # Pending or already retrying, depending on whether a run has tried it yet.
+    assert "post-call is behind" in chat.texts()[seen] and "backlog 1 (" in chat.texts()[seen]
     failing = [e for e in _lag_checks(stack) if e["timestamp"] >= behind_from - 1]
     assert failing and not failing[0]["success"] and failing[0]["severity"] == "ERROR"
 
     # While the stall lasts the check keeps failing, and the chat hears nothing more.
-    _wait(lambda: len(_checks_since(stack, alerted)) >= 2, 4 * LAG_CHECK_INTERVAL, "no checks")
+    _wait(lambda: _checks_since(stack, alerted), 3 * LAG_CHECK_INTERVAL, "no check after")
     assert not any(e["success"] for e in _checks_since(stack, alerted))
     assert len(chat.texts()) == seen + 1
 
