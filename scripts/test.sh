@@ -33,10 +33,11 @@ DAGSTER_HOME="$scratch" SALESOPS_HOME="$scratch/salesops" dagster definitions va
 if [ $# -gt 0 ]; then
   exec python -m pytest "$@"
 fi
-# The whole suite: the layers that run in-process share both cores; then the ones that start
-# the whole stack, one at a time, since they time waits that a neighbour would stretch.
-python -m pytest -m "not e2e" -n 2
+# The whole suite: the layers that run in-process, and the benchmarks' smoke run, share both
+# cores; then the tests that start the whole stack, one at a time, since they time waits that
+# a neighbour would stretch.
+python -m pytest -m "not e2e or smoke" -n 2
 quick=$?
-python -m pytest -m e2e
+python -m pytest -m "e2e and not smoke"
 stack=$?
 exit $(( quick != 0 ? quick : stack ))

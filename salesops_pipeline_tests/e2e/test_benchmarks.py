@@ -4,9 +4,13 @@ every module runs and that the methods compared agree; it asserts no speed."""
 import subprocess
 import sys
 
+import pytest
+
 from salesops_pipeline_tests.conftest import REPO_ROOT
 
 
+# It times nothing, so the test command runs it beside the in-process layers.
+@pytest.mark.smoke
 def test_every_benchmark_runs_at_smoke_scale(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--scale", "smoke"],
