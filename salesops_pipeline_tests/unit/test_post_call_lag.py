@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from salesops_pipeline.post_call import inbox as inbox_module
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.lag import percentile
 
@@ -95,3 +96,19 @@ def test_keeping_up_is_no_event_waiting_longer_than_the_limit(inbox):
     lag = inbox.lag(NOW)
     assert (lag.lag_s, lag.within(200), lag.within(199)) == (200, True, False)
     assert Inbox(inbox.path.with_name("empty.sqlite")).lag(NOW).within(1)
+
+
+def test_recent_latency_is_read_from_an_index_of_finished_events_only(inbox):
+    # An index of every event would cost the intake a write per event it stores; the one of
+    # finished events is written when post-call finishes them, and the lag's query uses it.
+    with inbox.transaction() as conn:
+        conn.execute("CREATE INDEX event_updated ON event (updated_at)")  # an earlier version's
+    inbox._schema_version = None
+    with inbox.connect() as conn:
+        indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        plan = conn.execute(
+            f"EXPLAIN QUERY PLAN {inbox_module._FINISHED} AND e.updated_at >= ?",
+            (*inbox_module._FINISHED_PARAMS, _at(300)),
+        ).fetchall()
+    assert "event_updated" not in indexes and "event_finished" in indexes
+    assert any("USING INDEX event_finished" in row[-1] for row in plan)
