@@ -14,6 +14,14 @@ def db_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def quiet_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no live progress on the terminal (errors and warnings are still printed)",
+    )
+
+
 def positive_int(text: str) -> int:
     value = non_negative_int(text)
     if value == 0:

@@ -9,8 +9,8 @@ import duckdb
 
 from salesops_pipeline.campaigns.duplicates import duplicates_json, duplicates_text, find_duplicates
 from salesops_pipeline.campaigns.ingest import LoadProgress, check_campaign_pair, load_campaigns
-from salesops_pipeline.cli.arguments import positive_float
-from salesops_pipeline.cli.progress import LiveProgress, live_progress, quiet_argument
+from salesops_pipeline.cli.arguments import positive_float, quiet_argument
+from salesops_pipeline.cli.progress import LiveProgress, live_progress
 from salesops_pipeline.cli.provider import provider_transport
 from salesops_pipeline.clients import VoiceClient
 

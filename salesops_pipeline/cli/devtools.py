@@ -8,8 +8,9 @@ from salesops_pipeline.cli.arguments import (
     DEFAULT_INTAKE_PORT,
     DEFAULT_SANDBOX_PORT,
     positive_float,
+    quiet_argument,
 )
-from salesops_pipeline.cli.progress import LiveProgress, live_progress, quiet_argument
+from salesops_pipeline.cli.progress import LiveProgress, live_progress
 from salesops_pipeline.cli.provider import provider_transport
 from salesops_pipeline.clients import VoiceClient
 from salesops_pipeline.devtools.simulator import SimulationReport, simulate

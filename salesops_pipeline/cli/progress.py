@@ -6,7 +6,6 @@ on stdout is never touched. The work reports its counts as often as it likes; th
 redrawn a few times a second at most, so reporting costs a few attribute writes.
 """
 
-import argparse
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -15,14 +14,6 @@ from contextlib import contextmanager
 # Redrawing more often than this only costs the work CPU: nobody reads faster.
 DRAWS_PER_SECOND = 4
 BAR_WIDTH = 20
-
-
-def quiet_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--quiet",
-        action="store_true",
-        help="no live progress on the terminal (errors and warnings are still printed)",
-    )
 
 
 @contextmanager

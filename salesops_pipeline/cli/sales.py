@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from salesops_pipeline import settings
-from salesops_pipeline.cli.arguments import db_argument, non_negative_int
-from salesops_pipeline.cli.progress import live_progress, quiet_argument
+from salesops_pipeline.cli.arguments import db_argument, non_negative_int, quiet_argument
+from salesops_pipeline.cli.progress import live_progress
 from salesops_pipeline.errors import InvalidInputError
 from salesops_pipeline.sales import demo, reports
 from salesops_pipeline.sales.exports import progression_document
