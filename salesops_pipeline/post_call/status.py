@@ -22,6 +22,7 @@ class EventStatus(StrEnum):
 
 
 OPEN_STATUSES = tuple(s.value for s in EventStatus if not s.is_final)
+FINAL_STATUSES = tuple(s.value for s in EventStatus if s.is_final)
 
 
 class AcceptStatus(StrEnum):

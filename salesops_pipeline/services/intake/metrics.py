@@ -20,15 +20,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.lag import PostCallLag
-from salesops_pipeline.post_call.status import EventStatus
+from salesops_pipeline.post_call.status import FINAL_STATUSES, EventStatus
 
 # A `_created` series beside every counter doubles what is sent and tells nobody anything here.
 disable_created_metrics()
 
 # A scrape within this many seconds of the last inbox read is answered from it.
 INBOX_READ_MAX_AGE_SECONDS = 1.0
-
-FINAL_STATUSES = tuple(status.value for status in EventStatus if status.is_final)
 
 
 class _InboxCollector:
