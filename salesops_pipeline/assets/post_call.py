@@ -284,18 +284,19 @@ def post_call_lag(inbox: InboxResource) -> dg.AssetCheckResult:
     )
 
 
-def _alert(context, alerter: Alerter | None, *args) -> None:
-    """Tell the operators if a condition started or ended. A chat that cannot be reached is
-    logged and the message left for the next evaluation: it never stops the evaluation."""
+def _alert(context, alerter: Alerter | None, condition: Condition, active: bool, **messages):
+    """Tell the operators if `condition` started or ended (`Alerter.update`). A chat that cannot
+    be reached is logged and the message left for the next evaluation: it never stops the
+    evaluation."""
     if alerter is None:
         return
     try:
-        sent = alerter.update(*args)
+        sent = alerter.update(condition, active, **messages)
     except AlertNotSent as error:
         context.log.warning(f"{error}; sent again at the next evaluation")
         return
     if sent:
-        context.log.info(f"alert sent to {alerter.webhook.host}: {args[0]}")
+        context.log.info(f"alert sent to {alerter.webhook.host}: {condition}")
 
 
 def post_call_lag_sensor_def() -> dg.SensorDefinition:
@@ -330,8 +331,8 @@ def post_call_lag_sensor_def() -> dg.SensorDefinition:
             alerts.get_alerter(store),
             Condition.LAG,
             not passed,
-            lambda: lag_alert(lag, limit, alerts.get_dagster_url()),
-            lambda since, now: lag_recovery(lag, since, now),
+            alert=lambda: lag_alert(lag, limit, alerts.get_dagster_url()),
+            recovery=lambda since, now: lag_recovery(lag, since, now),
         )
         return dg.SensorResult(
             asset_events=[
@@ -366,10 +367,9 @@ def post_call_run_failure_alert(
         alerts.get_alerter(store),
         Condition.RUN_FAILED,
         True,
-        lambda: run_failure_alert(
+        alert=lambda: run_failure_alert(
             run.run_id, run.tags.get(POST_CALL_LANE_TAG), store.lag(), alerts.get_dagster_url()
         ),
-        None,
     )
 
 
@@ -391,8 +391,7 @@ def post_call_run_recovery_alert(
         alerts.get_alerter(store),
         Condition.RUN_FAILED,
         False,
-        None,
-        lambda since, now: run_recovery(run_id, store.lag(), since, now),
+        recovery=lambda since, now: run_recovery(run_id, store.lag(), since, now),
     )
 
 

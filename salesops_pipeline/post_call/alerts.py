@@ -83,11 +83,12 @@ class Alerter:
         self,
         condition: Condition,
         active: bool,
-        alert: Callable[[], str],
-        recovery: Callable[[datetime, datetime], str],
+        alert: Callable[[], str] | None = None,
+        recovery: Callable[[datetime, datetime], str] | None = None,
     ) -> str | None:
         """Announce `condition` if it just started, or its end if it just cleared; the message
-        sent, or None when nothing changed.
+        sent, or None when nothing changed. Each message is built only when it is sent: an
+        evaluator that only ever starts (or ends) the condition gives only that one.
 
         Raises AlertNotSent when the chat refuses or cannot be reached. Nothing is recorded
         then, so the next evaluation sends it again. The record follows the sending: a crash
