@@ -41,7 +41,11 @@ from salesops_pipeline.post_call.status import (
     WriteState,
 )
 
-SCHEMA = """
+# The open statuses as SQL literals (fixed enum values), where a partial index and the queries
+# that use it must spell the same condition.
+_OPEN_LITERALS = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS event (
     call_id TEXT PRIMARY KEY,
@@ -62,7 +66,7 @@ CREATE INDEX IF NOT EXISTS event_due ON event (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS event_lease ON event (lease_owner);
 -- Finished events by their last change: the post-call latency reads the recent ones.
 CREATE INDEX IF NOT EXISTS event_finished ON event (updated_at)
-    WHERE status NOT IN ('pending', 'retrying');
+    WHERE status NOT IN ({_OPEN_LITERALS});
 CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,
@@ -190,7 +194,7 @@ def _parse(stamp: str) -> datetime:
 _FINISHED = f"""SELECT e.call_id, e.received_at,
                       CASE WHEN w.state = ? THEN w.updated_at ELSE e.updated_at END
                FROM event e LEFT JOIN write w ON w.call_id = e.call_id
-               WHERE e.status NOT IN ({", ".join(f"'{s}'" for s in OPEN_STATUSES)})"""
+               WHERE e.status NOT IN ({_OPEN_LITERALS})"""
 _FINISHED_PARAMS = (WriteState.APPLIED,)
 
 
