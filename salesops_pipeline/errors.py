@@ -9,5 +9,9 @@ class SalesDatabaseError(SalesopsError):
     """The sales database is missing, unreadable or lacks what the reports need."""
 
 
+class SettingError(SalesopsError, ValueError):
+    """A setting in the environment or `.env` has a value that cannot be used."""
+
+
 class InvalidInputError(SalesopsError):
     """A value given by a user (month, agent, file) cannot be used."""

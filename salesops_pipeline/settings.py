@@ -7,6 +7,8 @@ definitions load anywhere and a `.env` file or a changed variable is honoured on
 import os
 from pathlib import Path
 
+from salesops_pipeline.errors import SettingError
+
 HOME_ENV = "SALESOPS_HOME"
 SALES_DB_ENV = "SALESOPS_SALES_DB"
 
@@ -96,7 +98,7 @@ def _number(
         value = None
     if value is None or value < minimum or (maximum is not None and value > maximum):
         bounds = f"of at least {minimum}" + (f" and at most {maximum}" if maximum else "")
-        raise ValueError(f"{name}={text!r}: expected a {kind.__name__} {bounds}")
+        raise SettingError(f"{name}={text!r}: expected a {kind.__name__} {bounds}")
     return value
 
 
@@ -144,3 +146,31 @@ def dagster_url() -> str | None:
     """The Dagster UI's address, for alerts to link to; `salesops dev` sets it."""
     value = os.environ.get(DAGSTER_URL_ENV)
     return value.rstrip("/") if value else None
+
+
+DATABASE_URL_ENV = "SALESOPS_DATABASE_URL"
+DATABASE_POOL_ENV = "SALESOPS_DATABASE_POOL"
+
+
+def database_url() -> str | None:
+    """The PostgreSQL database every host shares (`postgresql://user:password@host/db`), or
+    None: the embedded files under SALESOPS_HOME. The URL holds a password: it is never
+    printed whole."""
+    value = os.environ.get(DATABASE_URL_ENV, "").strip()
+    if not value:
+        return None
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme == "postgres":
+        value = "postgresql" + value[len(scheme) :]
+    elif scheme != "postgresql":
+        raise SettingError(
+            f"{DATABASE_URL_ENV} must be a postgresql:// URL"
+            f" (got one starting {value.split(':', 1)[0]!r}:)"
+        )
+    return value
+
+
+def database_pool_size() -> int:
+    """Connections each process keeps open to the shared database (more are opened briefly
+    under load, up to twice this)."""
+    return _number(DATABASE_POOL_ENV, 5, minimum=1, maximum=100)

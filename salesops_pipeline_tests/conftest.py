@@ -2,6 +2,7 @@
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,12 +78,50 @@ def isolated_home(restored_environment, tmp_path, monkeypatch) -> Path:
         "SALESOPS_DAGSTER_YAML",
         "SALESOPS_ALERT_WEBHOOK_URL",
         "SALESOPS_DAGSTER_URL",
+        "SALESOPS_DATABASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     return home
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL server for this test process, started on first use."""
+    from salesops_pipeline_tests.support.postgres import start_server
+
+    server, stop = start_server()
+    try:
+        yield server
+    finally:
+        stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> Iterator[str]:
+    """A fresh, empty database on the throw-away server, dropped after the test."""
+    from salesops_pipeline import postgres
+
+    url = postgres_server.create_database()
+    yield url
+    postgres.dispose(url)
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_inbox(request, isolated_home, monkeypatch):
+    """The post-call inbox where `salesops` commands and resources look for it, on each back
+    end: the SQLite file under SALESOPS_HOME, and a fresh PostgreSQL database named by
+    SALESOPS_DATABASE_URL."""
+    from salesops_pipeline.post_call.inbox import Inbox
+
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("SALESOPS_DATABASE_URL", url)
+        return Inbox(url=url)
+    return Inbox(isolated_home / "intake" / "inbox.sqlite")
 
 
 @pytest.fixture

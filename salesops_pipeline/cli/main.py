@@ -9,7 +9,6 @@ runs: a report answers without loading the services, the stack or Dagster.
 import argparse
 import importlib
 import os
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from dotenv import load_dotenv
 
 from salesops_pipeline import settings
 from salesops_pipeline.errors import SalesopsError
+from salesops_pipeline.postgres import storage_errors
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     except SalesopsError as error:
         print(f"salesops: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except (OSError, sqlite3.Error) as error:
+    except storage_errors() as error:
         print(f"salesops: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

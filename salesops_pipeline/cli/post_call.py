@@ -55,10 +55,10 @@ def _read_event_input(source: str) -> bytes:
 def _post_call(args: argparse.Namespace) -> int:
     raw = _read_event_input(args.file)
     event = parse_event(raw)
-    inbox = Inbox(settings.inbox_path())
+    inbox = Inbox.configured()
     if args.dry_run:
         # A dry run creates no state; it only reads what the inbox already knows, if any.
-        handled = inbox.get(event.callId) if inbox.path.is_file() else None
+        handled = inbox.get(event.callId) if inbox.exists() else None
         if handled is not None and EventStatus(handled.status).is_final:
             print(
                 f"{terminal_safe(event.callId)}: already {handled.status}"
@@ -112,13 +112,18 @@ def _describe_outcome(outcome) -> str:
 
 def _existing_inbox() -> Inbox:
     """The inbox the intake writes to; a read-only command never creates one."""
-    path = settings.inbox_path()
-    if not path.is_file():
-        raise InvalidInputError(
-            f"No inbox at {path}: no post-call event was ever received with SALESOPS_HOME"
-            f" {settings.describe_home()}. Run this where the stack runs, or set SALESOPS_HOME."
+    inbox = Inbox.configured()
+    if not inbox.exists():
+        where = (
+            f"SALESOPS_HOME {settings.describe_home()}. Run this where the stack runs, or set"
+            " SALESOPS_HOME."
+            if inbox.kind == "sqlite"
+            else f"{settings.DATABASE_URL_ENV}."
         )
-    return Inbox(path)
+        raise InvalidInputError(
+            f"No inbox at {inbox.describe()}: no post-call event was ever received with {where}"
+        )
+    return inbox
 
 
 def _inbox(args: argparse.Namespace) -> int:

@@ -97,11 +97,11 @@ def _serve(args: argparse.Namespace) -> int:
         key = secrets.token_urlsafe(24)
         # A throw-away key for a local demo, shown so that a person can post to it.
         print(f"{settings.INTAKE_KEY_ENV} not set; this local demo's key is: {key}")
-    inbox = Inbox(settings.inbox_path())
+    inbox = Inbox.configured()
     app = create_intake_app(
         inbox, api_key=key, webhook_secret=settings.webhook_secret(), docs=args.docs
     )
-    print(f"Intake on http://{args.host}:{args.port} (inbox: {inbox.path})", flush=True)
+    print(f"Intake on http://{args.host}:{args.port} (inbox: {inbox.describe()})", flush=True)
     serve_intake(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

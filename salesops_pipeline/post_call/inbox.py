@@ -1,7 +1,8 @@
 """The post-call inbox: every accepted event, durably, and what became of it.
 
-One SQLite file in WAL mode, written with full synchronisation: an event is on disk before the
-provider hears 2xx. Tables:
+One SQLite file in WAL mode on one host, or, with SALESOPS_DATABASE_URL, one PostgreSQL
+database that several hosts share (see `storage`). Either way an event is durably stored before
+the provider hears 2xx. Tables:
 
 - `event`: one row per callId, its payload, its current status and who holds it (a lease);
 - `queue`: an append-only list of "handle this callId", read by the sensor past its cursor
@@ -13,7 +14,7 @@ provider hears 2xx. Tables:
 - `outcome`: an append-only log of every handling: the decision, the writes, or the error;
 - `conflict`: a callId delivered again with a different payload, kept for inspection;
 - `quarantine`: bodies refused at the door, raw, with the reason;
-- `meta`: the inbox's epoch, which tells one inbox file from the next.
+- `meta`: the inbox's epoch, which tells one inbox from the next.
 
 No method holds the write lock across a network call: the processor reads from the provider
 first, then takes the lock only to decide and record.
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from salesops_pipeline import settings
 from salesops_pipeline.post_call.lag import RECENT, PostCallLag, percentile
 from salesops_pipeline.post_call.status import (
     OPEN_STATUSES,
@@ -39,6 +41,16 @@ from salesops_pipeline.post_call.status import (
     Refusal,
     TransferState,
     WriteState,
+)
+from salesops_pipeline.post_call.storage import (
+    QUEUE_LOCK,
+    TRANSFER_CHOICE_LOCK,
+    Connection,
+    PostgresConnection,
+    PostgresStore,
+    SQLiteStore,
+    contact_lock,
+    postgres_ddl,
 )
 
 # The open statuses as SQL literals (fixed enum values), where a partial index and the queries
@@ -282,46 +294,56 @@ class Worker:
 
 
 class Inbox:
-    def __init__(self, path: Path):
+    """The inbox in the SQLite file `path`, or, given `url`, in a shared PostgreSQL database."""
+
+    def __init__(self, path: Path | None = None, *, url: str | None = None):
+        if (path is None) == (url is None):
+            raise ValueError("an inbox is either a SQLite file or a PostgreSQL URL")
         self.path = path
-        # The schema version last seen complete: a file replaced by a new one (version 0)
-        # gets its schema again, whichever process replaced it.
-        self._schema_version: int | None = None
+        self._store = (
+            PostgresStore(url, _ensure_postgres_schema)
+            if url
+            else SQLiteStore(path, _ensure_schema)
+        )
+
+    @classmethod
+    def configured(cls) -> "Inbox":
+        """The inbox the settings name: SALESOPS_DATABASE_URL, else SALESOPS_HOME's file."""
+        url = settings.database_url()
+        return cls(url=url) if url else cls(settings.inbox_path())
+
+    @property
+    def kind(self) -> str:
+        return self._store.kind
+
+    def describe(self) -> str:
+        """Where the inbox is, for messages: a path, or the URL without its password."""
+        return self._store.describe()
+
+    def exists(self) -> bool:
+        """Whether anything ever created the inbox here (reading creates it otherwise)."""
+        return self._store.exists()
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What this inbox raises when its storage is unreachable, full or refusing."""
+        return self._store.errors()
 
     @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: a committed event survives a power cut, not only a process crash.
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA busy_timeout = 30000")
-            version = conn.execute("PRAGMA schema_version").fetchone()[0]
-            if version != self._schema_version:
-                _ensure_schema(conn)
-                self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
+    def connect(self) -> Iterator:
+        with self._store.connect() as conn:
             yield conn
-        finally:
-            conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once: concurrent writers queue, none sees stale rows.
+    def transaction(self) -> Iterator:
+        """One write transaction: concurrent writers never see stale rows for what they decide.
 
         Callers never make a network call inside it.
         """
-        with self.connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._store.transaction() as conn:
+            yield conn
 
     def epoch(self) -> str:
-        """This inbox file's identity: a new file (a reset) has a new epoch."""
+        """This inbox's identity: a new inbox (a reset) has a new epoch."""
         with self.connect() as conn:
             return conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
 
@@ -337,15 +359,16 @@ class Inbox:
         for all of them, all stored or none."""
         now = _now()
         with self.transaction() as conn:
+            self._store.lock(conn, QUEUE_LOCK)
             return [_accept(conn, call_id, payload, now) for call_id, payload in events]
 
     def quarantine(self, reason: str, raw_body: bytes, content_type: str | None) -> int:
         with self.transaction() as conn:
             return conn.execute(
                 "INSERT INTO quarantine (received_at, reason, content_type, raw_body)"
-                " VALUES (?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?) RETURNING id",
                 (_iso(_now()), reason, content_type, raw_body),
-            ).lastrowid
+            ).fetchone()[0]
 
     # The sensor ----------------------------------------------------------------------------
 
@@ -363,18 +386,13 @@ class Inbox:
         read; lanes with nothing to do are left out."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT q.lane_key % :lanes AS lane, MAX(q.seq) FROM queue q"
+                "SELECT q.lane_key % ? AS lane, MAX(q.seq) FROM queue q"
                 " JOIN event e ON e.call_id = q.call_id"
-                " LEFT JOIN lane p ON p.lanes = :lanes AND p.lane = q.lane_key % :lanes"
+                " LEFT JOIN lane p ON p.lanes = ? AND p.lane = q.lane_key % ?"
                 " WHERE q.seq > COALESCE(p.position, 0)"
-                " AND (e.status IN (:open1, :open2) OR q.reason = :replay)"
+                " AND (e.status IN (?, ?) OR q.reason = ?)"
                 " GROUP BY 1",
-                {
-                    "lanes": lanes,
-                    "open1": OPEN_STATUSES[0],
-                    "open2": OPEN_STATUSES[1],
-                    "replay": REPLAY,
-                },
+                (lanes, lanes, lanes, *OPEN_STATUSES, REPLAY),
             ).fetchall()
         return dict(rows)
 
@@ -408,7 +426,8 @@ class Inbox:
             conn.execute(
                 "INSERT INTO lane (lanes, lane, position) VALUES (?, ?, ?)"
                 " ON CONFLICT (lanes, lane)"
-                " DO UPDATE SET position = MAX(position, excluded.position)",
+                " DO UPDATE SET position = CASE WHEN excluded.position > lane.position"
+                " THEN excluded.position ELSE lane.position END",
                 (lanes, lane, position),
             )
 
@@ -417,10 +436,13 @@ class Inbox:
         never finished them; an event a live holder works on is left to it."""
         now = now or _now()
         with self.transaction() as conn:
+            self._store.lock(conn, QUEUE_LOCK)
+            # An event another transaction holds right now is being handled: skipped, not
+            # waited for.
             due = conn.execute(
                 "SELECT call_id, status FROM event WHERE status IN (?, ?)"
                 " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-                " ORDER BY next_attempt_at LIMIT ?",
+                f" ORDER BY next_attempt_at LIMIT ?{self._store.skip_locked}",
                 (*OPEN_STATUSES, _iso(now), _iso(now), limit),
             ).fetchall()
             for call_id, status in due:
@@ -439,6 +461,7 @@ class Inbox:
         """
         now = _now()
         with self.transaction() as conn:
+            self._store.lock(conn, QUEUE_LOCK)
             if conn.execute("SELECT 1 FROM event WHERE call_id = ?", (call_id,)).fetchone() is None:
                 return False
             failed, retrying = EventStatus.FAILED, EventStatus.RETRYING
@@ -460,9 +483,11 @@ class Inbox:
             # Ended workers are kept a day: "this run had a worker" is worth knowing that long.
             conn.execute("DELETE FROM worker WHERE ended_at < ?", (_iso(now - timedelta(days=1)),))
             conn.execute(
-                "INSERT OR REPLACE INTO worker"
-                " (owner, run_id, host, pid, process_started, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO worker (owner, run_id, host, pid, process_started, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET"
+                " run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,"
+                " process_started = excluded.process_started,"
+                " started_at = excluded.started_at, ended_at = NULL",
                 (
                     worker.owner,
                     worker.run_id,
@@ -498,9 +523,10 @@ class Inbox:
         `failed` once processors died MAX_CRASHES times on them. Returns their callIds."""
         now = _now()
         with self.transaction() as conn:
+            self._store.lock(conn, QUEUE_LOCK)
             held = conn.execute(
                 "SELECT call_id, crashes, attempts FROM event WHERE lease_owner = ?"
-                " AND status IN (?, ?)",
+                f" AND status IN (?, ?) ORDER BY call_id{self._store.for_update}",
                 (owner, *OPEN_STATUSES),
             ).fetchall()
             for call_id, crashes, attempts in held:
@@ -586,6 +612,9 @@ class Inbox:
         """
         now = _now()
         with self.transaction() as conn:
+            if choose_agent is not None:
+                self._store.lock(conn, TRANSFER_CHOICE_LOCK)
+            self._store.lock(conn, contact_lock(contact_id))
             if not _renew(conn, call_id, owner, now):
                 return WritePlan(refusal=Refusal.LEASE_LOST)
             refusal = _contact_refusal(conn, call_id, contact_id, call_time)
@@ -598,8 +627,10 @@ class Inbox:
                     return WritePlan(refusal=Refusal.NO_AGENT, detail="no active support agent")
                 changes["assignedAgent"] = agent
                 conn.execute(
-                    "INSERT OR REPLACE INTO transfer (call_id, contact_id, agent, state, at)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO transfer (call_id, contact_id, agent, state, at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET"
+                    " contact_id = excluded.contact_id, agent = excluded.agent,"
+                    " state = excluded.state, at = excluded.at",
                     (call_id, contact_id, agent, TransferState.IN_FLIGHT, _iso(now)),
                 )
             conn.execute(
@@ -622,11 +653,13 @@ class Inbox:
         rules as the first send."""
         now = _now()
         with self.transaction() as conn:
-            if not _renew(conn, call_id, owner, now):
-                return WritePlan(refusal=Refusal.LEASE_LOST)
+            # A write's contact never changes: read before the lock, checked under it.
             contact_id, call_time = conn.execute(
                 "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
             ).fetchone()
+            self._store.lock(conn, contact_lock(contact_id))
+            if not _renew(conn, call_id, owner, now):
+                return WritePlan(refusal=Refusal.LEASE_LOST)
             refusal = _contact_refusal(conn, call_id, contact_id, call_time)
             if refusal is not None:
                 return refusal
@@ -664,8 +697,16 @@ class Inbox:
         """
         now = _now()
         with self.transaction() as conn:
+            # Settling a write decides what its contact's next call may do: under its lock.
+            written = conn.execute(
+                "SELECT contact_id FROM write WHERE call_id = ?", (call_id,)
+            ).fetchone()
+            if written is not None:
+                self._store.lock(conn, contact_lock(written[0]))
             row = conn.execute(
-                "SELECT attempts, lease_owner FROM event WHERE call_id = ?", (call_id,)
+                "SELECT attempts, lease_owner FROM event WHERE call_id = ?"
+                + self._store.for_update,
+                (call_id,),
             ).fetchone()
             if row is None or row[1] != owner:
                 return None
@@ -733,11 +774,10 @@ class Inbox:
 
     def outcomes(self, call_id: str) -> list[dict]:
         with self.connect() as conn:
-            conn.row_factory = sqlite3.Row
-            rows = conn.execute(
-                "SELECT * FROM outcome WHERE call_id = ? ORDER BY id", (call_id,)
-            ).fetchall()
-        return [dict(row) | {"writes": json.loads(row["writes"])} for row in rows]
+            rows = _dicts(
+                conn.execute("SELECT * FROM outcome WHERE call_id = ? ORDER BY id", (call_id,))
+            )
+        return [row | {"writes": json.loads(row["writes"])} for row in rows]
 
     def lag(self, now: datetime | None = None) -> PostCallLag:
         """The backlog, the lag and the recent latency (see `post_call.lag`)."""
@@ -808,19 +848,19 @@ class Inbox:
                 conn.execute("DELETE FROM alert WHERE condition = ?", (condition,))
             else:
                 conn.execute(
-                    "INSERT OR REPLACE INTO alert (condition, raised_at) VALUES (?, ?)",
+                    "INSERT INTO alert (condition, raised_at) VALUES (?, ?)"
+                    " ON CONFLICT (condition) DO UPDATE SET raised_at = excluded.raised_at",
                     (condition, _iso(raised_at)),
                 )
 
     def quarantined(self) -> list[dict]:
         with self.connect() as conn:
-            conn.row_factory = sqlite3.Row
-            return [dict(r) for r in conn.execute("SELECT * FROM quarantine ORDER BY id")]
+            rows = _dicts(conn.execute("SELECT * FROM quarantine ORDER BY id"))
+        return [row | {"raw_body": bytes(row["raw_body"])} for row in rows]
 
     def conflicts(self) -> list[dict]:
         with self.connect() as conn:
-            conn.row_factory = sqlite3.Row
-            return [dict(r) for r in conn.execute("SELECT * FROM conflict ORDER BY id")]
+            return _dicts(conn.execute("SELECT * FROM conflict ORDER BY id"))
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
@@ -859,11 +899,27 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+def _ensure_postgres_schema(conn: PostgresConnection) -> None:
+    """Create what is missing. No earlier PostgreSQL inbox exists, so there is nothing to
+    migrate."""
+    for statement in postgres_ddl(SCHEMA):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO NOTHING",
+        (secrets.token_hex(4),),
+    )
+
+
+def _dicts(cursor) -> list[dict]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
-def _accept(conn: sqlite3.Connection, call_id: str, payload: str, now: datetime) -> Accepted:
+def _accept(conn: Connection, call_id: str, payload: str, now: datetime) -> Accepted:
     digest = payload_digest(payload)
     row = conn.execute("SELECT payload_sha256 FROM event WHERE call_id = ?", (call_id,)).fetchone()
     if row is None:
@@ -892,15 +948,16 @@ def _accept(conn: sqlite3.Connection, call_id: str, payload: str, now: datetime)
     return Accepted(AcceptStatus.CONFLICT, call_id)
 
 
-def _queue(conn: sqlite3.Connection, call_id: str, reason: str, now: datetime) -> int:
-    return conn.execute(
+def _queue(conn: Connection, call_id: str, reason: str, now: datetime) -> None:
+    # The caller holds QUEUE_LOCK, taken first in its transaction.
+    conn.execute(
         "INSERT INTO queue (call_id, reason, queued_at, lane_key)"
         " SELECT ?, ?, ?, lane_key FROM event WHERE call_id = ?",
         (call_id, reason, _iso(now), call_id),
-    ).lastrowid
+    )
 
 
-def _renew(conn: sqlite3.Connection, call_id: str, owner: str, now: datetime) -> bool:
+def _renew(conn: Connection, call_id: str, owner: str, now: datetime) -> bool:
     """Extend a lease that `owner` holds and that has not run out."""
     return bool(
         conn.execute(
@@ -912,7 +969,7 @@ def _renew(conn: sqlite3.Connection, call_id: str, owner: str, now: datetime) ->
 
 
 def _contact_refusal(
-    conn: sqlite3.Connection, call_id: str, contact_id: str, call_time: str
+    conn: Connection, call_id: str, contact_id: str, call_time: str
 ) -> WritePlan | None:
     newest = conn.execute(
         "SELECT call_time, call_id FROM contact_state WHERE contact_id = ?", (contact_id,)
@@ -933,7 +990,7 @@ def _contact_refusal(
     return None
 
 
-def _settle_write(conn: sqlite3.Connection, call_id: str, state: WriteState, now: datetime) -> None:
+def _settle_write(conn: Connection, call_id: str, state: WriteState, now: datetime) -> None:
     conn.execute(
         "UPDATE write SET state = ?, updated_at = ? WHERE call_id = ?",
         (state, _iso(now), call_id),
@@ -958,7 +1015,7 @@ def _settle_write(conn: sqlite3.Connection, call_id: str, state: WriteState, now
 
 
 def _set_status(
-    conn: sqlite3.Connection, call_id: str, status: str, next_attempt: datetime, now: datetime
+    conn: Connection, call_id: str, status: str, next_attempt: datetime, now: datetime
 ) -> None:
     conn.execute(
         "UPDATE event SET status = ?, next_attempt_at = ?, updated_at = ? WHERE call_id = ?",
@@ -967,7 +1024,7 @@ def _set_status(
 
 
 def _log(
-    conn: sqlite3.Connection,
+    conn: Connection,
     call_id: str,
     attempt: int,
     status: str,
@@ -984,7 +1041,7 @@ def _log(
     )
 
 
-def _recent_transfers(conn: sqlite3.Connection, since: str | None) -> dict[str, str]:
+def _recent_transfers(conn: Connection, since: str | None) -> dict[str, str]:
     """Contact → agent of the latest in-flight or confirmed transfer of each contact."""
     rows = conn.execute(
         "SELECT contact_id, agent FROM transfer WHERE state IN (?, ?)"

@@ -188,7 +188,7 @@ class PostCallProcessor:
         changes = self._changes(decision)
         if decision.transfer_to_support:
             holders, since = self._campaign_holders()
-            recent = self.inbox.transfers(since) if self.inbox.path.is_file() else {}
+            recent = self.inbox.transfers(since) if self.inbox.exists() else {}
             agent = self._choose_agent(event.contactId, holders, recent)
             if agent is None:
                 raise PermanentFailure("no active support agent to transfer to")

@@ -16,7 +16,14 @@ class InboxResource(dg.ConfigurableResource):
     work is spread over runs."""
 
     path: str | None = Field(
-        default=None, description="SQLite file of the inbox. Empty: SALESOPS_HOME/intake/."
+        default=None,
+        description="SQLite file of the inbox. Empty: SALESOPS_DATABASE_URL if set, else"
+        " SALESOPS_HOME/intake/.",
+    )
+    url: str | None = Field(
+        default=None,
+        description="PostgreSQL database of the inbox, shared by every host."
+        " Empty: SALESOPS_DATABASE_URL, else the SQLite file.",
     )
     lanes: int | None = Field(
         default=None,
@@ -35,7 +42,11 @@ class InboxResource(dg.ConfigurableResource):
     )
 
     def get_inbox(self) -> Inbox:
-        return Inbox(Path(self.path) if self.path else settings.inbox_path())
+        if self.path:
+            return Inbox(Path(self.path))
+        if self.url:
+            return Inbox(url=self.url)
+        return Inbox.configured()
 
     def lane_settings(self) -> LaneSettings:
         return LaneSettings(

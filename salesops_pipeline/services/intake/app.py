@@ -7,7 +7,6 @@ An event is acknowledged (2xx) only once it is on disk. A body that cannot be ac
 import asyncio
 import logging
 import secrets
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,7 +58,7 @@ def _refused(status: int, reason: str) -> JSONResponse:
     return _problem(status, reason)
 
 
-def _unavailable(error: sqlite3.Error | OSError) -> JSONResponse:
+def _unavailable(error: Exception) -> JSONResponse:
     # Not stored, so not acknowledged: the provider will deliver it again.
     logger.error("post-call not stored, inbox unavailable: %s", error)
     response = _problem(503, "inbox unavailable, retry later")
@@ -108,6 +107,7 @@ def create_intake_app(
         else FastAPI(**about, docs_url=None, redoc_url=None, openapi_url=None)
     )
     app.state.inbox = inbox
+    storage_errors = inbox.errors()
     committer = GroupCommitter(inbox)
     metrics = IntakeMetrics(inbox)
     app.state.metrics = metrics
@@ -159,7 +159,7 @@ def create_intake_app(
             return response
         try:
             body = await anyio.to_thread.run_sync(metrics.exposition)
-        except (sqlite3.Error, OSError) as error:
+        except storage_errors as error:
             logger.error("metrics unavailable, inbox unreadable: %s", error)
             return _problem(503, "inbox unavailable, retry later")
         return Response(body, media_type=metrics.content_type)
@@ -212,14 +212,14 @@ def create_intake_app(
         except EventError as error:
             try:
                 await in_storage_thread(inbox.quarantine, str(error), raw, content_type)
-            except (sqlite3.Error, OSError) as storage_error:
+            except storage_errors as storage_error:
                 return _unavailable(storage_error)
             logger.warning("post-call quarantined: %s %s", error.http_status, error)
             return _problem(error.http_status, str(error), quarantined=True)
         try:
             accepted = await committer.accept(event.callId, raw.decode())
         # A database error, or the inbox's folder missing, unwritable, full: nothing stored.
-        except (sqlite3.Error, OSError) as error:
+        except storage_errors as error:
             return _unavailable(error)
         logger.info("post-call %s: %s", event.callId, accepted.status)
         status = 202 if accepted.status == AcceptStatus.STORED else 200

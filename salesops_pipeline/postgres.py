@@ -1,0 +1,126 @@
+"""PostgreSQL connections for the state several hosts share (SALESOPS_DATABASE_URL).
+
+One pool per database and process: a blocking pool that checks a connection is alive before
+lending it, and rolls it back when it is returned, so no transaction outlives its block. The
+statements go through psycopg2's own cursors; the pool is SQLAlchemy's, without its SQL layer.
+
+Every connection is set so that a dead peer cannot hold locks for long: a transaction left idle
+for 30 s is ended by the server, a lock waited for 30 s fails the statement, and TCP keepalives
+notice a vanished host within about half a minute.
+"""
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+from salesops_pipeline import settings
+
+# Tables of the project live in their own schema, beside Dagster's in `public`.
+SCHEMA = "salesops"
+
+_SESSION = {
+    "search_path": SCHEMA,
+    "lock_timeout": "30s",
+    "idle_in_transaction_session_timeout": "30s",
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+
+_engines: dict[tuple[int, str], object] = {}
+_engines_lock = threading.Lock()
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _engine(url: str):
+    # Pools are per process: a connection must never be shared across a fork.
+    key = (os.getpid(), url)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            import sqlalchemy
+
+            size = settings.database_pool_size()
+            engine = sqlalchemy.create_engine(
+                url,
+                pool_size=size,
+                max_overflow=size,
+                pool_timeout=10,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+                connect_args={
+                    "connect_timeout": 5,
+                    "keepalives": 1,
+                    "keepalives_idle": 10,
+                    "keepalives_interval": 5,
+                    "keepalives_count": 3,
+                    "application_name": "salesops",
+                    "options": " ".join(f"-c {name}={value}" for name, value in _SESSION.items()),
+                },
+            )
+            _engines[key] = engine
+        return engine
+
+
+@contextmanager
+def connection(url: str) -> Iterator:
+    """A pooled psycopg2 connection, in a transaction that is rolled back unless the block
+    commits it."""
+    conn = _engine(url).raw_connection()
+    try:
+        yield conn
+    finally:
+        # Returning it to the pool rolls back whatever the block left open.
+        conn.close()
+
+
+def dispose(url: str) -> None:
+    """Close this process's pooled connections to `url` (a test drops its database after)."""
+    with _engines_lock:
+        engine = _engines.pop((os.getpid(), url), None)
+    if engine is not None:
+        engine.dispose()
+
+
+def errors() -> tuple[type[BaseException], ...]:
+    """The errors of a database that is unreachable, slow or refusing: psycopg2's, and the
+    pool's own timeout."""
+    import psycopg2
+    import sqlalchemy.exc
+
+    return (psycopg2.Error, sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError)
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_xact_lock. Two names sharing a key only
+    wait for each other; it never changes a result."""
+    return int.from_bytes(
+        hashlib.sha256(b"salesops:" + name.encode()).digest()[:8], "big", signed=True
+    )
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What a failing store raises, whichever back end is configured: an answer of 503 or a
+    clear message, never a traceback."""
+    import sqlite3
+
+    base: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    try:
+        shared = settings.database_url()
+    except ValueError:
+        # Asked while reporting another error: the bad setting is reported where it is read.
+        shared = None
+    return base + errors() if shared else base
