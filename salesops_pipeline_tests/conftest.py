@@ -124,6 +124,27 @@ def any_inbox(request, isolated_home, monkeypatch):
     return Inbox(isolated_home / "intake" / "inbox.sqlite")
 
 
+# A test about one back end's own behaviour (a file replaced, a disk too slow), where the
+# inbox fixtures would otherwise run it on each.
+sqlite_only = pytest.mark.parametrize("any_inbox", ["sqlite"], indirect=True)
+
+
+def reopened(inbox):
+    """Another handle on the same inbox, as another process would open it."""
+    from salesops_pipeline.post_call.inbox import Inbox
+
+    return Inbox(inbox.path) if inbox.url is None else Inbox(url=inbox.url)
+
+
+def inbox_resource(inbox, **settings):
+    """The Dagster resource reading this inbox."""
+    from salesops_pipeline.resources import InboxResource
+
+    if inbox.url is None:
+        return InboxResource(path=str(inbox.path), **settings)
+    return InboxResource(url=inbox.url, **settings)
+
+
 @pytest.fixture
 def reference_db() -> Path:
     """The company's real sales DB from the technical test, used as a compatibility fixture."""

@@ -299,7 +299,7 @@ class Inbox:
     def __init__(self, path: Path | None = None, *, url: str | None = None):
         if (path is None) == (url is None):
             raise ValueError("an inbox is either a SQLite file or a PostgreSQL URL")
-        self.path = path
+        self.path, self.url = path, url
         self._store = (
             PostgresStore(url, _ensure_postgres_schema)
             if url

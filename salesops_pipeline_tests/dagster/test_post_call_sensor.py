@@ -27,14 +27,14 @@ from salesops_pipeline.post_call.inbox import (
     lane_key,
     lane_of,
 )
-from salesops_pipeline.resources import InboxResource
+from salesops_pipeline_tests.conftest import inbox_resource, sqlite_only
 
 LANE_CONFIG = {"lane": 0, "lanes": 2, "idle_seconds": 5.0, "batch": 200}
 
 
 @pytest.fixture
-def inbox(tmp_path):
-    return Inbox(tmp_path / "inbox.sqlite")
+def inbox(any_inbox):
+    return any_inbox
 
 
 LANES = 2
@@ -42,7 +42,7 @@ LANES = 2
 
 def _tick(inbox, instance=None):
     context = dg.build_sensor_context(
-        resources={"inbox": InboxResource(path=str(inbox.path), lanes=LANES, idle_seconds=5)},
+        resources={"inbox": inbox_resource(inbox, lanes=LANES, idle_seconds=5)},
         instance=instance or dg.DagsterInstance.ephemeral(),
     )
     return post_call_sensor(context)
@@ -148,6 +148,7 @@ def _launched(instance, result) -> set[str]:
     return {run.tags["dagster/run_key"] for run in instance.get_runs()}
 
 
+@sqlite_only
 def test_a_reset_inbox_gets_run_keys_never_used_before(inbox):
     """Dagster skips a run key it has seen: after an inbox reset, keys must not repeat."""
     with dg.instance_for_test() as instance:

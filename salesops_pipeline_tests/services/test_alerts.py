@@ -13,14 +13,15 @@ from salesops_pipeline.clients.alerts import AlertNotSent, AlertWebhook
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.post_call.alerts import Alerter, Condition, lag_alert, lag_recovery
 from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline_tests.conftest import reopened
 
 PHONE = "+33612345678"
 KEY = "intake-key-0123456789"
 
 
 @pytest.fixture
-def inbox(tmp_path):
-    store = Inbox(tmp_path / "inbox.sqlite")
+def inbox(any_inbox):
+    store = any_inbox
     payload = {"callId": "c1", "contactId": "k1", "phoneNumber": PHONE, "apiKey": KEY}
     store.accept("c1", json.dumps(payload))
     return store
@@ -57,7 +58,7 @@ def test_the_state_is_shared_by_every_process_through_the_inbox(chat, inbox):
         Condition.LAG, True, lambda: "behind", lambda since, now: "caught up"
     )
     # Another evaluator, a restarted daemon say, does not repeat it and does clear it.
-    again = Alerter(Inbox(inbox.path), AlertWebhook(chat.url))
+    again = Alerter(reopened(inbox), AlertWebhook(chat.url))
     assert again.update(Condition.LAG, True, lambda: "behind", lambda s, n: "caught up") is None
     assert again.update(Condition.LAG, False, lambda: "behind", lambda s, n: "caught up")
     assert chat.texts() == ["behind", "caught up"]

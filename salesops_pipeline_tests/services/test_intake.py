@@ -22,14 +22,24 @@ from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
 from salesops_pipeline.services.intake.server import intake_config, log_config
 from salesops_pipeline.services.intake.signing import signature_headers
+from salesops_pipeline_tests.conftest import reopened
 
 KEY = "intake-key"
 EVENT = {"callId": "c-1", "contactId": "contact-1", "wrapup": "Vente", "newField": "kept"}
 
 
 @pytest.fixture
-def inbox(tmp_path):
+def inbox(request, tmp_path):
+    """The SQLite inbox; or, for the tests `on_each_back_end` marks, each back end in turn."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        return Inbox(url=request.getfixturevalue("postgres_url"))
     return Inbox(tmp_path / "inbox.sqlite")
+
+
+# Storing, dedup, conflicts and quarantine, which a shared database must do exactly as a file.
+on_each_back_end = pytest.mark.parametrize(
+    "inbox", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 @pytest.fixture
@@ -48,6 +58,7 @@ def _post(url, body, key=KEY, headers=None):
     )
 
 
+@on_each_back_end
 def test_reference_payloads_are_accepted_as_they_are(intake, inbox, reference_events):
     for raw in reference_events.values():
         response = _post(intake, raw)
@@ -65,17 +76,19 @@ def test_missing_or_wrong_key_is_401_and_nothing_is_kept(intake, inbox, key):
     assert inbox.recent() == [] and inbox.quarantined() == []
 
 
+@on_each_back_end
 def test_event_is_stored_before_the_answer(intake, inbox):
     response = _post(intake, EVENT)
     assert response.status_code == 202
     assert response.json() == {"status": "stored", "callId": "c-1"}
     # A fresh connection sees it: it was committed before the 2xx went out.
-    record = Inbox(inbox.path).get("c-1")
+    record = reopened(inbox).get("c-1")
     assert json.loads(record.payload) == EVENT
     assert record.status == "pending"
     assert [q.call_id for q in inbox.queued_after(0, 10)] == ["c-1"]
 
 
+@on_each_back_end
 def test_redelivery_is_acknowledged_and_not_stored_twice(intake, inbox):
     assert _post(intake, EVENT).status_code == 202
     again = _post(intake, EVENT)
@@ -85,6 +98,7 @@ def test_redelivery_is_acknowledged_and_not_stored_twice(intake, inbox):
     assert len(inbox.queued_after(0, 10)) == 1
 
 
+@on_each_back_end
 def test_same_call_id_with_another_payload_is_kept_for_inspection(intake, inbox):
     assert _post(intake, EVENT).status_code == 202
     changed = {**EVENT, "wrapup": "Rappel"}
@@ -96,6 +110,7 @@ def test_same_call_id_with_another_payload_is_kept_for_inspection(intake, inbox)
     assert len(inbox.queued_after(0, 10)) == 1
 
 
+@on_each_back_end
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -147,6 +162,17 @@ def test_inbox_failure_is_not_acknowledged(tmp_path, break_inbox, caplog):
     assert response.json() == {"detail": "inbox unavailable, retry later"}
     assert response.headers["Retry-After"] == "5"
     assert "post-call not stored, inbox unavailable" in caplog.text
+
+
+def test_an_unreachable_database_is_not_acknowledged(caplog):
+    """A shared database that refuses connections: 503, and the password stays out of the log."""
+    unreachable = Inbox(url="postgresql://salesops:s3cret-pw@127.0.0.1:1/inbox")
+    with serving_in_thread(create_intake_app(unreachable, api_key=KEY)) as url:
+        response = _post(url, EVENT)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "post-call not stored, inbox unavailable" in caplog.text
+    assert "s3cret-pw" not in caplog.text
 
 
 def test_healthz(intake):
@@ -305,6 +331,7 @@ def test_the_intake_survives_its_inbox_file_being_replaced(intake, inbox):
     assert fresh.epoch() != epoch
 
 
+@on_each_back_end
 def test_a_deeply_nested_body_is_refused_and_quarantined(intake, inbox):
     response = _post(intake, b"[" * 2000 + b"]" * 2000)
     assert response.status_code == 400

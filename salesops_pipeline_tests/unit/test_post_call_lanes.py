@@ -60,8 +60,8 @@ def _contacts_by_lane(lanes: int) -> dict[int, str]:
 
 
 @pytest.fixture
-def inbox(tmp_path):
-    return Inbox(tmp_path / "inbox.sqlite")
+def inbox(any_inbox):
+    return any_inbox
 
 
 def test_a_contacts_events_always_share_a_lane():

@@ -1,0 +1,196 @@
+"""The inbox on a PostgreSQL database shared by several hosts: what SQLite gets from letting one
+writer in at a time must hold with many, through the locks the inbox takes."""
+
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from salesops_pipeline.post_call import inbox as inbox_module
+from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.status import AcceptStatus, EventStatus, Refusal, WriteState
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def inbox(postgres_url):
+    return Inbox(url=postgres_url)
+
+
+def _event(call_id: str, contact: str, when: str = "07/04/2025 10:00:00") -> str:
+    return json.dumps({"callId": call_id, "contactId": contact, "callTime": when})
+
+
+def test_intakes_on_several_hosts_store_each_event_once(postgres_url):
+    """Eight intakes, each with its own pool, receive the same 200 events in their own order."""
+    events = [(f"call-{n}", _event(f"call-{n}", f"c-{n}")) for n in range(200)]
+
+    def intake(seed: int) -> list:
+        own = Inbox(url=postgres_url)
+        mine = random.Random(seed).sample(events, len(events))
+        return [
+            accepted
+            for start in range(0, len(mine), 20)
+            for accepted in own.accept_many(mine[start : start + 20])
+        ]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [a for batch in pool.map(intake, range(8)) for a in batch]
+    stored = Counter(a.call_id for a in answers if a.status == AcceptStatus.STORED)
+    assert stored == Counter({call_id: 1 for call_id, _ in events})
+    assert Counter(a.status for a in answers)[AcceptStatus.DUPLICATE] == 7 * 200
+    inbox = Inbox(url=postgres_url)
+    assert len(inbox.queued_after(0, 10_000)) == 200
+    assert inbox.counts() == {EventStatus.PENDING: 200}
+    with inbox.connect() as conn:
+        [(deliveries,)] = conn.execute("SELECT SUM(deliveries) FROM event").fetchall()
+    assert deliveries == 8 * 200
+
+
+def test_a_lane_reader_never_steps_over_a_position_committed_late(inbox):
+    """Intakes commit concurrently while a lane run reads and advances: every event queued is
+    read. Positions are taken and committed in the same order, under the queue's lock."""
+    writers_done = threading.Event()
+    seen: list[str] = []
+
+    def intake(n: int) -> None:
+        for batch in range(60):
+            inbox.accept_many(
+                [(f"w{n}-{batch}-{i}", _event(f"w{n}-{batch}-{i}", f"c{n}{i}")) for i in range(3)]
+            )
+
+    def lane_run() -> None:
+        position = 0
+        while True:
+            finished = writers_done.is_set()
+            call_ids, read_to = inbox.open_in_lane(0, 1, position, 50)
+            seen.extend(call_ids)
+            if read_to is not None:
+                position = read_to
+            elif finished:
+                return
+
+    reader = threading.Thread(target=lane_run)
+    reader.start()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(intake, range(4)))
+    writers_done.set()
+    reader.join(timeout=60)
+    assert len(seen) == len(set(seen)) == 4 * 60 * 3
+
+
+def test_an_older_call_decides_only_after_a_newer_ones_write_is_settled(inbox, monkeypatch):
+    """While the newer call's applied write is being recorded, the older call's decision waits
+    for it, then sees it: superseded, never written over the newer call."""
+    inbox.accept("new", _event("new", "c-1", "07/04/2025 11:00:00"))
+    inbox.accept("old", _event("old", "c-1", "07/04/2025 10:00:00"))
+    assert inbox.claim("new", "run-a") and inbox.claim("old", "run-b")
+    plan = inbox.begin_write(
+        "new", "run-a", contact_id="c-1", call_time="2025-04-07T11:00:00", changes={"x": 1}
+    )
+    assert plan.write is not None
+    settle, recording = inbox_module._settle_write, threading.Event()
+
+    def slow_settle(conn, call_id, state, now):
+        settle(conn, call_id, state, now)
+        if call_id == "new":
+            recording.set()
+            time.sleep(0.5)  # committed only after this
+
+    monkeypatch.setattr(inbox_module, "_settle_write", slow_settle)
+    newer = threading.Thread(
+        target=inbox.finish,
+        args=("new", "run-a"),
+        kwargs={"status": EventStatus.APPLIED, "decision": "d", "writes": []},
+    )
+    newer.start()
+    assert recording.wait(5)
+    started = time.monotonic()
+    older = inbox.begin_write(
+        "old", "run-b", contact_id="c-1", call_time="2025-04-07T10:00:00", changes={"x": 0}
+    )
+    waited = time.monotonic() - started
+    newer.join()
+    assert older.refusal == Refusal.SUPERSEDED, older
+    assert waited >= 0.3
+    assert inbox.write_of("new").state == WriteState.APPLIED and inbox.write_of("old") is None
+
+
+def test_lanes_choosing_support_agents_at_once_spread_the_load(inbox):
+    """Ten transfers decided at the same moment by different runs: each choice sees the
+    others', so the two agents get five contacts each."""
+    for n in range(10):
+        inbox.accept(f"t{n}", _event(f"t{n}", f"c-{n}"))
+        assert inbox.claim(f"t{n}", f"run-{n}")
+    start = threading.Barrier(10)
+
+    def least_loaded(recent: dict[str, str]) -> str:
+        loads = Counter(recent.values())
+        time.sleep(0.02)  # a choice that takes a moment, as reading loads does
+        return min(("agent-a", "agent-b"), key=lambda agent: (loads[agent], agent))
+
+    def transfer(n: int) -> str:
+        start.wait()
+        plan = inbox.begin_write(
+            f"t{n}",
+            f"run-{n}",
+            contact_id=f"c-{n}",
+            call_time="2025-04-07T10:00:00",
+            changes={},
+            choose_agent=least_loaded,
+        )
+        return plan.write.changes["assignedAgent"]
+
+    with ThreadPoolExecutor(10) as pool:
+        chosen = list(pool.map(transfer, range(10)))
+    assert Counter(chosen) == {"agent-a": 5, "agent-b": 5}
+
+
+def test_columns_order_and_count_as_in_sqlite(inbox):
+    """Texts compare byte for byte, and a contact's lane key, an unsigned 32-bit CRC, fits."""
+    contact = next(f"c{n}" for n in range(1000) if zlib.crc32(str(f"c{n}").encode()) >= 2**31)
+    inbox.accept("big", _event("big", contact))
+    assert inbox.lanes_with_work(7) == {zlib.crc32(contact.encode()) % 7: 1}
+    with inbox.connect() as conn:
+        collations = dict(
+            conn.execute(
+                "SELECT table_name || '.' || column_name, collation_name"
+                " FROM information_schema.columns WHERE table_schema = 'salesops'"
+                " AND data_type = 'text'"
+            ).fetchall()
+        )
+        [(lane_key_type,)] = conn.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = 'salesops'"
+            " AND table_name = 'event' AND column_name = 'lane_key'"
+        ).fetchall()
+        partial = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'event_finished'"
+        ).fetchone()
+    assert collations and set(collations.values()) == {"C"}, collations
+    assert lane_key_type == "bigint"
+    assert partial is not None and "WHERE" in partial[0]
+
+
+def test_hosts_starting_together_create_one_schema(postgres_url):
+    """Intakes started at once on an empty database: all come up, on one inbox."""
+    script = (
+        "import sys; from salesops_pipeline.post_call.inbox import Inbox;"
+        " print(Inbox(url=sys.argv[1]).epoch())"
+    )
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, postgres_url], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    epochs = {process.communicate(timeout=60)[0].strip() for process in starts}
+    assert [process.returncode for process in starts] == [0] * 4
+    assert len(epochs) == 1 and epochs != {""}
