@@ -12,6 +12,7 @@ from salesops_pipeline.resources import (
     InboxResource,
     PostCallRulesResource,
     ProviderResource,
+    PublishedReportsResource,
     SalesDatabaseResource,
     WarehouseResource,
 )
@@ -24,6 +25,8 @@ defs = dg.Definitions.merge(
         resources={
             "sales_db": SalesDatabaseResource(),
             "warehouse": WarehouseResource(),
+            # Publishes the reports to SALESOPS_DATABASE_URL when it is set.
+            "published_reports": PublishedReportsResource(),
             # `salesops dev` points these at its sandbox provider when no real one is configured.
             "provider": ProviderResource(
                 host=dg.EnvVar("REMOTE_API_HOST"), api_key=dg.EnvVar("REMOTE_API_KEY")

@@ -12,7 +12,11 @@ from salesops_pipeline.assets.constants import (
     SALES_OPS_OWNER,
     SALES_REPORTING_GROUP,
 )
-from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
+from salesops_pipeline.resources import (
+    PublishedReportsResource,
+    SalesDatabaseResource,
+    WarehouseResource,
+)
 from salesops_pipeline.sales import reports
 from salesops_pipeline.sales import warehouse as wh
 from salesops_pipeline.sales.charts import progression_chart_markdown
@@ -26,6 +30,7 @@ def team_sales(
     context: dg.AssetExecutionContext,
     sales_db: SalesDatabaseResource,
     warehouse: WarehouseResource,
+    published_reports: PublishedReportsResource,
 ) -> dg.MaterializeResult:
     """Sales per team and status: how many sessions, for how much, and the unsubscription rate.
 
@@ -36,6 +41,8 @@ def team_sales(
         report = reports.team_sales(conn)
     with warehouse.get_connection() as conn:
         wh.replace_team_sales(conn, report)
+    if published_reports.publish_team_sales(report):
+        context.log.info("published to PostgreSQL for the frontend")
     context.log.info(f"{len(report.rows)} team/status rows over {len(report.teams)} teams")
     return dg.MaterializeResult(
         metadata={
@@ -79,6 +86,7 @@ def agent_daily_progression(
     context: dg.AssetExecutionContext,
     sales_db: SalesDatabaseResource,
     warehouse: WarehouseResource,
+    published_reports: PublishedReportsResource,
 ) -> dg.MaterializeResult:
     """Each agent's day-by-day progression toward their target over one month (Q3.2).
 
@@ -90,8 +98,11 @@ def agent_daily_progression(
     month = context.partition_key
     with sales_db.connect() as conn:
         rows = reports.agent_daily_progression(conn, month)
+        usernames = reports.agent_usernames(conn)
     with warehouse.get_connection() as conn:
         wh.replace_progression_month(conn, month, rows)
+    if published_reports.publish_progression(month, rows, usernames):
+        context.log.info("published to PostgreSQL for the frontend, with the agents' list")
     agents = sorted({row.agent for row in rows})
     context.log.info(f"{month}: {len(rows)} rows for {len(agents)} agents")
     return dg.MaterializeResult(

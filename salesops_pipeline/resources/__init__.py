@@ -6,6 +6,7 @@ from salesops_pipeline.resources.post_call import (
     PostCallRulesResource,
 )
 from salesops_pipeline.resources.provider import ProviderResource
+from salesops_pipeline.resources.published import PublishedReportsResource
 from salesops_pipeline.resources.sales_db import SalesDatabaseResource
 from salesops_pipeline.resources.warehouse import WarehouseResource
 
@@ -14,6 +15,7 @@ __all__ = [
     "InboxResource",
     "PostCallRulesResource",
     "ProviderResource",
+    "PublishedReportsResource",
     "SalesDatabaseResource",
     "WarehouseResource",
 ]

@@ -324,6 +324,13 @@ def agent_exists(conn: sqlite3.Connection, username: str) -> bool:
     )
 
 
+def agent_usernames(conn: sqlite3.Connection) -> list[str]:
+    """Every agent's username, for hosts that must tell an unknown agent without the sales DB."""
+    # Text only: a number or a blob never equals the username `agent_exists` is asked about.
+    sql = "SELECT DISTINCT username FROM agent WHERE typeof(username) = 'text' ORDER BY 1"
+    return [name for (name,) in conn.execute(sql)]
+
+
 def team_total_differences(
     stored: dict[str, tuple[int, float]], raw: dict[str, tuple[int, float]]
 ) -> list[str]:

@@ -10,7 +10,11 @@ import duckdb
 
 from salesops_pipeline.assets.sales import agent_daily_progression, progression_exports, team_sales
 from salesops_pipeline.cli import main
-from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
+from salesops_pipeline.resources import (
+    PublishedReportsResource,
+    SalesDatabaseResource,
+    WarehouseResource,
+)
 
 MARTIN = "martin.mougenot@walter-learning.com"
 
@@ -70,6 +74,7 @@ def test_assets_on_reference_db(reference_db, tmp_path, capsys):
         resources={
             "sales_db": SalesDatabaseResource(path=str(reference_db)),
             "warehouse": WarehouseResource(home=str(home)),
+            "published_reports": PublishedReportsResource(),
         },
     )
     assert result.success

@@ -24,7 +24,11 @@ from salesops_pipeline.assets.sales import (
     team_sales,
     team_sales_reconcile_with_sessions,
 )
-from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
+from salesops_pipeline.resources import (
+    PublishedReportsResource,
+    SalesDatabaseResource,
+    WarehouseResource,
+)
 from salesops_pipeline_tests.conftest import markdown_table_cells, query_warehouse
 
 ASSETS = [team_sales, agent_daily_progression, progression_exports]
@@ -39,6 +43,7 @@ def _resources(db_path, home):
     return {
         "sales_db": SalesDatabaseResource(path=str(db_path)),
         "warehouse": WarehouseResource(home=str(home)),
+        "published_reports": PublishedReportsResource(),
     }
 
 

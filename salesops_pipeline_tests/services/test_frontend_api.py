@@ -15,7 +15,11 @@ import requests
 from salesops_pipeline.assets.sales import agent_daily_progression, progression_exports, team_sales
 from salesops_pipeline.cli import main
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.resources import SalesDatabaseResource, WarehouseResource
+from salesops_pipeline.resources import (
+    PublishedReportsResource,
+    SalesDatabaseResource,
+    WarehouseResource,
+)
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
 
@@ -37,6 +41,7 @@ def api(small_sales_db, sales_db_location, tmp_path):
         resources={
             "sales_db": SalesDatabaseResource(path=str(small_sales_db)),
             "warehouse": WarehouseResource(home=str(home)),
+            "published_reports": PublishedReportsResource(),
         },
     ).success
     app = create_intake_app(

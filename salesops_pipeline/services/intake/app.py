@@ -138,6 +138,7 @@ def create_intake_app(
             warehouse_path=warehouse_path or settings.warehouse_path(),
             sales_db_path=sales_db_path,
             authenticated=require_key,
+            database_url=settings.database_url(),
         )
     )
 

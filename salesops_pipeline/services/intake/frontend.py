@@ -1,4 +1,5 @@
-"""The frontend's API: the progression and team-sales reports, read from the warehouse.
+"""The frontend's API: the progression and team-sales reports, read from the warehouse, or
+from the shared PostgreSQL database they are published to when SALESOPS_DATABASE_URL is set.
 
 Served by the intake service, behind the same key. It reads what the assets stored; it never
 computes a report itself, so the frontend shows exactly what managers see in Dagster.
@@ -13,8 +14,9 @@ import duckdb
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
+from salesops_pipeline import postgres
 from salesops_pipeline.errors import InvalidInputError, SalesDatabaseError
-from salesops_pipeline.sales import reports
+from salesops_pipeline.sales import published, reports
 from salesops_pipeline.sales import warehouse as wh
 from salesops_pipeline.sales.schema import open_sales_db
 
@@ -85,10 +87,56 @@ def _agent_known(sales_db_path: Callable[[], Path], agent: str) -> bool:
         ) from None
 
 
+def _read_published(url: str, read: Callable[[str], object]):
+    """Run `read` on the shared database; a 503 when it cannot be reached or read. Publishing
+    swaps rows in one transaction, so there is never a write to wait for."""
+    try:
+        return read(url)
+    except postgres.errors() as error:
+        logger.error("published reports unreadable at %s: %s", postgres.redact(url), error)
+        raise HTTPException(
+            status_code=503, detail="the reports database is unavailable: retry later"
+        ) from None
+
+
 def frontend_router(
-    *, warehouse_path: Path, sales_db_path: Callable[[], Path], authenticated: Callable
+    *,
+    warehouse_path: Path,
+    sales_db_path: Callable[[], Path],
+    authenticated: Callable,
+    database_url: str | None = None,
 ) -> APIRouter:
+    """The frontend's routes, reading the published tables at `database_url` when one is given,
+    else the warehouse file and the sales DB."""
     router = APIRouter(prefix="/api", tags=["frontend"], dependencies=[Depends(authenticated)])
+
+    if database_url:
+
+        def stored_progression(month: str, agent: str):
+            return _read_published(
+                database_url, lambda url: published.stored_progression(url, month, agent)
+            )
+
+        def stored_team_sales():
+            return _read_published(database_url, published.stored_team_sales)
+
+        def agent_known(agent: str) -> bool:
+            known = _read_published(database_url, lambda url: published.agent_known(url, agent))
+            # Agents are published with the first month: before that, the month is the answer.
+            return known is not False
+
+    else:
+
+        def stored_progression(month: str, agent: str):
+            return _read_warehouse(
+                warehouse_path, lambda conn: wh.stored_progression(conn, month, agent)
+            )
+
+        def stored_team_sales():
+            return _read_warehouse(warehouse_path, wh.stored_team_sales)
+
+        def agent_known(agent: str) -> bool:
+            return _agent_known(sales_db_path, agent)
 
     @router.get(
         "/progression",
@@ -98,8 +146,9 @@ def frontend_router(
             400: {"description": "Malformed month"},
             404: {"description": "Unknown agent, or month not computed yet"},
             503: {
-                "description": "The warehouse is being written (see Retry-After), or the sales"
-                " DB, needed for an agent the month has no rows for, is unavailable"
+                "description": "The warehouse is being written (see Retry-After), or a store"
+                " it reads is unavailable: the reports database, or the sales DB (needed for"
+                " an agent the month has no rows for)"
             },
         },
     )
@@ -111,12 +160,10 @@ def frontend_router(
             reports.parse_month(month)
         except InvalidInputError as error:
             raise HTTPException(status_code=400, detail=str(error)) from None
-        rows = _read_warehouse(
-            warehouse_path, lambda conn: wh.stored_progression(conn, month, agent)
-        )
+        rows = stored_progression(month, agent)
         # What the warehouse holds is served as it is, sales DB or not: only an agent the month
         # has no rows for needs it, to tell an unknown agent from one without targets.
-        if not rows and not _agent_known(sales_db_path, agent):
+        if not rows and not agent_known(agent):
             raise HTTPException(status_code=404, detail=f"unknown agent {agent!r}")
         if rows is None:
             raise HTTPException(
@@ -133,11 +180,14 @@ def frontend_router(
         summary="Sessions and amounts per team and status, with unsubscription rates (Q3.1)",
         responses={
             404: {"description": "Team sales not computed yet"},
-            503: {"description": "The warehouse is being written: retry after Retry-After"},
+            503: {
+                "description": "The warehouse is being written (see Retry-After), or the"
+                " reports database is unavailable"
+            },
         },
     )
     def team_sales():
-        rows = _read_warehouse(warehouse_path, wh.stored_team_sales)
+        rows = stored_team_sales()
         if rows is None:
             raise HTTPException(
                 status_code=404, detail="team sales not computed yet: materialize team_sales"
