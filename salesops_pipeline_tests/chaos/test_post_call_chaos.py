@@ -28,6 +28,7 @@ from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.rules import callback_date
 from salesops_pipeline.services.sandbox.seed import SUPPORT_AGENTS
 from salesops_pipeline_tests.conftest import REPO_ROOT
+from salesops_pipeline_tests.support.processes import cmdline, descendants
 from salesops_pipeline_tests.support.stack_process import start_stack, stop_stack
 
 PAIRS = 90  # callback pairs: two calls of one contact
@@ -38,41 +39,13 @@ RECOVERY_DEADLINE = 120.0
 ACTIVE_SUPPORT = {name for name, active, _ in SUPPORT_AGENTS if active}
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid`, found through /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return cmdline.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _run_workers(stack) -> list[int]:
     """The run workers: the code server starts each run in a process of its own."""
-    return [p for p in _descendants(stack.process.pid) if "spawn_main" in _cmdline(p)]
+    return [p for p in descendants(stack.process.pid) if "spawn_main" in cmdline(p)]
 
 
 def _kill_everything(stack) -> None:
-    for pid in [stack.process.pid, *_descendants(stack.process.pid)]:
+    for pid in [stack.process.pid, *descendants(stack.process.pid)]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     stack.process.wait(timeout=30)
