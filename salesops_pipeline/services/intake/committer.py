@@ -1,9 +1,10 @@
 """Group commit: webhooks that arrive while the inbox is writing share its next transaction.
 
-Each event is answered only once the transaction that holds it is committed (synchronous=FULL:
-on disk), exactly as when every event had a transaction of its own; but a burst of N events
-costs a few writes to disk instead of N. One thread writes, so SQLite's write lock is never
-contended by the intake itself.
+Each event is answered only once the transaction that holds it is committed (durably, on
+either back end), exactly as when every event had a transaction of its own; but a burst of N
+events costs a few writes to disk instead of N. One thread writes, so the intake never contends
+with itself for the inbox's write lock (SQLite's, or the queue's lock on PostgreSQL, which
+intakes on other hosts share).
 """
 
 import asyncio
