@@ -4,7 +4,7 @@ One pool per database and process: a blocking pool that checks a connection is a
 lending it, and rolls it back when it is returned, so no transaction outlives its block. The
 statements go through psycopg2's own cursors; the pool is SQLAlchemy's, without its SQL layer.
 
-Every connection is set so that a dead peer cannot hold locks for long: a transaction left idle
+Every connection commits durably, and is set so that a dead peer cannot hold locks for long: a transaction left idle
 for 30 s is ended by the server, a lock waited for 30 s fails the statement, and TCP keepalives
 notice a vanished host within about half a minute.
 """
@@ -23,6 +23,9 @@ SCHEMA = "salesops"
 
 _SESSION = {
     "search_path": SCHEMA,
+    # An event is acknowledged once committed: the commit must be on disk, whatever the
+    # server's default.
+    "synchronous_commit": "on",
     "lock_timeout": "30s",
     "idle_in_transaction_session_timeout": "30s",
     "tcp_keepalives_idle": "10",
