@@ -194,3 +194,29 @@ def test_hosts_starting_together_create_one_schema(postgres_url):
     epochs = {process.communicate(timeout=60)[0].strip() for process in starts}
     assert [process.returncode for process in starts] == [0] * 4
     assert len(epochs) == 1 and epochs != {""}
+
+
+def test_connections_commit_durably_and_free_a_dead_peers_locks(inbox, postgres_server):
+    """Whatever the server's defaults (this one's are the opposite): a commit is on disk before
+    the answer, and a client that stops mid-transaction loses its locks within 30 s."""
+    with inbox.connect() as conn:
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in (
+                "synchronous_commit",
+                "lock_timeout",
+                "idle_in_transaction_session_timeout",
+                "search_path",
+            )
+        }
+    assert shown == {
+        "synchronous_commit": "on",
+        "lock_timeout": "30s",
+        "idle_in_transaction_session_timeout": "30s",
+        "search_path": "salesops",
+    }
+
+
+def test_the_inbox_is_named_without_its_password():
+    inbox = Inbox(url="postgresql://salesops:s3cret@db.example:5432/sales")
+    assert inbox.describe() == "postgresql://salesops:***@db.example:5432/sales (schema salesops)"
