@@ -8,6 +8,7 @@ from salesops_pipeline.cli.arguments import (
     DEFAULT_INTAKE_PORT,
     DEFAULT_SANDBOX_PORT,
     positive_float,
+    positive_int,
     quiet_argument,
 )
 from salesops_pipeline.cli.progress import LiveProgress, live_progress
@@ -26,7 +27,8 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=(
             f"the intake to post to (default: {settings.INTAKE_URL_ENV}, else the local stack"
-            f" running under SALESOPS_HOME, else http://127.0.0.1:{DEFAULT_INTAKE_PORT})"
+            " running under SALESOPS_HOME, its intake replicas in turn, else"
+            f" http://127.0.0.1:{DEFAULT_INTAKE_PORT})"
         ),
     )
     parser.add_argument("--seed", type=int)
@@ -39,6 +41,16 @@ def _dev_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dagster-port", type=int, default=3000)
     parser.add_argument("--intake-port", type=int, default=DEFAULT_INTAKE_PORT)
     parser.add_argument("--sandbox-port", type=int, default=DEFAULT_SANDBOX_PORT)
+    parser.add_argument(
+        "--intake-replicas",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help=(
+            "intake processes, on consecutive ports from --intake-port; with 2 or more, one"
+            f" that dies is restarted (replicas on several hosts need {settings.DATABASE_URL_ENV})"
+        ),
+    )
     parser.set_defaults(handler=_dev)
 
 
@@ -56,12 +68,13 @@ def _simulate(args: argparse.Namespace) -> int:
             for contact in voice.list_contacts(campaign_id=campaign).items
             if contact.id
         ]
-    intake_url = _intake_url(args.intake)
+    intake_urls = _intake_urls(args.intake)
+    shown_urls = ", ".join(intake_urls) + (" in turn" if len(intake_urls) > 1 else "")
     expected = int(args.rate * args.duration)
-    print(f"Posting {expected} events to {intake_url} over {args.duration:.0f}s", flush=True)
+    print(f"Posting {expected} events to {shown_urls} over {args.duration:.0f}s", flush=True)
     with live_progress(args.quiet) as shown:
         report = simulate(
-            intake_url=intake_url,
+            intake_urls=intake_urls,
             api_key=key,
             contact_ids=contact_ids,
             rate=args.rate,
@@ -72,7 +85,7 @@ def _simulate(args: argparse.Namespace) -> int:
         )
     if report.aborted:
         raise SalesopsError(
-            f"stopped after {report.sent} events: {report.aborted} at {intake_url}. Is the"
+            f"stopped after {report.sent} events: {report.aborted} at {shown_urls}. Is the"
             f" stack running (salesops dev), and is {settings.INTAKE_KEY_ENV} the one it printed?"
         )
     print(
@@ -102,19 +115,24 @@ def _answers_shown(display: LiveProgress, expected: int):
     return on_progress
 
 
-def _intake_url(option: str | None) -> str:
+def _intake_urls(option: str | None) -> list[str]:
+    """Where to post: the option, the variable, else every intake replica of the local stack
+    (the load spread over them as a load balancer would), else the default port."""
     if option:
-        return option
+        return [option]
     if configured := os.environ.get(settings.INTAKE_URL_ENV):
-        return configured
+        return [configured]
     if local := running_stack(settings.salesops_home()):
-        return local.intake_url
-    return f"http://127.0.0.1:{DEFAULT_INTAKE_PORT}"
+        return local.all_intake_urls()
+    return [f"http://127.0.0.1:{DEFAULT_INTAKE_PORT}"]
 
 
 def _dev(args: argparse.Namespace) -> int:
     ports = StackPorts(
-        dagster=args.dagster_port, intake=args.intake_port, sandbox=args.sandbox_port
+        dagster=args.dagster_port,
+        intake=args.intake_port,
+        sandbox=args.sandbox_port,
+        intake_replicas=args.intake_replicas,
     )
     return run_local_stack(host=args.host, ports=ports)
 

@@ -9,7 +9,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -81,7 +81,8 @@ def make_event(rng: random.Random, call_id: str, contact_id: str, now: datetime)
 
 def simulate(
     *,
-    intake_url: str,
+    intake_url: str | None = None,
+    intake_urls: Sequence[str] = (),
     api_key: str,
     contact_ids: list[str],
     rate: float,
@@ -94,19 +95,24 @@ def simulate(
 ) -> SimulationReport:
     """Post `rate` events per second for `duration` seconds (at most `max_events`).
 
-    Stops early after `max_consecutive_failures` posts in a row that could not connect or were
-    refused the key: posting on would only repeat the same failure for the whole duration.
-    `on_progress`, when given, is handed the report so far after each answer (or failure).
+    Posts go to `intake_url`, or to each of `intake_urls` in turn, as a load balancer in front
+    of several intake replicas would spread them. Stops early after `max_consecutive_failures`
+    posts in a row that could not connect or were refused the key: posting on would only
+    repeat the same failure for the whole duration. `on_progress`, when given, is handed the
+    report so far after each answer (or failure).
     """
     if not contact_ids:
         raise ValueError("no contacts to call")
+    bases = list(intake_urls) or ([intake_url] if intake_url else [])
+    if not bases:
+        raise ValueError("no intake to post to")
+    urls = [base.rstrip("/") + "/webhooks/post-call" for base in bases]
     rng = random.Random(seed)
     run_token = f"{int(time.time())}{rng.randrange(1000):03d}"
     total = min(int(rate * duration), max_events)
     report = SimulationReport()
     session = requests.Session()
     session.headers.update({"X-API-KEY": api_key, "Content-Type": "application/json"})
-    url = intake_url.rstrip("/") + "/webhooks/post-call"
     started = time.monotonic()
     failures_in_a_row = 0
     for n in range(total):
@@ -123,7 +129,7 @@ def simulate(
         sent_at = time.perf_counter()
         failure = None
         try:
-            response = session.post(url, data=body, headers=headers, timeout=10)
+            response = session.post(urls[n % len(urls)], data=body, headers=headers, timeout=10)
             report.statuses[response.status_code] += 1
             if response.status_code < 300:
                 report.call_ids.append(event["callId"])

@@ -1,8 +1,10 @@
 """The whole local stack in one command: sandbox provider, intake service and Dagster.
 
 Each part runs as its own process, its output labelled; when one stops, or on Ctrl-C or
-SIGTERM, all stop. Nothing needs credentials or the network: keys missing from the
-environment are generated for this run and printed, so that a person can use them.
+SIGTERM, all stop. The intake may run as several replicas on consecutive ports, as it would
+behind a load balancer: one that dies is restarted while the others keep taking webhooks.
+Nothing needs credentials or the network: keys missing from the environment are generated
+for this run and printed, so that a person can use them.
 """
 
 import json
@@ -11,12 +13,12 @@ import secrets
 import signal
 import socket
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from salesops_pipeline import settings
-from salesops_pipeline.devtools.supervisor import Supervisor
+from salesops_pipeline import postgres, settings
+from salesops_pipeline.devtools.supervisor import RestartPolicy, Supervisor
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.sales.schema import resolve_sales_db_path
 
@@ -27,13 +29,30 @@ WORKSPACE_YAML = """load_from:
 """
 
 INSTANCE_CONFIG_ENV = "SALESOPS_DAGSTER_YAML"
+# The shipped instances: runs and events in SQLite under SALESOPS_HOME, or in the PostgreSQL
+# database SALESOPS_DATABASE_URL names, shared with the post-call state.
+LOCAL_INSTANCE = "dagster.yaml"
+DATABASE_INSTANCE = "dagster.database.yaml"
 
 
 @dataclass(frozen=True)
 class StackPorts:
+    """Where each part listens; the intake's replicas take consecutive ports from `intake`."""
+
     dagster: int = 3000
     intake: int = 8020
     sandbox: int = 8010
+    intake_replicas: int = 1
+
+    @property
+    def intake_ports(self) -> list[int]:
+        return [self.intake + n for n in range(self.intake_replicas)]
+
+
+def intake_replica_name(index: int) -> str:
+    """The label of the intake replica at `index` (from 0) in the stack's output: `intake`,
+    then `intake-2`, `intake-3`…, so that a single intake reads as it always has."""
+    return "intake" if index == 0 else f"intake-{index + 1}"
 
 
 # The keys the local stack needs; any one the environment lacks is generated once and kept.
@@ -114,12 +133,15 @@ def describe_keys(home: Path, keys: list[StackKey]) -> list[str]:
 
 
 # The secrets each part of the stack must not see: the intake never calls the provider, the
-# provider and Dagster's runs never receive webhooks, and only Dagster's sensors alert.
+# provider and Dagster's runs never receive webhooks, and only Dagster's sensors alert. The
+# shared database (whose URL holds its password) is the intake's and Dagster's, never the
+# stand-in provider's.
 SECRETS_NOT_NEEDED = {
     "sandbox": (
         settings.INTAKE_KEY_ENV,
         settings.WEBHOOK_SECRET_ENV,
         settings.ALERT_WEBHOOK_URL_ENV,
+        settings.DATABASE_URL_ENV,
     ),
     "intake": (settings.REMOTE_API_KEY_ENV, settings.ALERT_WEBHOOK_URL_ENV),
     "dagster": (settings.INTAKE_KEY_ENV, settings.WEBHOOK_SECRET_ENV),
@@ -131,14 +153,35 @@ def child_environment(part: str, env: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name not in SECRETS_NOT_NEEDED[part]}
 
 
+def stack_parts(ports: StackPorts) -> list[tuple[str, int]]:
+    """Each part of the stack with the port it listens on."""
+    intakes = [(intake_replica_name(n), port) for n, port in enumerate(ports.intake_ports)]
+    return [("Dagster UI", ports.dagster), *intakes, ("sandbox", ports.sandbox)]
+
+
+def port_clashes(ports: StackPorts) -> list[str]:
+    """Ports given to two parts at once, or out of range: the options contradict each other
+    (e.g. replicas whose consecutive ports run into the sandbox's)."""
+    owners: dict[int, list[str]] = {}
+    for part, port in stack_parts(ports):
+        owners.setdefault(port, []).append(part)
+    clashes = [
+        f"port {port} is given to both {' and '.join(parts)}"
+        for port, parts in owners.items()
+        if len(parts) > 1
+    ]
+    clashes += [
+        f"port {port} ({part}) is out of range"
+        for part, port in stack_parts(ports)
+        if not 0 < port < 65536
+    ]
+    return clashes
+
+
 def busy_ports(host: str, ports: StackPorts) -> list[str]:
     """The parts whose port is already taken on `host`, e.g. by a stack already running."""
     busy = []
-    for part, port in (
-        ("Dagster UI", ports.dagster),
-        ("intake", ports.intake),
-        ("sandbox", ports.sandbox),
-    ):
+    for part, port in stack_parts(ports):
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             # As the servers themselves bind: a port left in TIME_WAIT is free to them.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -151,12 +194,21 @@ def busy_ports(host: str, ports: StackPorts) -> list[str]:
 
 @dataclass(frozen=True)
 class StackAddresses:
-    """Where a running `salesops dev` listens, as it recorded under its SALESOPS_HOME."""
+    """Where a running `salesops dev` listens, as it recorded under its SALESOPS_HOME.
+
+    `intake_url` is the first intake replica; `intake_urls` lists them all (it is empty in the
+    records of stacks started before replicas existed).
+    """
 
     pid: int
     dagster_url: str
     intake_url: str
     provider_url: str
+    intake_urls: list[str] = field(default_factory=list)
+
+    def all_intake_urls(self) -> list[str]:
+        """Every intake replica, whatever the age of the record."""
+        return list(self.intake_urls) or [self.intake_url]
 
 
 def stack_file_path(home: Path) -> Path:
@@ -186,12 +238,20 @@ def running_stack(home: Path) -> StackAddresses | None:
     return addresses
 
 
+def shipped_instance_name() -> str:
+    """The shipped instance the stack uses when SALESOPS_DAGSTER_YAML names none: in the shared
+    database when SALESOPS_DATABASE_URL is set, so that runs, like the post-call state,
+    outlive any one host; else in SQLite beside the rest of SALESOPS_HOME."""
+    return DATABASE_INSTANCE if settings.database_url() else LOCAL_INSTANCE
+
+
 def install_instance(dagster_home: Path) -> Path:
     """Write the Dagster instance and workspace files the stack runs with.
 
-    The instance is the shipped local `dagster.yaml` unless SALESOPS_DAGSTER_YAML names another
-    (e.g. the PostgreSQL variant). The workspace gives the code location the same name as the
-    repository's workspace.yaml, wherever the stack is started from.
+    The instance is SALESOPS_DAGSTER_YAML's file when it names one, else the shipped one for
+    the configured storage (see `shipped_instance_name`). The workspace gives the code
+    location the same name as the repository's workspace.yaml, wherever the stack is started
+    from.
     """
     dagster_home.mkdir(parents=True, exist_ok=True)
     chosen = os.environ.get(INSTANCE_CONFIG_ENV)
@@ -201,28 +261,54 @@ def install_instance(dagster_home: Path) -> Path:
             raise SalesopsError(f"{INSTANCE_CONFIG_ENV} names a missing file: {source}")
         config = source.read_text()
     else:
-        config = resources.files("salesops_pipeline.deploy").joinpath("dagster.yaml").read_text()
+        shipped = resources.files("salesops_pipeline.deploy").joinpath(shipped_instance_name())
+        config = shipped.read_text()
     (dagster_home / "dagster.yaml").write_text(config)
     workspace = dagster_home / "workspace.yaml"
     workspace.write_text(WORKSPACE_YAML)
     return workspace
 
 
-def run_local_stack(*, host: str, ports: StackPorts) -> int:
-    """Start the stack and supervise it until Ctrl-C or SIGTERM (exit 0) or until one of its
-    parts dies on its own (exit 1)."""
+PORT_OPTIONS = (
+    "--dagster-port, --intake-port, --sandbox-port;"
+    " --intake-replicas N takes N consecutive ports from --intake-port"
+)
+
+
+def check_ports(host: str, ports: StackPorts) -> None:
+    """Refuse a start whose ports contradict each other or are taken, in one line naming the
+    options that choose them."""
+    if ports.intake_replicas < 1:
+        raise SalesopsError(f"--intake-replicas must be 1 or more (got {ports.intake_replicas})")
+    clashes = port_clashes(ports)
+    if clashes:
+        raise SalesopsError(f"{'; '.join(clashes)}: choose other ports ({PORT_OPTIONS})")
     busy = busy_ports(host, ports)
     if busy:
-        # Checked before anything is written: the stack already running is left untouched.
         raise SalesopsError(
             f"port {', '.join(busy)} already in use on {host}: another stack may be running;"
-            " stop it or choose other ports (--dagster-port, --intake-port, --sandbox-port)"
+            f" stop it or choose other ports ({PORT_OPTIONS})"
         )
+
+
+def run_local_stack(*, host: str, ports: StackPorts) -> int:
+    """Start the stack and supervise it until Ctrl-C or SIGTERM (exit 0) or until one of its
+    parts dies on its own, or an intake replica keeps dying (exit 1)."""
+    # Checked before anything is written: the stack already running is left untouched.
+    check_ports(host, ports)
+    try:
+        database_url = settings.database_url()
+    except ValueError as error:
+        raise SalesopsError(str(error)) from None
     home = settings.salesops_home()
     dagster_home = home / "dagster"
     workspace = install_instance(dagster_home)
     sales_db = resolve_sales_db_path()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), settings.HOME_ENV: str(home)}
+    if database_url:
+        # Spelled as SQLAlchemy requires (postgresql://): Dagster's storage reads the variable
+        # as it is, and would refuse the postgres:// that libpq accepts.
+        env[settings.DATABASE_URL_ENV] = database_url
     # Alerts link to the UI this stack serves, unless the operators reach it elsewhere.
     env.setdefault(settings.DAGSTER_URL_ENV, f"http://{host}:{ports.dagster}")
     keys = resolve_stack_keys(home, env)
@@ -238,27 +324,16 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
         except RuntimeError as error:
             supervisor.stop_all()
             raise SalesopsError(str(error)) from None
+        intake_urls = [f"http://{host}:{port}" for port in ports.intake_ports]
         addresses = StackAddresses(
             pid=os.getpid(),
             dagster_url=f"http://{host}:{ports.dagster}",
-            intake_url=f"http://{host}:{ports.intake}",
+            intake_url=intake_urls[0],
             provider_url=env[settings.REMOTE_API_HOST_ENV],
+            intake_urls=intake_urls,
         )
         write_stack_file(home, addresses)
-        lines = [
-            "",
-            "salesops local stack is up:",
-            f"  Dagster UI        {addresses.dagster_url}",
-            f"  Intake (webhooks) {addresses.intake_url}/webhooks/post-call",
-            f"  Frontend API      {addresses.intake_url}/docs",
-            f"  Metrics           {addresses.intake_url}/metrics (with X_API_KEY)",
-            f"  Voice provider    {addresses.provider_url}",
-            f"  Sales DB          {sales_db}",
-            f"  State             {home} (addresses in {stack_file_path(home)})",
-            *describe_keys(home, keys),
-            "Stop with Ctrl-C.",
-        ]
-        print("\n".join(lines), flush=True)
+        print("\n".join(banner(addresses, home, sales_db, database_url, keys)), flush=True)
         return supervisor.run_until_stopped()
     except KeyboardInterrupt:
         supervisor.stop_all()
@@ -266,6 +341,68 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         stack_file_path(home).unlink(missing_ok=True)
+
+
+def banner(
+    addresses: StackAddresses,
+    home: Path,
+    sales_db: Path,
+    database_url: str | None,
+    keys: list[StackKey],
+) -> list[str]:
+    """What a person needs to use the stack just started: its addresses, where its state is
+    kept, and its local keys."""
+    first = addresses.intake_url
+    replicas = addresses.all_intake_urls()
+    lines = [
+        "",
+        "salesops local stack is up:",
+        f"  Dagster UI        {addresses.dagster_url}",
+        f"  Intake (webhooks) {first}/webhooks/post-call",
+    ]
+    if len(replicas) > 1:
+        lines.append(f"  Intake replicas   {' '.join(replicas)} (same paths on each)")
+    lines += [
+        f"  Frontend API      {first}/docs",
+        f"  Metrics           {first}/metrics (with X_API_KEY)",
+        f"  Voice provider    {addresses.provider_url}",
+        f"  Sales DB          {sales_db}",
+    ]
+    if database_url:
+        # Dagster's runs are there too unless another instance was chosen.
+        holds = "post-call state" if os.environ.get(INSTANCE_CONFIG_ENV) else "post-call, runs"
+        lines.append(f"  Shared database   {postgres.redact(database_url)} ({holds})")
+    lines += [
+        f"  State             {home} (addresses in {stack_file_path(home)})",
+        *describe_keys(home, keys),
+    ]
+    if len(replicas) > 1 and not database_url:
+        lines.append(
+            f"Note: the {len(replicas)} intake replicas share the SQLite inbox on this host;"
+            f" replicas on several hosts need {settings.DATABASE_URL_ENV}."
+        )
+    lines.append("Stop with Ctrl-C.")
+    return lines
+
+
+def start_intake_replicas(
+    supervisor: Supervisor, cli: list[str], env: dict[str, str], host: str, ports: StackPorts
+) -> None:
+    """Start every intake replica, then wait until each answers. Beside others, a replica that
+    dies is restarted (the others keep taking webhooks meanwhile); a lone intake that dies
+    stops the stack, as nothing would take webhooks any more."""
+    policy = RestartPolicy() if ports.intake_replicas > 1 else None
+    started = [
+        supervisor.start(
+            intake_replica_name(n),
+            [*cli, "serve", "--host", host, "--port", str(port), "--docs"],
+            child_environment("intake", env),
+            restart=policy,
+        )
+        for n, port in enumerate(ports.intake_ports)
+    ]
+    for replica, port in zip(started, ports.intake_ports, strict=True):
+        supervisor.wait_http(replica, f"http://{host}:{port}/healthz")
 
 
 def _start_children(
@@ -276,8 +413,8 @@ def _start_children(
     ports: StackPorts,
     workspace: Path,
 ) -> None:
-    """Start the sandbox (unless a real provider is configured), the intake and Dagster, each
-    once the previous one answers."""
+    """Start the sandbox (unless a real provider is configured), the intake replicas and
+    Dagster, each once the previous one answers."""
     if settings.remote_api_host() is None:
         env[settings.REMOTE_API_HOST_ENV] = f"http://127.0.0.1:{ports.sandbox}"
         sandbox = supervisor.start(
@@ -286,12 +423,7 @@ def _start_children(
             child_environment("sandbox", env),
         )
         supervisor.wait_http(sandbox, f"{env[settings.REMOTE_API_HOST_ENV]}/healthz")
-    intake = supervisor.start(
-        "intake",
-        [*cli, "serve", "--host", host, "--port", str(ports.intake), "--docs"],
-        child_environment("intake", env),
-    )
-    supervisor.wait_http(intake, f"http://{host}:{ports.intake}/healthz")
+    start_intake_replicas(supervisor, cli, env, host, ports)
     dagster = supervisor.start(
         "dagster",
         [

@@ -1,76 +1,53 @@
-"""The pipeline on a Dagster instance stored in PostgreSQL (the shipped dagster.postgres.yaml):
-a throw-away PostgreSQL server, the reference events through the sensor and post_call_job, and
-the run and its outcome read back from the database."""
+"""The pipeline on a Dagster instance stored in PostgreSQL, as each shipped PostgreSQL instance
+configures it: dagster.postgres.yaml (connection settings one by one) and dagster.database.yaml
+(the shared SALESOPS_DATABASE_URL). On the throw-away server, the reference events go through
+the sensor and post_call_job, and the run and its outcome are read back from the database."""
 
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 from importlib import resources
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from salesops_pipeline.assets.post_call import post_call_job, post_call_outcomes, post_call_sensor
+from salesops_pipeline.devtools.stack import install_instance
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
-from salesops_pipeline_tests.support.stack_process import free_port
-from salesops_pipeline_tests.support.system_packages import missing_for, postgres_binary
 
 pytestmark = pytest.mark.postgres
 
 
-def _pg_bin(name: str) -> str:
-    found = postgres_binary(name)
-    assert found, missing_for("postgres")
-    return found
-
-
 @pytest.fixture(scope="module")
-def postgres():
-    # Not under pytest's tmp dir: the server runs as the `postgres` user, who must reach it.
-    base = Path(tempfile.mkdtemp(prefix="salesops-pg-", dir="/tmp"))
-    base.chmod(0o755)
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(base, "postgres", "postgres")
-    data, port = base / "data", free_port()
-
-    def run(*argv):
-        subprocess.run(
-            [*as_postgres, *argv], check=True, capture_output=True, text=True, timeout=120
-        )
-
-    run(_pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "salesops", "--no-sync")
-    run(
-        _pg_bin("pg_ctl"),
-        "-D",
-        str(data),
-        "-w",
-        "-l",
-        str(base / "server.log"),
-        "start",
-        "-o",
-        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
-    )
-    try:
-        run(_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "salesops", "dagster")
-        yield {"host": "127.0.0.1", "port": str(port), "user": "salesops", "db": "dagster"}
-    finally:
-        run(_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+def dagster_database(postgres_server):
+    """The database dagster.postgres.yaml is pointed at, shared by this module's tests."""
+    url = postgres_server.create_database("dagster")
+    yield url
+    postgres_server.drop_database(url)
 
 
-@pytest.fixture
-def postgres_instance(postgres, tmp_path, monkeypatch):
-    for name, value in postgres.items():
-        monkeypatch.setenv(f"SALESOPS_PG_{'DB' if name == 'db' else name.upper()}", value)
+def _postgres_yaml_settings(postgres_server, dagster_database, monkeypatch) -> None:
+    """dagster.postgres.yaml's connection settings, one variable each."""
+    monkeypatch.setenv("SALESOPS_PG_HOST", postgres_server.host)
+    monkeypatch.setenv("SALESOPS_PG_PORT", str(postgres_server.port))
+    monkeypatch.setenv("SALESOPS_PG_USER", postgres_server.user)
     monkeypatch.setenv("SALESOPS_PG_PASSWORD", "")
+    monkeypatch.setenv("SALESOPS_PG_DB", dagster_database.rsplit("/", 1)[1])
+
+
+@pytest.fixture(params=["dagster.postgres.yaml", "dagster.database.yaml"])
+def postgres_instance(request, tmp_path, monkeypatch):
+    if request.param == "dagster.postgres.yaml":
+        _postgres_yaml_settings(
+            request.getfixturevalue("postgres_server"),
+            request.getfixturevalue("dagster_database"),
+            monkeypatch,
+        )
+    else:
+        # A database of its own, as a fresh deployment's shared database would be.
+        monkeypatch.setenv("SALESOPS_DATABASE_URL", request.getfixturevalue("postgres_url"))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shipped = resources.files("salesops_pipeline.deploy").joinpath("dagster.postgres.yaml")
+    shipped = resources.files("salesops_pipeline.deploy").joinpath(request.param)
     (home / "dagster.yaml").write_text(shipped.read_text())
     instance = dg.DagsterInstance.from_config(str(home))
     yield instance
@@ -108,3 +85,26 @@ def test_post_call_pipeline_on_postgres(postgres_instance, sandbox, tmp_path, re
     event = postgres_instance.get_latest_materialization_event(post_call_outcomes.key)
     assert event.asset_materialization.metadata["events_applied"].value == 2
     assert len(sandbox.app.state.applied_patches) == 2
+
+
+def test_the_stack_keeps_its_runs_in_the_shared_database(postgres_url, tmp_path, monkeypatch):
+    """With SALESOPS_DATABASE_URL alone, `salesops dev` installs an instance whose runs and
+    events live in that database."""
+    import psycopg2
+
+    monkeypatch.setenv("SALESOPS_DATABASE_URL", postgres_url)
+    home = tmp_path / "dagster"
+    install_instance(home)
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        assert instance.run_storage.postgres_url == postgres_url
+        assert instance.event_log_storage.postgres_url == postgres_url
+    finally:
+        instance.dispose()
+    conn = psycopg2.connect(postgres_url)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT table_name FROM information_schema.tables")
+        assert {"runs", "event_logs"} <= {name for (name,) in cursor.fetchall()}
+    finally:
+        conn.close()

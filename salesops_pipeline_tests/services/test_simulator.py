@@ -61,3 +61,30 @@ def test_stops_when_the_key_is_refused(intake, monkeypatch, capsys):
     assert "5 posts in a row failed: the intake refused the key (401)" in err
     assert "X_API_KEY" in err
     assert inbox.counts() == {}
+
+
+def test_posts_are_spread_over_the_stacks_intake_replicas(
+    intake, tmp_path, isolated_home, monkeypatch, capsys
+):
+    url, inbox = intake
+    second_inbox = Inbox(tmp_path / "second-inbox.sqlite")
+    with serving_in_thread(create_intake_app(second_inbox, api_key=KEY)) as second_url:
+        isolated_home.mkdir(parents=True)
+        addresses = StackAddresses(os.getpid(), "http://x:1", url, "http://x:2", [url, second_url])
+        write_stack_file(isolated_home, addresses)
+        monkeypatch.setenv("X_API_KEY", KEY)
+        assert main(["simulate", "--rate", "20", "--duration", "0.5", "--seed", "1"]) == 0
+    assert f"Posting 10 events to {url}, {second_url} in turn" in capsys.readouterr().out
+    assert sum(inbox.counts().values()) == sum(second_inbox.counts().values()) == 5
+
+
+def test_the_intake_option_wins_over_the_stacks_replicas(intake, isolated_home, monkeypatch):
+    url, inbox = intake
+    isolated_home.mkdir(parents=True)
+    elsewhere = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    write_stack_file(
+        isolated_home, StackAddresses(os.getpid(), "http://x:1", elsewhere[0], "x", elsewhere)
+    )
+    monkeypatch.setenv("X_API_KEY", KEY)
+    assert main(["simulate", "--rate", "20", "--duration", "0.25", "--intake", url]) == 0
+    assert sum(inbox.counts().values()) == 5

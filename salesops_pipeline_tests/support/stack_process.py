@@ -1,6 +1,7 @@
 """Running the whole local stack as a child process (`salesops dev`), for end-to-end checks
 and benchmarks, and stopping it without leaving anything behind."""
 
+import contextlib
 import os
 import secrets
 import signal
@@ -26,6 +27,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def free_consecutive_ports(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive ports that are all free now (intake replicas)."""
+    for _ in range(attempts):
+        first = free_port()
+        if first + count - 1 > 65535:
+            continue
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first + 1, first + count):
+                    probe = held.enter_context(socket.socket())
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue  # one of them is taken: look elsewhere
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports found in {attempts} attempts")
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
@@ -42,6 +60,7 @@ class RunningStack:
     intake_key: str
     provider_key: str
     output: list[str] = field(default_factory=list)
+    intake_replicas: int = 1
 
     @property
     def dagster_url(self) -> str:
@@ -50,6 +69,15 @@ class RunningStack:
     @property
     def intake_url(self) -> str:
         return f"http://127.0.0.1:{self.intake_port}"
+
+    @property
+    def intake_ports(self) -> list[int]:
+        return [self.intake_port + n for n in range(self.intake_replicas)]
+
+    @property
+    def intake_urls(self) -> list[str]:
+        """Every intake replica; the first is `intake_url`."""
+        return [f"http://127.0.0.1:{port}" for port in self.intake_ports]
 
     @property
     def sandbox_url(self) -> str:
@@ -67,7 +95,11 @@ class RunningStack:
         return body["data"]
 
     def ports(self) -> list[int]:
-        return [self.dagster_port, self.intake_port, self.sandbox_port]
+        return [self.dagster_port, *self.intake_ports, self.sandbox_port]
+
+
+# Free ports found before the stack binds them may be taken meanwhile by another test process.
+_PORT_ATTEMPTS = 3
 
 
 def start_stack(
@@ -76,14 +108,48 @@ def start_stack(
     *,
     generate_keys: bool = False,
     settings: dict[str, str] | None = None,
+    intake_replicas: int = 1,
 ) -> RunningStack:
     """Start `salesops dev` on free ports with its own SALESOPS_HOME (and `settings`, such as
-    SALESOPS_POST_CALL_LANES, in its environment).
+    SALESOPS_POST_CALL_LANES, in its environment), with `intake_replicas` intake processes.
 
     Keys are fresh ones given in the environment, or, with `generate_keys`, the ones the stack
     generates (or kept from an earlier start under the same home), read back once it is up.
+    A start refused because a port was taken in the meantime is tried again on other ports.
     """
-    ports = {"dagster": free_port(), "intake": free_port(), "sandbox": free_port()}
+    arguments = (home, startup_timeout, generate_keys, settings, intake_replicas)
+    for _ in range(_PORT_ATTEMPTS - 1):
+        with contextlib.suppress(PortTaken):
+            return _start_stack_once(*arguments)
+    return _start_stack_once(*arguments)
+
+
+def _stack_ports(intake_replicas: int) -> dict[str, int]:
+    """Free ports for each part, none of them inside the intake replicas' range."""
+    while True:
+        ports = {
+            "dagster": free_port(),
+            "intake": free_consecutive_ports(intake_replicas),
+            "sandbox": free_port(),
+        }
+        taken = [ports["dagster"], ports["sandbox"]]
+        taken += range(ports["intake"], ports["intake"] + intake_replicas)
+        if len(set(taken)) == len(taken):
+            return ports
+
+
+class PortTaken(RuntimeError):
+    """The stack refused to start: one of the free ports found for it was taken meanwhile."""
+
+
+def _start_stack_once(
+    home: Path,
+    startup_timeout: float,
+    generate_keys: bool,
+    settings: dict[str, str] | None,
+    intake_replicas: int,
+) -> RunningStack:
+    ports = _stack_ports(intake_replicas)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(_STACK_SETTINGS)},
         "SALESOPS_HOME": str(home),
@@ -105,6 +171,8 @@ def start_stack(
             str(ports["intake"]),
             "--sandbox-port",
             str(ports["sandbox"]),
+            "--intake-replicas",
+            str(intake_replicas),
         ],
         env=env,
         cwd=home.parent,
@@ -121,6 +189,7 @@ def start_stack(
         ports["sandbox"],
         env.get("X_API_KEY", ""),
         env.get("REMOTE_API_KEY", ""),
+        intake_replicas=intake_replicas,
     )
     up = threading.Event()
 
@@ -130,12 +199,17 @@ def start_stack(
             if "salesops local stack is up" in line:
                 up.set()
 
-    threading.Thread(target=read_output, daemon=True).start()
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
     deadline = time.monotonic() + startup_timeout
     while not up.wait(0.5):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_stack(stack)
-            raise RuntimeError("the stack did not start:\n" + "".join(stack.output[-40:]))
+            reader.join(timeout=5)  # the last lines say why
+            tail = "".join(stack.output[-40:])
+            if "already in use" in tail:
+                raise PortTaken(tail)
+            raise RuntimeError("the stack did not start:\n" + tail)
     if generate_keys:
         kept = load_local_keys(home)
         stack.intake_key, stack.provider_key = kept["X_API_KEY"], kept["REMOTE_API_KEY"]
