@@ -4,9 +4,9 @@ One pool per database and process: a blocking pool that checks a connection is a
 lending it, and rolls it back when it is returned, so no transaction outlives its block. The
 statements go through psycopg2's own cursors; the pool is SQLAlchemy's, without its SQL layer.
 
-Every connection commits durably, and is set so that a dead peer cannot hold locks for long: a transaction left idle
-for 30 s is ended by the server, a lock waited for 30 s fails the statement, and TCP keepalives
-notice a vanished host within about half a minute.
+Every connection commits durably, and is set so that a dead peer cannot hold locks for long:
+a transaction left idle for 30 s is ended by the server, a lock waited for 30 s fails the
+statement, and TCP keepalives notice a vanished host within about half a minute.
 """
 
 import hashlib
