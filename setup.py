@@ -1,7 +1,8 @@
 from setuptools import find_packages, setup
 
 # Dagster libraries release in lockstep: dagster-webserver shares dagster's version and
-# dagster-duckdb and dagster-postgres are the matching 0.x releases. Bump them together.
+# dagster-duckdb, dagster-postgres and dagster-k8s are the matching 0.x releases. Bump them
+# together.
 DAGSTER_VERSION = "1.13.27"
 DAGSTER_LIBRARY_VERSION = "0.29.27"
 
@@ -46,6 +47,9 @@ setup(
         "uvloop==0.23.0",
     ],
     extras_require={
+        # The image of deploy/: its runs load the Kubernetes instance, which names dagster-k8s's
+        # K8sRunLauncher.
+        "k8s": [f"dagster-k8s=={DAGSTER_LIBRARY_VERSION}"],
         # The benchmarks compare against the pandas way.
         "dev": [
             "hypothesis==6.170.15",
