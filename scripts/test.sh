@@ -35,9 +35,11 @@ if [ $# -gt 0 ]; then
 fi
 # The whole suite: the layers that run in-process, and the benchmarks' smoke run, share both
 # cores; then the tests that start the whole stack, one at a time, since they time waits that
-# a neighbour would stretch.
+# a neighbour would stretch; then, two at a time, the stack tests whose deadlines leave room.
 python -m pytest -m "not e2e or smoke" -n 2
 quick=$?
-python -m pytest -m "e2e and not smoke"
+python -m pytest -m "e2e and not smoke and not paired"
 stack=$?
-exit $(( quick != 0 ? quick : stack ))
+python -m pytest -m "paired" -n 2
+paired=$?
+for status in $quick $stack $paired; do [ "$status" = 0 ] || exit "$status"; done
