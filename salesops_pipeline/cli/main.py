@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"salesops: {error}", file=sys.stderr)
         return EXIT_ERROR
     except storage_errors() as error:
-        print(f"salesops: {type(error).__name__}: {error}", file=sys.stderr)
+        # The driver's own error, not the pool's wrapping of it; its first line says it all.
+        cause = getattr(error, "orig", None) or error
+        first_line = (str(cause).strip().splitlines() or [""])[0]
+        print(f"salesops: {type(cause).__name__}: {first_line}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

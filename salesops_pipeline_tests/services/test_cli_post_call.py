@@ -150,3 +150,35 @@ def test_inbox_json_goes_with_stats(isolated_home, capsys):
     Inbox(settings.inbox_path())
     assert main(["inbox", "--format", "json"]) == 1
     assert "--format json goes with --stats" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_the_commands_use_the_shared_database_when_it_is_set(
+    provider_env, event_files, capsys, postgres_url, monkeypatch, isolated_home
+):
+    monkeypatch.setenv("SALESOPS_DATABASE_URL", postgres_url)
+    assert main(["inbox"]) == 1
+    err = capsys.readouterr().err
+    assert "No inbox at postgresql://" in err and "SALESOPS_DATABASE_URL" in err
+    assert main(["post-call", str(event_files["post_call_2.1"])]) == 0
+    assert main(["inbox", "--stats", "--format", "json"]) == 0
+    stats = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (stats["pending"], stats["finished_last_5m"]) == (0, 1)
+    assert main(["inbox"]) == 0
+    assert "102224021" in capsys.readouterr().out
+    assert Inbox(url=postgres_url).get("102224021").status == "applied"
+    assert not (isolated_home / "intake").exists()
+
+
+def test_a_database_url_that_is_not_postgresql_is_one_clear_line(monkeypatch, capsys):
+    monkeypatch.setenv("SALESOPS_DATABASE_URL", "mysql://salesops:s3cret@db.example/sales")
+    assert main(["inbox"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "SALESOPS_DATABASE_URL must be a postgresql:// URL" in line and "s3cret" not in line
+
+
+def test_an_unreachable_database_is_one_clear_line(monkeypatch, capsys):
+    monkeypatch.setenv("SALESOPS_DATABASE_URL", "postgresql://salesops:s3cret@127.0.0.1:1/sales")
+    assert main(["inbox"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("salesops: OperationalError: ") and "s3cret" not in line
