@@ -13,6 +13,7 @@ from benchmarks import (
     bench_intake,
     bench_post_call,
     bench_progress,
+    bench_replicas,
     bench_sales,
 )
 
@@ -22,6 +23,7 @@ MODULES = {
     "ingestion": bench_ingestion,
     "sales": bench_sales,
     "intake": bench_intake,
+    "replicas": bench_replicas,
     "post_call": bench_post_call,
     "progress": bench_progress,
 }
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         print(
             MODULES[name].main(scale, repeat, smoke=smoke)
-            if name in ("post_call", "intake")
+            if name in ("post_call", "intake", "replicas")
             else MODULES[name].main(scale, repeat),
             flush=True,
         )
