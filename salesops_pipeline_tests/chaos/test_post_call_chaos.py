@@ -21,7 +21,6 @@ import time
 from datetime import datetime, timedelta
 from email.utils import formatdate
 
-import pytest
 import requests
 
 from salesops_pipeline.clients.wire import format_webhook_datetime
@@ -169,9 +168,6 @@ def _provider(stack, path: str):
     return response.json()
 
 
-# Its recovery deadline (120 s) is minutes beyond what it takes (about 20 s): it may share the
-# cores with another stack.
-@pytest.mark.paired
 def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(tmp_path):
     rng = random.Random(20261126)
     home = tmp_path / "salesops_home"

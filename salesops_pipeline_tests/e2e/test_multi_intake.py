@@ -28,8 +28,8 @@ from salesops_pipeline_tests.conftest import REPO_ROOT
 from salesops_pipeline_tests.support.processes import cmdline, descendants
 from salesops_pipeline_tests.support.stack_process import start_stack, stop_stack
 
-# Its deadline is minutes beyond what it takes: it may share the cores with another stack.
-pytestmark = [pytest.mark.postgres, pytest.mark.paired]
+# Its deadlines are minutes beyond what it takes: it may share the cores with other tests.
+pytestmark = [pytest.mark.postgres, pytest.mark.shares_cores]
 
 PAIRS = 150  # callback pairs: two calls of one contact, 300 events
 TRANSFERS = 100
@@ -305,8 +305,10 @@ def test_two_intakes_on_one_database_lose_nothing_when_one_is_killed(tmp_path, p
     assert sorted(set(answers["event"]) | set(answers["redelivery"])) <= [200, 202]
     assert set(answers["conflict"]) == {200} and conflicts == CONFLICTS
     assert set(answers["bad"]) == {400} and quarantined == BAD_BODIES
-    # Every delivery answered 2xx was counted once: the event's first, and each repeat.
-    assert deliveries_stored == len(answers["event"]) + len(answers["redelivery"])
+    # Every delivery answered 2xx was counted, once; so, at most, was a request the killed
+    # intake committed without answering, since it was then delivered again.
+    answered = len(answers["event"]) + len(answers["redelivery"])
+    assert answered <= int(deliveries_stored) <= answered + sum(failed_then_redelivered)
     assert restarted
 
 
