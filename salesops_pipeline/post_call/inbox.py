@@ -360,7 +360,7 @@ class Inbox:
         now = _now()
         with self.transaction() as conn:
             self._store.lock(conn, QUEUE_LOCK)
-            return [_accept(conn, call_id, payload, now) for call_id, payload in events]
+            return _accept_batch(conn, events, now)
 
     def quarantine(self, reason: str, raw_body: bytes, content_type: str | None) -> int:
         with self.transaction() as conn:
@@ -919,33 +919,69 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
-def _accept(conn: Connection, call_id: str, payload: str, now: datetime) -> Accepted:
-    digest = payload_digest(payload)
-    row = conn.execute("SELECT payload_sha256 FROM event WHERE call_id = ?", (call_id,)).fetchone()
-    if row is None:
-        conn.execute(
-            "INSERT INTO event (call_id, payload, payload_sha256, received_at,"
-            " next_attempt_at, updated_at, lane_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                call_id,
-                payload,
-                digest,
-                _iso(now),
-                _iso(now + STALE_AFTER),
-                _iso(now),
-                lane_key(payload),
-            ),
+# Rows per multi-row INSERT: well under SQLite's limit of bound values per statement.
+_ROWS_PER_INSERT = 200
+
+
+def _accept_batch(conn: Connection, events: list[tuple[str, str]], now: datetime) -> list[Accepted]:
+    """Store the new events of a batch and queue them, count redeliveries, keep conflicts.
+
+    A few statements per batch rather than a few per event: on a shared database each one is
+    a round trip, made while the queue's lock is held. A callId repeated within the batch sees
+    its own first delivery, as it would in its own transaction."""
+    known: dict[str, str] = {}
+    call_ids = list(dict.fromkeys(call_id for call_id, _ in events))
+    for start in range(0, len(call_ids), 500):
+        chunk = call_ids[start : start + 500]
+        known.update(
+            conn.execute(
+                "SELECT call_id, payload_sha256 FROM event"
+                f" WHERE call_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
         )
-        _queue(conn, call_id, "received", now)
-        return Accepted(AcceptStatus.STORED, call_id)
-    if row[0] == digest:
-        conn.execute("UPDATE event SET deliveries = deliveries + 1 WHERE call_id = ?", (call_id,))
-        return Accepted(AcceptStatus.DUPLICATE, call_id)
-    conn.execute(
-        "INSERT INTO conflict (call_id, payload, received_at) VALUES (?, ?, ?)",
-        (call_id, payload, _iso(now)),
+    accepted, stored, repeats, conflicts = [], [], {}, []
+    received, stale = _iso(now), _iso(now + STALE_AFTER)
+    for call_id, payload in events:
+        digest = payload_digest(payload)
+        if call_id not in known:
+            known[call_id] = digest
+            stored.append((call_id, payload, digest, received, stale, received, lane_key(payload)))
+            accepted.append(Accepted(AcceptStatus.STORED, call_id))
+        elif known[call_id] == digest:
+            repeats[call_id] = repeats.get(call_id, 0) + 1
+            accepted.append(Accepted(AcceptStatus.DUPLICATE, call_id))
+        else:
+            conflicts.append((call_id, payload, received))
+            accepted.append(Accepted(AcceptStatus.CONFLICT, call_id))
+    _insert_rows(
+        conn,
+        "event (call_id, payload, payload_sha256, received_at, next_attempt_at, updated_at,"
+        " lane_key)",
+        stored,
     )
-    return Accepted(AcceptStatus.CONFLICT, call_id)
+    # Queued in the order received: positions follow arrival within the batch too.
+    _insert_rows(
+        conn,
+        "queue (call_id, reason, queued_at, lane_key)",
+        [(row[0], "received", received, row[6]) for row in stored],
+    )
+    for call_id, count in repeats.items():
+        conn.execute(
+            "UPDATE event SET deliveries = deliveries + ? WHERE call_id = ?", (count, call_id)
+        )
+    _insert_rows(conn, "conflict (call_id, payload, received_at)", conflicts)
+    return accepted
+
+
+def _insert_rows(conn: Connection, into: str, rows: list[tuple]) -> None:
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        placeholders = ", ".join(f"({', '.join('?' * len(chunk[0]))})" for _ in chunk)
+        conn.execute(
+            f"INSERT INTO {into} VALUES {placeholders}",
+            [value for row in chunk for value in row],
+        )
 
 
 def _queue(conn: Connection, call_id: str, reason: str, now: datetime) -> None:

@@ -353,3 +353,27 @@ def assert_inbox_free(inbox, *, contact_id: str, call_id: str) -> None:
         for name in (QUEUE_LOCK, TRANSFER_CHOICE_LOCK, contact_lock(contact_id)):
             conn.execute("SELECT pg_advisory_xact_lock(?)", (postgres.advisory_key(name),))
         conn.execute("SELECT 1 FROM event WHERE call_id = ? FOR UPDATE NOWAIT", (call_id,))
+
+
+# 9. One batch of deliveries -------------------------------------------------------------------
+
+
+def test_a_batch_stores_each_call_once_counts_repeats_and_keeps_conflicts(inbox):
+    first, edited = OLDER, OLDER.replace("Rappel", "Vente")
+    other = transfer("t1", "07/04/2025 10:00:00")
+    accepted = inbox.accept_many(
+        [("old", first), ("t1", other), ("old", first), ("old", edited), ("t1", other)]
+    )
+    assert [a.status for a in accepted] == [
+        "stored",
+        "stored",
+        "duplicate",
+        "conflict",
+        "duplicate",
+    ]
+    assert [q.call_id for q in inbox.queued_after(0, 10)] == ["old", "t1"]
+    assert (inbox.get("old").deliveries, inbox.get("t1").deliveries) == (2, 2)
+    assert [(c["call_id"], c["payload"]) for c in inbox.conflicts()] == [("old", edited)]
+    [again] = inbox.accept_many([("old", first)])
+    assert again.status == "duplicate" and inbox.get("old").deliveries == 3
+    assert len(inbox.queued_after(0, 10)) == 2
