@@ -14,7 +14,6 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
 
 from salesops_pipeline import settings
 
@@ -33,24 +32,25 @@ _SESSION = {
     "tcp_keepalives_count": "3",
 }
 
-_engines: dict[tuple[int, str], object] = {}
+_engines: dict[tuple[int, str, str], object] = {}
 _engines_lock = threading.Lock()
 
 
 def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    """The URL with its password hidden, for messages and logs. It is read as the driver reads
+    it, so that a password holding '/', '?' or '#' is hidden too; a URL it cannot read is
+    hidden whole."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - whatever the parser objects to, show nothing of it
+        return f"{url.split('://', 1)[0] if '://' in url else 'database'}://***"
 
 
-def _engine(url: str):
+def _engine(url: str, pool: str):
     # Pools are per process: a connection must never be shared across a fork.
-    key = (os.getpid(), url)
+    key = (os.getpid(), url, pool)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
@@ -79,10 +79,10 @@ def _engine(url: str):
 
 
 @contextmanager
-def connection(url: str) -> Iterator:
+def connection(url: str, pool: str = "shared") -> Iterator:
     """A pooled psycopg2 connection, in a transaction that is rolled back unless the block
-    commits it."""
-    conn = _engine(url).raw_connection()
+    commits it. A `pool` of its own keeps a path's connections from waiting on others'."""
+    conn = _engine(url, pool).raw_connection()
     try:
         yield conn
     finally:
@@ -93,8 +93,9 @@ def connection(url: str) -> Iterator:
 def dispose(url: str) -> None:
     """Close this process's pooled connections to `url` (a test drops its database after)."""
     with _engines_lock:
-        engine = _engines.pop((os.getpid(), url), None)
-    if engine is not None:
+        keys = [key for key in _engines if key[:2] == (os.getpid(), url)]
+        engines = [_engines.pop(key) for key in keys]
+    for engine in engines:
         engine.dispose()
 
 

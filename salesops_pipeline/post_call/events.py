@@ -70,8 +70,12 @@ def parse_event(raw: bytes) -> PostCallEvent:
         )
         raise EventError(f"invalid event: {problems}") from None
     for name in ("callId", "contactId"):
-        if not getattr(event, name):
+        value = getattr(event, name)
+        if not value:
             raise EventError(f"{name} is missing: the event cannot be tracked or applied")
+        # Neither a NUL nor half a surrogate pair can be stored as text, in either database.
+        if any(char == "\x00" or 0xD800 <= ord(char) <= 0xDFFF for char in value):
+            raise EventError(f"{name} holds a NUL or a lone surrogate, which no text can store")
     for name in DATE_FIELDS:
         try:
             event.moment(name)

@@ -296,15 +296,19 @@ class Worker:
 class Inbox:
     """The inbox in the SQLite file `path`, or, given `url`, in a shared PostgreSQL database."""
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None):
+    def __init__(self, path: Path | None = None, *, url: str | None = None, pool: str = "shared"):
         if (path is None) == (url is None):
             raise ValueError("an inbox is either a SQLite file or a PostgreSQL URL")
         self.path, self.url = path, url
         self._store = (
-            PostgresStore(url, _ensure_postgres_schema)
+            PostgresStore(url, _ensure_postgres_schema, _POSTGRES_SCHEMA_VERSION, pool)
             if url
             else SQLiteStore(path, _ensure_schema)
         )
+
+    def with_own_connections(self, pool: str) -> "Inbox":
+        """The same inbox through connections no other path of this process waits for."""
+        return self if self.url is None else Inbox(url=self.url, pool=pool)
 
     @classmethod
     def configured(cls) -> "Inbox":
@@ -610,11 +614,12 @@ class Inbox:
         contact is unresolved, this one waits. For a transfer, `choose_agent` gets the
         transfers recorded since `transfers_since` (contact → agent) and picks the agent.
         """
-        now = _now()
         with self.transaction() as conn:
             if choose_agent is not None:
                 self._store.lock(conn, TRANSFER_CHOICE_LOCK)
             self._store.lock(conn, contact_lock(contact_id))
+            # After the wait for the locks: `sent_at` must not predate the send.
+            now = _now()
             if not _renew(conn, call_id, owner, now):
                 return WritePlan(refusal=Refusal.LEASE_LOST)
             refusal = _contact_refusal(conn, call_id, contact_id, call_time)
@@ -651,13 +656,13 @@ class Inbox:
     def resend_write(self, call_id: str, owner: str) -> WritePlan:
         """Record that a write whose earlier send did not apply is sent again, under the same
         rules as the first send."""
-        now = _now()
         with self.transaction() as conn:
             # A write's contact never changes: read before the lock, checked under it.
             contact_id, call_time = conn.execute(
                 "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
             ).fetchone()
             self._store.lock(conn, contact_lock(contact_id))
+            now = _now()
             if not _renew(conn, call_id, owner, now):
                 return WritePlan(refusal=Refusal.LEASE_LOST)
             refusal = _contact_refusal(conn, call_id, contact_id, call_time)
@@ -897,6 +902,10 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+# Changes whenever the schema does: a database already at this version is left alone.
+_POSTGRES_SCHEMA_VERSION = hashlib.sha256(";".join(postgres_ddl(SCHEMA)).encode()).hexdigest()[:16]
 
 
 def _ensure_postgres_schema(conn: PostgresConnection) -> None:

@@ -142,15 +142,22 @@ class PostgresStore:
     _ready: ClassVar[set[str]] = set()
     _ready_lock = threading.Lock()
 
-    def __init__(self, url: str, ensure_schema: Callable[[PostgresConnection], None]):
-        self.url = url
+    def __init__(
+        self,
+        url: str,
+        ensure_schema: Callable[[PostgresConnection], None],
+        schema_version: str,
+        pool: str = "shared",
+    ):
+        self.url, self.pool = url, pool
         self._ensure_schema = ensure_schema
+        self._schema_version = schema_version
 
     def describe(self) -> str:
         return f"{postgres.redact(self.url)} (schema {postgres.SCHEMA})"
 
     def exists(self) -> bool:
-        with postgres.connection(self.url) as raw:
+        with postgres.connection(self.url, self.pool) as raw:
             cursor = raw.cursor()
             cursor.execute("SELECT to_regclass(%s)", (f"{postgres.SCHEMA}.event",))
             return cursor.fetchone()[0] is not None
@@ -160,10 +167,17 @@ class PostgresStore:
 
     @contextmanager
     def connect(self) -> Iterator[PostgresConnection]:
-        with postgres.connection(self.url) as raw:
+        import psycopg2.errors
+
+        with postgres.connection(self.url, self.pool) as raw:
             if self.url not in self._ready:
                 self._create_schema(raw)
-            yield PostgresConnection(raw)
+            try:
+                yield PostgresConnection(raw)
+            except psycopg2.errors.UndefinedTable:
+                # The schema was dropped (a reset): the next connection creates it again.
+                self._ready.discard(self.url)
+                raise
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresConnection]:
@@ -186,12 +200,28 @@ class PostgresStore:
                 return
             conn = PostgresConnection(raw)
             try:
-                # Two hosts starting together would race on the catalog otherwise.
-                self.lock(conn, "schema")
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {postgres.SCHEMA}")
-                self._ensure_schema(conn)
+                # Every process checks at its first connection: a look at one row, since even
+                # CREATE INDEX IF NOT EXISTS would lock the busiest tables against writers.
+                if not self._schema_current(conn):
+                    # Two hosts starting together would race on the catalog otherwise.
+                    self.lock(conn, "schema")
+                    if not self._schema_current(conn):
+                        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {postgres.SCHEMA}")
+                        self._ensure_schema(conn)
+                        conn.execute(
+                            "INSERT INTO meta (key, value) VALUES ('schema', ?)"
+                            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            (self._schema_version,),
+                        )
             except BaseException:
                 raw.rollback()
                 raise
             raw.commit()
             self._ready.add(self.url)
+
+    def _schema_current(self, conn: PostgresConnection) -> bool:
+        [(meta,)] = conn.execute("SELECT to_regclass(?)", (f"{postgres.SCHEMA}.meta",)).fetchall()
+        if meta is None:
+            return False
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        return row is not None and row[0] == self._schema_version

@@ -62,7 +62,7 @@ _PROGRESSION_COLUMNS = (
 def _create(cursor, *tables: str) -> None:
     # Two hosts publishing at once would otherwise race on the catalog. The lock is held until
     # the publication commits, so a table only ever appears together with its rows.
-    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (postgres.advisory_key("reports-schema"),))
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (postgres.advisory_key("schema"),))
     cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {postgres.SCHEMA}")
     for table in tables:
         for statement in _DDL[table]:

@@ -1,6 +1,7 @@
 """The inbox on a PostgreSQL database shared by several hosts: what SQLite gets from letting one
 writer in at a time must hold with many, through the locks the inbox takes."""
 
+import contextlib
 import json
 import random
 import subprocess
@@ -12,10 +13,15 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
+from salesops_pipeline import postgres, settings
 from salesops_pipeline.post_call import inbox as inbox_module
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.status import AcceptStatus, EventStatus, Refusal, WriteState
+from salesops_pipeline.post_call.storage import PostgresStore
+from salesops_pipeline.services.http_server import serving_in_thread
+from salesops_pipeline.services.intake.app import create_intake_app
 
 pytestmark = pytest.mark.postgres
 
@@ -220,3 +226,66 @@ def test_connections_commit_durably_and_free_a_dead_peers_locks(inbox, postgres_
 def test_the_inbox_is_named_without_its_password():
     inbox = Inbox(url="postgresql://salesops:s3cret@db.example:5432/sales")
     assert inbox.describe() == "postgresql://salesops:***@db.example:5432/sales (schema salesops)"
+
+
+@pytest.mark.parametrize("password", ["s3cr/et", "pa#ss", "p?ss", "plain"])
+def test_a_password_is_hidden_whatever_it_holds(password):
+    from urllib.parse import quote
+
+    url = f"postgresql://salesops:{quote(password, safe='/#?')}@db.example:5432/sales"
+    shown = postgres.redact(url)
+    assert password not in shown and quote(password, safe="") not in shown
+    assert shown.startswith("postgresql://salesops:***@")
+
+
+def test_a_new_process_joins_without_waiting_for_writers(inbox, postgres_url):
+    """A run or an intake starting while others write: its first connection finds the schema
+    current and takes no lock on the tables (creating indexes would wait for every writer)."""
+    inbox.accept("c-1", _event("c-1", "k-1"))
+    held = threading.Event()
+    release = threading.Event()
+
+    def writer_holding_the_table() -> None:
+        with inbox.transaction() as conn:
+            conn.execute("UPDATE event SET deliveries = deliveries + 1 WHERE call_id = 'c-1'")
+            held.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=writer_holding_the_table)
+    writer.start()
+    try:
+        assert held.wait(5)
+        PostgresStore._ready.discard(postgres_url)  # as in a process of its own
+        started = time.monotonic()
+        assert Inbox(url=postgres_url).counts() == {EventStatus.PENDING: 1}
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        writer.join()
+
+
+def test_a_dropped_schema_is_created_again(inbox):
+    inbox.accept("c-1", _event("c-1", "k-1"))
+    epoch = inbox.epoch()
+    with inbox.transaction() as conn:
+        conn.execute("DROP SCHEMA salesops CASCADE")
+    with pytest.raises(inbox.errors()):
+        inbox.get("c-1")
+    assert inbox.get("c-1") is None and inbox.epoch() != epoch
+
+
+def test_deliveries_are_stored_while_every_shared_connection_is_busy(inbox):
+    """Frontend or metrics reads holding every pooled connection never make a webhook wait."""
+    with contextlib.ExitStack() as busy:
+        for _ in range(2 * settings.database_pool_size()):
+            busy.enter_context(inbox.connect())
+        app = create_intake_app(inbox, api_key="k")
+        with serving_in_thread(app) as url:
+            started = time.monotonic()
+            answer = requests.post(
+                f"{url}/webhooks/post-call",
+                data=_event("c-9", "k-9"),
+                headers={"X-API-KEY": "k", "Content-Type": "application/json"},
+                timeout=30,
+            )
+    assert answer.status_code == 202 and time.monotonic() - started < 5

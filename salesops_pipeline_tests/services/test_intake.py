@@ -493,3 +493,12 @@ def test_a_burst_shares_commits_and_each_answer_follows_its_commit(tmp_path):
     assert answers == [(202, True)] * 40
     assert sum(inbox.commits) == 40
     assert len(inbox.commits) < 40  # requests waiting on a commit shared the next one
+
+
+@on_each_back_end
+@pytest.mark.parametrize("call_id", ["a\u0000b", "a\ud800b"])
+def test_an_identifier_no_text_can_store_is_quarantined(intake, inbox, call_id):
+    response = _post(intake, json.dumps({**EVENT, "callId": call_id}).encode())
+    assert response.status_code == 422, response.text
+    assert "NUL or a lone surrogate" in response.json()["detail"]
+    assert inbox.recent() == [] and len(inbox.quarantined()) == 1

@@ -108,7 +108,9 @@ def create_intake_app(
     )
     app.state.inbox = inbox
     storage_errors = inbox.errors()
-    committer = GroupCommitter(inbox)
+    # Deliveries are stored through connections of their own, which no burst of frontend or
+    # metrics reads can take.
+    committer = GroupCommitter(inbox.with_own_connections("intake-writes"))
     metrics = IntakeMetrics(inbox)
     app.state.metrics = metrics
 
