@@ -57,8 +57,9 @@ class PostgresServer:
             conn.close()
 
 
-def start_server(max_connections: int = 200):
-    """Start a server; returns (server, stop)."""
+def start_server(max_connections: int = 200, *, durable: bool = False):
+    """Start a server; returns (server, stop). `durable`: with fsync, as in production (for
+    measurements); else without, as nothing a test stores is worth a power cut."""
     # Not under pytest's tmp dir: the server runs as the `postgres` user, who must reach it.
     base = Path(tempfile.mkdtemp(prefix="salesops-pg-", dir="/tmp"))
     base.chmod(0o755)
@@ -72,8 +73,8 @@ def start_server(max_connections: int = 200):
             [*as_postgres, *argv], check=True, capture_output=True, text=True, timeout=120
         )
 
-    # A UTF-8 locale where one exists, as on most production servers: the inbox must order
-    # its text columns byte for byte whatever the database's collation.
+    # UTF-8, as production servers are; the inbox's own column collation ("C") orders its
+    # texts byte for byte whatever the database's.
     run(
         _pg_bin("initdb"),
         "-D",
@@ -97,8 +98,8 @@ def start_server(max_connections: int = 200):
         str(base / "server.log"),
         "start",
         "-o",
-        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-        f" -c synchronous_commit=off -c max_connections={max_connections}",
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections={max_connections}"
+        + ("" if durable else " -c fsync=off -c synchronous_commit=off"),
     )
 
     def stop():
