@@ -26,8 +26,9 @@ import requests
 from salesops_pipeline.clients.wire import format_webhook_datetime
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.rules import callback_date
-from salesops_pipeline.services.sandbox.seed import SUPPORT_AGENTS
 from salesops_pipeline_tests.conftest import REPO_ROOT
+from salesops_pipeline_tests.support.post_call_outcome import contacts as contacts_of
+from salesops_pipeline_tests.support.post_call_outcome import provider, score
 from salesops_pipeline_tests.support.processes import cmdline, descendants
 from salesops_pipeline_tests.support.stack_process import start_stack, stop_stack
 
@@ -36,7 +37,6 @@ TRANSFERS = 50
 OTHERS = 40
 RESEND_SHARE = 0.2
 RECOVERY_DEADLINE = 120.0
-ACTIVE_SUPPORT = {name for name, active, _ in SUPPORT_AGENTS if active}
 
 
 def _run_workers(stack) -> list[int]:
@@ -144,7 +144,7 @@ def _post_all(stack, events: list[dict], rng: random.Random) -> tuple[set[str], 
 
 
 def _writes_tried(stack) -> int:
-    return _provider(stack, "/_sandbox/faults")["requests"].get("PATCH", 0)
+    return provider(stack, "/_sandbox/faults")["requests"].get("PATCH", 0)
 
 
 def _final_share(inbox: Inbox) -> float:
@@ -160,14 +160,6 @@ def _share(*stats: dict, method: str) -> str:
     return f"{faults} of {requests_} ({faults / max(requests_, 1):.0%})"
 
 
-def _provider(stack, path: str):
-    response = requests.get(
-        f"{stack.sandbox_url}{path}", headers={"X-API-KEY": stack.provider_key}, timeout=30
-    )
-    response.raise_for_status()
-    return response.json()
-
-
 def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(tmp_path):
     rng = random.Random(20261126)
     home = tmp_path / "salesops_home"
@@ -175,12 +167,7 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
     kills = 0
     try:
         # The contacts as the provider holds them before any event.
-        initial = {
-            c["id"]: c
-            for campaign in ("B", "A")
-            for c in _provider(stack, f"/voice/contacts?campaignId={campaign}&limit=5000")
-            if c.get("id")
-        }
+        initial = contacts_of(stack)
         contact_ids = list(initial)
         events, expected_retry, transfers = _events(contact_ids, rng)
         rng.shuffle(events)
@@ -208,7 +195,7 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
         while _final_share(inbox) < 0.5:
             assert time.monotonic() < deadline, f"stuck before the stack kill: {inbox.counts()}"
             time.sleep(0.5)
-        faults_before_kill = _provider(stack, "/_sandbox/faults")
+        faults_before_kill = provider(stack, "/_sandbox/faults")
         _kill_everything(stack)
     except BaseException:
         stop_stack(stack)
@@ -229,7 +216,7 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
             )
             time.sleep(1)
         recovery = time.monotonic() - up_at
-        faults_after_restart = _provider(restarted, "/_sandbox/faults")
+        faults_after_restart = provider(restarted, "/_sandbox/faults")
         requests.delete(
             f"{restarted.sandbox_url}/_sandbox/faults",
             headers={"X-API-KEY": restarted.provider_key},
@@ -237,55 +224,19 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
         ).raise_for_status()
         statuses = {call_id: inbox.get(call_id).status for call_id in accepted}
         writes = {call_id: inbox.write_of(call_id) for call_id in accepted}
-        log = _provider(restarted, "/_sandbox/writes")
-        contacts = {
-            c["id"]: c
-            for campaign in ("A", "B")
-            for c in _provider(restarted, f"/voice/contacts?campaignId={campaign}&limit=5000")
-            if c.get("id")
-        }
+        log = provider(restarted, "/_sandbox/writes")
+        contacts = contacts_of(restarted)
     finally:
         stop_stack(restarted)
 
-    received: dict[str, int] = {}
-    for entry in log:
-        received[entry["idempotency_key"]] = received.get(entry["idempotency_key"], 0) + 1
-    twice = sorted(key for key, n in received.items() if n > 1)
-    # A write whose fate a crash hid is settled by reading the contact. When the contact held
-    # those values from the start (a transfer to the agent it already had), the reading cannot
-    # tell whether the write went out, and need not: the provider holds what the event asked,
-    # and nothing was written twice. Such an event may be applied with no write received.
-    already_held = {
-        call_id
-        for call_id, status in statuses.items()
-        if status == "applied"
-        and received.get(f"post-call-{call_id}", 0) == 0
-        and (write := writes[call_id]) is not None
-        and all(initial[write.contact_id].get(k) == v for k, v in write.changes.items())
-    }
-    lost = sorted(
-        call_id
-        for call_id, status in statuses.items()
-        if status == "applied"
-        and received.get(f"post-call-{call_id}", 0) != 1
-        and call_id not in already_held
-    )
-    unexpected = sorted(
-        f"{call_id}: {status}"
-        for call_id, status in statuses.items()
-        if status not in ("applied", "superseded", "nothing_to_do")
-        or (call_id.startswith("other-") and status != "nothing_to_do")
-        or (call_id.startswith("transfer-") and status != "applied")
-    )
-    reverted = sorted(
-        contact
-        for contact, expected in expected_retry.items()
-        if contacts[contact].get("retryDate") != expected.isoformat()
-    )
-    inactive = sorted(
-        call_id
-        for call_id, contact in transfers.items()
-        if contacts[contact].get("assignedAgent") not in ACTIVE_SUPPORT
+    result = score(
+        statuses=statuses,
+        writes=writes,
+        log=log,
+        initial=initial,
+        final=contacts,
+        expected_retry=expected_retry,
+        transfers=transfers,
     )
     figures = {
         "events": len(events),
@@ -299,19 +250,19 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
         "recovery_seconds": round(recovery, 1),
         "statuses": {s: list(statuses.values()).count(s) for s in sorted(set(statuses.values()))},
         "writes_received": len(log),
-        "lost": len(lost),
-        "applied_as_already_held": len(already_held),
-        "twice": len(twice),
-        "reverted": len(reverted),
-        "inactive_agent_chosen": len(inactive),
+        "lost": len(result.lost),
+        "applied_as_already_held": len(result.already_held),
+        "twice": len(result.twice),
+        "reverted": len(result.reverted),
+        "inactive_agent_chosen": len(result.inactive),
     }
     artifacts = REPO_ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     (artifacts / "chaos.json").write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
     assert accepted == {event["callId"] for event in events}
-    assert twice == [], f"written more than once: {twice}"
-    assert lost == [], f"applied but not received exactly once: {lost}"
-    assert unexpected == [], unexpected
-    assert reverted == [], f"contacts not as their newest call asked: {reverted}"
-    assert inactive == [], inactive
+    assert result.twice == [], f"written more than once: {result.twice}"
+    assert result.lost == [], f"applied but not received exactly once: {result.lost}"
+    assert result.unexpected == [], result.unexpected
+    assert result.reverted == [], f"contacts not as their newest call asked: {result.reverted}"
+    assert result.inactive == [], result.inactive

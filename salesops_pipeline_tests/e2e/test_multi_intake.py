@@ -23,8 +23,9 @@ import requests
 from salesops_pipeline.clients.wire import format_webhook_datetime
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.rules import callback_date
-from salesops_pipeline.services.sandbox.seed import SUPPORT_AGENTS
 from salesops_pipeline_tests.conftest import REPO_ROOT
+from salesops_pipeline_tests.support.post_call_outcome import contacts as contacts_of
+from salesops_pipeline_tests.support.post_call_outcome import provider, score
 from salesops_pipeline_tests.support.processes import cmdline, descendants
 from salesops_pipeline_tests.support.stack_process import start_stack, stop_stack
 
@@ -39,7 +40,6 @@ CONFLICTS = 10
 BAD_BODIES = 10
 KILL_AT = 500  # deliveries made before the second intake is killed
 FINAL_DEADLINE = 120.0
-ACTIVE_SUPPORT = {name for name, active, _ in SUPPORT_AGENTS if active}
 
 
 def _events(contact_ids: list[str], rng: random.Random):
@@ -124,14 +124,6 @@ def _intake_pid(stack, port: int) -> int:
     return pid
 
 
-def _provider(stack, path: str):
-    response = requests.get(
-        f"{stack.sandbox_url}{path}", headers={"X-API-KEY": stack.provider_key}, timeout=30
-    )
-    response.raise_for_status()
-    return response.json()
-
-
 def test_two_intakes_on_one_database_lose_nothing_when_one_is_killed(tmp_path, postgres_url):
     rng = random.Random(20261127)
     home = tmp_path / "salesops_home"
@@ -143,12 +135,7 @@ def test_two_intakes_on_one_database_lose_nothing_when_one_is_killed(tmp_path, p
     )
     inbox = Inbox(url=postgres_url)
     try:
-        initial = {
-            c["id"]: c
-            for campaign in ("B", "A")
-            for c in _provider(stack, f"/voice/contacts?campaignId={campaign}&limit=5000")
-            if c.get("id")
-        }
+        initial = contacts_of(stack)
         events, expected_retry, transfers = _events(list(initial), rng)
         deliveries = _deliveries(events, rng)
         urls = stack.intake_urls
@@ -208,55 +195,22 @@ def test_two_intakes_on_one_database_lose_nothing_when_one_is_killed(tmp_path, p
         restarted = requests.get(f"{urls[1]}/healthz", timeout=5).status_code == 200
         statuses = {e["callId"]: inbox.get(e["callId"]).status for e in events}
         writes = {e["callId"]: inbox.write_of(e["callId"]) for e in events}
-        log = _provider(stack, "/_sandbox/writes")
-        contacts = {
-            c["id"]: c
-            for campaign in ("A", "B")
-            for c in _provider(stack, f"/voice/contacts?campaignId={campaign}&limit=5000")
-            if c.get("id")
-        }
+        log = provider(stack, "/_sandbox/writes")
+        contacts = contacts_of(stack)
         conflicts, quarantined = len(inbox.conflicts()), len(inbox.quarantined())
         with inbox.connect() as conn:
             [(deliveries_stored,)] = conn.execute("SELECT SUM(deliveries) FROM event").fetchall()
     finally:
         stop_stack(stack)
 
-    received: dict[str, int] = {}
-    for entry in log:
-        received[entry["idempotency_key"]] = received.get(entry["idempotency_key"], 0) + 1
-    twice = sorted(key for key, n in received.items() if n > 1)
-    # As in the chaos suite: a transfer to the agent the contact already had may be settled
-    # by reading the contact, with no write received.
-    already_held = {
-        call_id
-        for call_id, status in statuses.items()
-        if status == "applied"
-        and received.get(f"post-call-{call_id}", 0) == 0
-        and (write := writes[call_id]) is not None
-        and all(initial[write.contact_id].get(k) == v for k, v in write.changes.items())
-    }
-    lost = sorted(
-        call_id
-        for call_id, status in statuses.items()
-        if (status == "applied" and received.get(f"post-call-{call_id}", 0) != 1)
-        and call_id not in already_held
-    )
-    unexpected = sorted(
-        f"{call_id}: {status}"
-        for call_id, status in statuses.items()
-        if status not in ("applied", "superseded", "nothing_to_do")
-        or (call_id.startswith("other-") and status != "nothing_to_do")
-        or (call_id.startswith("transfer-") and status != "applied")
-    )
-    reverted = sorted(
-        contact
-        for contact, expected in expected_retry.items()
-        if contacts[contact].get("retryDate") != expected.isoformat()
-    )
-    inactive = sorted(
-        call_id
-        for call_id, contact in transfers.items()
-        if contacts[contact].get("assignedAgent") not in ACTIVE_SUPPORT
+    result = score(
+        statuses=statuses,
+        writes=writes,
+        log=log,
+        initial=initial,
+        final=contacts,
+        expected_retry=expected_retry,
+        transfers=transfers,
     )
 
     def p(values: list[float], q: float) -> float:
@@ -284,11 +238,11 @@ def test_two_intakes_on_one_database_lose_nothing_when_one_is_killed(tmp_path, p
         "writes_received": len(log),
         "conflicts_kept": conflicts,
         "quarantined": quarantined,
-        "lost": len(lost),
-        "applied_as_already_held": len(already_held),
-        "twice": len(twice),
-        "reverted": len(reverted),
-        "inactive_agent_chosen": len(inactive),
+        "lost": len(result.lost),
+        "applied_as_already_held": len(result.already_held),
+        "twice": len(result.twice),
+        "reverted": len(result.reverted),
+        "inactive_agent_chosen": len(result.inactive),
         "killed_intake_restarted": restarted,
         "accept_p50_ms_all": round(statistics.median(latency[0] + latency[1]) * 1000, 1),
     }
@@ -297,11 +251,11 @@ def test_two_intakes_on_one_database_lose_nothing_when_one_is_killed(tmp_path, p
     (artifacts / "multi-intake.json").write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
     assert made["killed_at"] is not None
-    assert twice == [], f"written more than once: {twice}"
-    assert lost == [], f"applied but not received exactly once: {lost}"
-    assert unexpected == [], unexpected
-    assert reverted == [], f"contacts not as their newest call asked: {reverted}"
-    assert inactive == [], inactive
+    assert result.twice == [], f"written more than once: {result.twice}"
+    assert result.lost == [], f"applied but not received exactly once: {result.lost}"
+    assert result.unexpected == [], result.unexpected
+    assert result.reverted == [], f"contacts not as their newest call asked: {result.reverted}"
+    assert result.inactive == [], result.inactive
     assert sorted(set(answers["event"]) | set(answers["redelivery"])) <= [200, 202]
     assert set(answers["conflict"]) == {200} and conflicts == CONFLICTS
     assert set(answers["bad"]) == {400} and quarantined == BAD_BODIES
