@@ -49,7 +49,7 @@ def redact(url: str) -> str:
 
 
 def _engine(url: str, pool: str):
-    # Pools are per process: a connection must never be shared across a fork.
+    # Pools are per process: a connection must never cross a fork.
     key = (os.getpid(), url, pool)
     with _engines_lock:
         engine = _engines.get(key)
@@ -79,7 +79,7 @@ def _engine(url: str, pool: str):
 
 
 @contextmanager
-def connection(url: str, pool: str = "shared") -> Iterator:
+def connection(url: str, pool: str = "default") -> Iterator:
     """A pooled psycopg2 connection, in a transaction that is rolled back unless the block
     commits it. A `pool` of its own keeps a path's connections from waiting on others'."""
     conn = _engine(url, pool).raw_connection()
@@ -123,8 +123,8 @@ def storage_errors() -> tuple[type[BaseException], ...]:
 
     base: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
     try:
-        shared = settings.database_url()
+        configured = settings.database_url()
     except ValueError:
         # Asked while reporting another error: the bad setting is reported where it is read.
-        shared = None
-    return base + errors() if shared else base
+        configured = None
+    return base + errors() if configured else base

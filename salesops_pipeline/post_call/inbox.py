@@ -294,9 +294,10 @@ class Worker:
 
 
 class Inbox:
-    """The inbox in the SQLite file `path`, or, given `url`, in a shared PostgreSQL database."""
+    """The inbox in the SQLite file `path`, or, given `url`, in the PostgreSQL database every
+    host uses."""
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None, pool: str = "shared"):
+    def __init__(self, path: Path | None = None, *, url: str | None = None, pool: str = "default"):
         if (path is None) == (url is None):
             raise ValueError("an inbox is either a SQLite file or a PostgreSQL URL")
         self.path, self.url = path, url
@@ -935,9 +936,9 @@ _ROWS_PER_INSERT = 200
 def _accept_batch(conn: Connection, events: list[tuple[str, str]], now: datetime) -> list[Accepted]:
     """Store the new events of a batch and queue them, count redeliveries, keep conflicts.
 
-    A few statements per batch rather than a few per event: on a shared database each one is
-    a round trip, made while the queue's lock is held. A callId repeated within the batch sees
-    its own first delivery, as it would in its own transaction."""
+    A few statements per batch rather than a few per event: on a database over the network
+    each one is a round trip, made while the queue's lock is held. A callId repeated within the
+    batch sees its own first delivery, as it would in its own transaction."""
     known: dict[str, str] = {}
     call_ids = list(dict.fromkeys(call_id for call_id, _ in events))
     for start in range(0, len(call_ids), 500):

@@ -132,7 +132,7 @@ Connection = sqlite3.Connection | PostgresConnection
 
 
 class PostgresStore:
-    """The inbox's tables in the `salesops` schema of a shared PostgreSQL database."""
+    """The inbox's tables in the `salesops` schema of the PostgreSQL database every host uses."""
 
     kind = "postgres"
     for_update = " FOR UPDATE"
@@ -147,7 +147,7 @@ class PostgresStore:
         url: str,
         ensure_schema: Callable[[PostgresConnection], None],
         schema_version: str,
-        pool: str = "shared",
+        pool: str = "default",
     ):
         self.url, self.pool = url, pool
         self._ensure_schema = ensure_schema
