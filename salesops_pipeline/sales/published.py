@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from salesops_pipeline import postgres
 from salesops_pipeline.sales.reports import ProgressionRow, TeamSalesReport
+from salesops_pipeline.sales.warehouse import progression_records
 
 # Texts are ordered byte by byte ("C"), as DuckDB orders them, whatever the server's locale.
 _DDL = {
@@ -96,20 +97,7 @@ def replace_progression_month(
     """Swap one published month of agent_daily_progression for `rows`, and the list of agents
     the sales DB knows for `agents`, in one transaction: the frontend tells an unknown agent
     from one without targets by that list."""
-    values = [
-        (
-            month,
-            r.agent,
-            r.date,
-            r.target_of_the_day,
-            r.amount_of_the_day,
-            r.progression_of_the_day,
-            r.target_accumulated,
-            r.amount_accumulated,
-            r.progression_accumulated,
-        )
-        for r in rows
-    ]
+    values = progression_records(month, rows)
     usernames = [(name,) for name in sorted(set(agents))]
     with postgres.connection(url) as conn:
         cursor = conn.cursor()

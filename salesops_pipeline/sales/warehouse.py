@@ -48,12 +48,9 @@ def replace_team_sales(conn: duckdb.DuckDBPyConnection, report: TeamSalesReport)
             conn.executemany("INSERT INTO team_sales VALUES (?, ?, ?, ?, ?)", rows)
 
 
-def replace_progression_month(
-    conn: duckdb.DuckDBPyConnection, month: str, rows: Iterable[ProgressionRow]
-) -> None:
-    """Swap one month of agent_daily_progression for `rows`, atomically."""
-    conn.execute(PROGRESSION_DDL)
-    values = [
+def progression_records(month: str, rows: Iterable[ProgressionRow]) -> list[tuple]:
+    """`rows` as stored in agent_daily_progression, column for column."""
+    return [
         (
             month,
             r.agent,
@@ -67,6 +64,14 @@ def replace_progression_month(
         )
         for r in rows
     ]
+
+
+def replace_progression_month(
+    conn: duckdb.DuckDBPyConnection, month: str, rows: Iterable[ProgressionRow]
+) -> None:
+    """Swap one month of agent_daily_progression for `rows`, atomically."""
+    conn.execute(PROGRESSION_DDL)
+    values = progression_records(month, rows)
     with duckdb_transaction(conn):
         conn.execute("DELETE FROM agent_daily_progression WHERE month = ?", [month])
         if values:
