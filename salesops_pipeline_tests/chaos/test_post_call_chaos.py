@@ -18,17 +18,19 @@ import random
 import signal
 import threading
 import time
-from datetime import datetime, timedelta
 from email.utils import formatdate
 
 import requests
 
-from salesops_pipeline.clients.wire import format_webhook_datetime
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.post_call.rules import callback_date
 from salesops_pipeline_tests.conftest import REPO_ROOT
 from salesops_pipeline_tests.support.post_call_outcome import contacts as contacts_of
-from salesops_pipeline_tests.support.post_call_outcome import provider, score
+from salesops_pipeline_tests.support.post_call_outcome import (
+    provider,
+    scenario,
+    score,
+    wait_until_final,
+)
 from salesops_pipeline_tests.support.processes import cmdline, descendants
 from salesops_pipeline_tests.support.stack_process import start_stack, stop_stack
 
@@ -49,58 +51,6 @@ def _kill_everything(stack) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     stack.process.wait(timeout=30)
-
-
-def _events(contact_ids: list[str], rng: random.Random) -> tuple[list[dict], dict, dict]:
-    """The scenario's events, what each pair's contact must end with, and the transfers."""
-    base = datetime(2026, 3, 2, 9, 0)
-    contacts = iter(contact_ids)
-    events, expected_retry, transfers = [], {}, {}
-    for n in range(PAIRS):
-        contact = next(contacts)
-        first_end = base + timedelta(minutes=n)
-        second_end = first_end + timedelta(minutes=rng.randint(1, 90))
-        pair = []
-        for label, end, days in (("a", first_end, 3), ("b", second_end, 5)):
-            # Asked for a later day, so the rules keep it as it is.
-            asked = end.replace(hour=10, minute=0, second=0) + timedelta(days=days)
-            pair.append(
-                {
-                    "callId": f"pair-{n}-{label}",
-                    "contactId": contact,
-                    "wrapup": "Rappel",
-                    "callStart": format_webhook_datetime(end - timedelta(minutes=4)),
-                    "callEnd": format_webhook_datetime(end),
-                    "callBackDate": format_webhook_datetime(asked),
-                }
-            )
-        # The newer call ("b") is what the contact must end with.
-        expected_retry[contact] = callback_date(second_end, asked)
-        if rng.random() < 0.5:
-            pair.reverse()  # the newer call's event arrives first
-        events.extend(pair)
-    for n in range(TRANSFERS):
-        contact = next(contacts)
-        end = base + timedelta(hours=3, minutes=n)
-        events.append(
-            {
-                "callId": f"transfer-{n}",
-                "contactId": contact,
-                "wrapup": "Transfert support",
-                "callEnd": format_webhook_datetime(end),
-            }
-        )
-        transfers[f"transfer-{n}"] = contact
-    for n in range(OTHERS):
-        events.append(
-            {
-                "callId": f"other-{n}",
-                "contactId": next(contacts),
-                "wrapup": "Vente",
-                "callEnd": format_webhook_datetime(base + timedelta(hours=5, minutes=n)),
-            }
-        )
-    return events, expected_retry, transfers
 
 
 def _arm_faults(stack) -> int:
@@ -169,7 +119,9 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
         # The contacts as the provider holds them before any event.
         initial = contacts_of(stack)
         contact_ids = list(initial)
-        events, expected_retry, transfers = _events(contact_ids, rng)
+        events, expected_retry, transfers = scenario(
+            contact_ids, rng, pairs=PAIRS, transfers=TRANSFERS, others=OTHERS
+        )
         rng.shuffle(events)
         fault_kinds = _arm_faults(stack)
         posted: list = []
@@ -205,16 +157,9 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
     up_at = time.monotonic()
     try:
         _arm_faults(restarted)  # the provider is as flaky after the restart
-        while True:
-            counts = inbox.counts()
-            open_events = counts.get("pending", 0) + counts.get("retrying", 0)
-            if open_events == 0:
-                break
-            assert time.monotonic() - up_at < RECOVERY_DEADLINE, (
-                f"{open_events} events still open {RECOVERY_DEADLINE:.0f}s after the restart:"
-                f" {counts}"
-            )
-            time.sleep(1)
+        wait_until_final(
+            inbox, up_at + RECOVERY_DEADLINE, f"{RECOVERY_DEADLINE:.0f}s after the restart"
+        )
         recovery = time.monotonic() - up_at
         faults_after_restart = provider(restarted, "/_sandbox/faults")
         requests.delete(

@@ -15,17 +15,19 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
 
 import pytest
 import requests
 
-from salesops_pipeline.clients.wire import format_webhook_datetime
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.post_call.rules import callback_date
 from salesops_pipeline_tests.conftest import REPO_ROOT
 from salesops_pipeline_tests.support.post_call_outcome import contacts as contacts_of
-from salesops_pipeline_tests.support.post_call_outcome import provider, score
+from salesops_pipeline_tests.support.post_call_outcome import (
+    provider,
+    scenario,
+    score,
+    wait_until_final,
+)
 from salesops_pipeline_tests.support.processes import cmdline, descendants
 from salesops_pipeline_tests.support.stack_process import start_stack, stop_stack
 
@@ -40,54 +42,6 @@ CONFLICTS = 10
 BAD_BODIES = 10
 KILL_AT = 500  # deliveries made before the second intake is killed
 FINAL_DEADLINE = 120.0
-
-
-def _events(contact_ids: list[str], rng: random.Random):
-    """The events, what each pair's contact must end with, and the transfers' contacts."""
-    base = datetime(2026, 3, 2, 9, 0)
-    contacts = iter(contact_ids)
-    events, expected_retry, transfers = [], {}, {}
-    for n in range(PAIRS):
-        contact = next(contacts)
-        first_end = base + timedelta(minutes=n)
-        second_end = first_end + timedelta(minutes=rng.randint(1, 90))
-        for label, end, days in (("a", first_end, 3), ("b", second_end, 5)):
-            asked = end.replace(hour=10, minute=0, second=0) + timedelta(days=days)
-            events.append(
-                {
-                    "callId": f"pair-{n}-{label}",
-                    "contactId": contact,
-                    "wrapup": "Rappel",
-                    "callStart": format_webhook_datetime(end - timedelta(minutes=4)),
-                    "callEnd": format_webhook_datetime(end),
-                    "callBackDate": format_webhook_datetime(asked),
-                }
-            )
-        expected_retry[contact] = callback_date(second_end, asked)
-    for n in range(TRANSFERS):
-        contact = next(contacts)
-        events.append(
-            {
-                "callId": f"transfer-{n}",
-                "contactId": contact,
-                "wrapup": "Transfert support",
-                "callEnd": format_webhook_datetime(base + timedelta(hours=3, minutes=n)),
-            }
-        )
-        transfers[f"transfer-{n}"] = contact
-    for n in range(OTHERS):
-        events.append(
-            {
-                "callId": f"other-{n}",
-                "contactId": next(contacts),
-                "wrapup": "Vente",
-                "callEnd": format_webhook_datetime(base + timedelta(hours=5, minutes=n)),
-            }
-        )
-    # Shuffled: a pair's older call arrives first about half the time, often at the other
-    # intake.
-    rng.shuffle(events)
-    return events, expected_retry, transfers
 
 
 def _deliveries(events: list[dict], rng: random.Random) -> list[tuple[bytes, int, str]]:
@@ -136,7 +90,11 @@ def test_two_intakes_on_one_database_lose_nothing_when_one_is_killed(tmp_path, p
     inbox = Inbox(url=postgres_url)
     try:
         initial = contacts_of(stack)
-        events, expected_retry, transfers = _events(list(initial), rng)
+        events, expected_retry, transfers = scenario(
+            list(initial), rng, pairs=PAIRS, transfers=TRANSFERS, others=OTHERS
+        )
+        # Shuffled: a pair's older call often arrives first, and at the other intake.
+        rng.shuffle(events)
         deliveries = _deliveries(events, rng)
         urls = stack.intake_urls
         victim = _intake_pid(stack, stack.intake_ports[1])
@@ -182,15 +140,11 @@ def test_two_intakes_on_one_database_lose_nothing_when_one_is_killed(tmp_path, p
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(deliver, deliveries))
         posted_in = time.monotonic() - started
-        while True:
-            counts = inbox.counts()
-            open_events = counts.get("pending", 0) + counts.get("retrying", 0)
-            if open_events == 0:
-                break
-            assert time.monotonic() - started - posted_in < FINAL_DEADLINE, (
-                f"{open_events} events open {FINAL_DEADLINE:.0f}s after the last post: {counts}"
-            )
-            time.sleep(1)
+        wait_until_final(
+            inbox,
+            started + posted_in + FINAL_DEADLINE,
+            f"{FINAL_DEADLINE:.0f}s after the last post",
+        )
         final_in = time.monotonic() - started
         restarted = requests.get(f"{urls[1]}/healthz", timeout=5).status_code == 200
         statuses = {e["callId"]: inbox.get(e["callId"]).status for e in events}

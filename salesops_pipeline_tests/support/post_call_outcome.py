@@ -1,14 +1,86 @@
-"""Scoring a post-call run of the real stack against the contract: what the provider received,
-what the inbox says, and what each contact ended with. Shared by the suites that kill parts of
-the stack (chaos, multi-intake)."""
+"""A post-call scenario for the real stack, and its scoring against the contract: what the
+provider received, what the inbox says, and what each contact ended with. Shared by the suites
+that kill parts of the stack (chaos, multi-intake)."""
 
+import random
+import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import requests
 
+from salesops_pipeline.clients.wire import format_webhook_datetime
+from salesops_pipeline.post_call.rules import callback_date
 from salesops_pipeline.services.sandbox.seed import SUPPORT_AGENTS
 
 ACTIVE_SUPPORT = {name for name, active, _ in SUPPORT_AGENTS if active}
+
+
+def scenario(
+    contact_ids: list[str], rng: random.Random, *, pairs: int, transfers: int, others: int
+) -> tuple[list[dict], dict, dict]:
+    """The events: `pairs` callback pairs (two calls of one contact, the newer one first half
+    the time), `transfers` transfers to support, `others` calls with nothing to do; what each
+    pair's contact must end with; and each transfer's contact."""
+    base = datetime(2026, 3, 2, 9, 0)
+    contacts = iter(contact_ids)
+    events, expected_retry, transferred = [], {}, {}
+    for n in range(pairs):
+        contact = next(contacts)
+        first_end = base + timedelta(minutes=n)
+        second_end = first_end + timedelta(minutes=rng.randint(1, 90))
+        pair = []
+        for label, end, days in (("a", first_end, 3), ("b", second_end, 5)):
+            # Asked for a later day, so the rules keep it as it is.
+            asked = end.replace(hour=10, minute=0, second=0) + timedelta(days=days)
+            pair.append(
+                {
+                    "callId": f"pair-{n}-{label}",
+                    "contactId": contact,
+                    "wrapup": "Rappel",
+                    "callStart": format_webhook_datetime(end - timedelta(minutes=4)),
+                    "callEnd": format_webhook_datetime(end),
+                    "callBackDate": format_webhook_datetime(asked),
+                }
+            )
+        # The newer call ("b") is what the contact must end with.
+        expected_retry[contact] = callback_date(second_end, asked)
+        if rng.random() < 0.5:
+            pair.reverse()  # the newer call's event arrives first
+        events.extend(pair)
+    for n in range(transfers):
+        contact = next(contacts)
+        end = base + timedelta(hours=3, minutes=n)
+        events.append(
+            {
+                "callId": f"transfer-{n}",
+                "contactId": contact,
+                "wrapup": "Transfert support",
+                "callEnd": format_webhook_datetime(end),
+            }
+        )
+        transferred[f"transfer-{n}"] = contact
+    for n in range(others):
+        events.append(
+            {
+                "callId": f"other-{n}",
+                "contactId": next(contacts),
+                "wrapup": "Vente",
+                "callEnd": format_webhook_datetime(base + timedelta(hours=5, minutes=n)),
+            }
+        )
+    return events, expected_retry, transferred
+
+
+def wait_until_final(inbox, deadline: float, after: str) -> None:
+    """Return once no event is open; fail, saying what is, at `deadline` (monotonic)."""
+    while True:
+        counts = inbox.counts()
+        open_events = counts.get("pending", 0) + counts.get("retrying", 0)
+        if open_events == 0:
+            return
+        assert time.monotonic() < deadline, f"{open_events} events still open {after}: {counts}"
+        time.sleep(1)
 
 
 def provider(stack, path: str):

@@ -34,25 +34,21 @@ class PostgresServer:
 
     def create_database(self, prefix: str = "t") -> str:
         """A new empty database; its URL."""
-        import psycopg2
-
         name = f"{prefix}_{secrets.token_hex(6)}"
-        conn = psycopg2.connect(self.url("postgres"))
-        try:
-            conn.autocommit = True
-            conn.cursor().execute(f"CREATE DATABASE {name}")
-        finally:
-            conn.close()
+        self._administer(f"CREATE DATABASE {name}")
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
+        self._administer(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+    def _administer(self, statement: str) -> None:
+        """Run a statement that cannot run inside a transaction, from the server's own DB."""
         import psycopg2
 
-        name = url.rsplit("/", 1)[1]
         conn = psycopg2.connect(self.url("postgres"))
         try:
             conn.autocommit = True
-            conn.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.cursor().execute(statement)
         finally:
             conn.close()
 
