@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 from salesops_pipeline import settings
@@ -302,7 +303,7 @@ class Inbox:
             raise ValueError("an inbox is either a SQLite file or a PostgreSQL URL")
         self.path, self.url = path, url
         self._store = (
-            PostgresStore(url, _ensure_postgres_schema, _POSTGRES_SCHEMA_VERSION, pool)
+            PostgresStore(url, _ensure_postgres_schema, _postgres_schema_version(), pool)
             if url
             else SQLiteStore(path, _ensure_schema)
         )
@@ -905,8 +906,11 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
-# Changes whenever the schema does: a database already at this version is left alone.
-_POSTGRES_SCHEMA_VERSION = hashlib.sha256(";".join(postgres_ddl(SCHEMA)).encode()).hexdigest()[:16]
+@cache
+def _postgres_schema_version() -> str:
+    """Changes whenever the schema does: a database already at this version is left alone.
+    Computed on first use, so that SQLite users never pay for it."""
+    return hashlib.sha256(";".join(postgres_ddl(SCHEMA)).encode()).hexdigest()[:16]
 
 
 def _ensure_postgres_schema(conn: PostgresConnection) -> None:
