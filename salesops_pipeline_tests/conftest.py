@@ -16,6 +16,24 @@ FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 REFERENCE_EVENT_NAMES = ("post_call_2.1", "post_call_2.2")
 
 
+def _import_anyio_now() -> None:
+    """anyio imports its parts on first use, so an intake served in a thread would import them
+    there. Under pytest that import is an assertion rewrite, which parses the module with `ast`,
+    and CPython 3.11's AST conversion keeps its recursion depth in global state (gh-106905): two
+    threads parsing at once fail with "AST constructor recursion depth mismatch", and the
+    request dies mid-response. Importing them here, before any thread starts, leaves nothing
+    for a server thread to parse."""
+    import anyio
+    import anyio._backends._asyncio  # what the event loop imports on first use
+
+    for name in dir(anyio):
+        if not name.startswith("_"):
+            getattr(anyio, name)
+
+
+_import_anyio_now()
+
+
 def fixture_path(relative: str) -> Path:
     """A file shipped in `fixtures/`; a missing one fails the test at once, naming it."""
     path = FIXTURES_DIR / relative
