@@ -8,7 +8,8 @@ the provider hears 2xx. Tables:
 - `queue`: an append-only list of "handle this callId", read by the sensor past its cursor
   (an event is queued when it arrives, on replay, and when a retry falls due);
 - `write`: the write each event sends to the provider, recorded before it is sent;
-- `contact_state`: per contact, the newest call whose effect was applied (newest call wins);
+- `contact_state`: per contact, the newest call whose effect was applied, or may have been
+  (a write given up on in flight), so that no older call overwrites it (newest call wins);
 - `transfer`: the contacts this pipeline handed to support agents, while in flight or confirmed;
 - `worker`: the processes handling events, so that the leases of dead ones are released;
 - `outcome`: an append-only log of every handling: the decision, the writes, or the error;
@@ -541,7 +542,7 @@ class Inbox:
                     error = f"its run died {crashes} times while handling it ({reason})"
                     _set_status(conn, call_id, EventStatus.FAILED, now + STALE_AFTER, now)
                     _log(conn, call_id, attempts, EventStatus.FAILED, "", [], error, None, now)
-                    _settle_write(conn, call_id, WriteState.FAILED, now)
+                    _give_up_write(conn, call_id, now)
                 else:
                     conn.execute(
                         "UPDATE event SET next_attempt_at = ? WHERE call_id = ?",
@@ -721,16 +722,17 @@ class Inbox:
             if status == EventStatus.RETRYING and attempts >= MAX_ATTEMPTS:
                 status = EventStatus.FAILED
                 error = f"{error} (gave up after {attempts} attempts)"
-            if write_state is None and EventStatus(status).is_final:
+            if status == EventStatus.FAILED and (write_state is None or write_state.in_flight):
+                # Given up on with no answer about its write: it may have landed.
+                _give_up_write(conn, call_id, now)
+            elif write_state is None and EventStatus(status).is_final:
                 # A final event leaves no write unresolved: it would hold its contact for ever.
                 write_state = {
                     EventStatus.APPLIED: WriteState.APPLIED,
                     EventStatus.SUPERSEDED: WriteState.SUPERSEDED,
                 }.get(status, WriteState.FAILED)
-            if write_state is not None:
-                if status == EventStatus.FAILED and write_state.in_flight:
-                    # Given up on: the provider's own view of the contact says what it holds.
-                    write_state = WriteState.FAILED
+                _settle_write(conn, call_id, write_state, now)
+            elif write_state is not None:
                 _settle_write(conn, call_id, write_state, now)
             if status in (EventStatus.RETRYING, EventStatus.PENDING):
                 next_attempt = retry_at or now + retry_delay(attempts)
@@ -1055,13 +1057,34 @@ def _settle_write(conn: Connection, call_id: str, state: WriteState, now: dateti
         "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
     ).fetchone()
     if state == WriteState.APPLIED and row is not None:
-        contact_id, call_time = row
-        conn.execute(
-            "INSERT INTO contact_state (contact_id, call_time, call_id) VALUES (?, ?, ?)"
-            " ON CONFLICT (contact_id) DO UPDATE SET call_time = excluded.call_time,"
-            " call_id = excluded.call_id WHERE excluded.call_time >= contact_state.call_time",
-            (contact_id, call_time, call_id),
-        )
+        _advance_contact(conn, *row, call_id)
+
+
+def _give_up_write(conn: Connection, call_id: str, now: datetime) -> None:
+    """Settle the write of an event that is given up on. One still in flight may have landed:
+    it frees its contact for newer calls, and its call time becomes the contact's newest, so
+    that no older call of the contact can overwrite what it may have written."""
+    row = conn.execute(
+        "SELECT contact_id, call_time, state FROM write WHERE call_id = ?", (call_id,)
+    ).fetchone()
+    if row is None:
+        return
+    contact_id, call_time, state = row
+    # Given up on again after a replay that could not read the contact either: still unknown.
+    if not WriteState(state).may_have_landed:
+        _settle_write(conn, call_id, WriteState.FAILED, now)
+        return
+    _settle_write(conn, call_id, WriteState.GIVEN_UP, now)
+    _advance_contact(conn, contact_id, call_time, call_id)
+
+
+def _advance_contact(conn: Connection, contact_id: str, call_time: str, call_id: str) -> None:
+    conn.execute(
+        "INSERT INTO contact_state (contact_id, call_time, call_id) VALUES (?, ?, ?)"
+        " ON CONFLICT (contact_id) DO UPDATE SET call_time = excluded.call_time,"
+        " call_id = excluded.call_id WHERE excluded.call_time >= contact_state.call_time",
+        (contact_id, call_time, call_id),
+    )
 
 
 def _set_status(

@@ -159,7 +159,7 @@ class PostCallProcessor:
             if not decision.has_work:
                 return self._finish(record, EventStatus.NOTHING_TO_DO, text)
             earlier = self.inbox.write_of(call_id)
-            if earlier is not None and earlier.state.in_flight:
+            if earlier is not None and earlier.state.may_have_landed:
                 return self._recover(record, text, earlier)
             if earlier is not None:
                 # Refused by the provider last time (not applied): the same write goes again.

@@ -58,10 +58,19 @@ class WriteState(StrEnum):
     NOT_APPLIED = "not_applied"
     SUPERSEDED = "superseded"
     FAILED = "failed"
+    # Its event was given up (out of attempts, or its runs kept dying) while the write was in
+    # flight: it may have landed. It no longer holds the contact back from newer calls, but
+    # older calls stay superseded by it, and a replay reads the contact before sending again.
+    GIVEN_UP = "given_up"
 
     @property
     def in_flight(self) -> bool:
         return self in (WriteState.SENDING, WriteState.UNKNOWN)
+
+    @property
+    def may_have_landed(self) -> bool:
+        """Sent with no answer that says what the provider did: only reading can tell."""
+        return self.in_flight or self == WriteState.GIVEN_UP
 
 
 class TransferState(StrEnum):

@@ -14,6 +14,7 @@ import pytest
 from salesops_pipeline import postgres
 from salesops_pipeline.cli import main
 from salesops_pipeline.clients import VoiceClient
+from salesops_pipeline.post_call import inbox as inbox_module
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.status import WriteState
 from salesops_pipeline.post_call.storage import QUEUE_LOCK, TRANSFER_CHOICE_LOCK, contact_lock
@@ -175,6 +176,59 @@ def test_a_crash_after_the_write_never_reverts_a_newer_call(provider, inbox, mon
         assert "confirmed by reading" in recovered.decision
         assert p.process("new").status == "applied"
     assert received_per_event(provider) == {"post-call-old": 1, "post-call-new": 1}
+    assert contact(provider)["retryDate"] == "2025-04-22T15:00:00"
+
+
+def test_a_write_given_up_in_flight_still_outranks_older_calls(provider, inbox, monkeypatch):
+    # Out of attempts with its write's fate unknown: applied, the answer lost, and the
+    # provider failing every read that would have told.
+    monkeypatch.setattr(inbox_module, "MAX_ATTEMPTS", 1)
+    inbox.accept("new", NEWER)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=None, drop_after_apply=True)
+    arm_fault(provider, method="GET", path_prefix="/voice/", status=503, retry_after=0.01, times=20)
+    with processor(provider, inbox) as p:
+        assert p.process("new").status == "failed"
+        assert inbox.write_of("new").state == WriteState.GIVEN_UP
+        assert inbox.replay("new")  # still unreadable: its write stays one that may be there
+        assert p.process("new").status == "failed"
+        assert inbox.write_of("new").state == WriteState.GIVEN_UP
+        inbox.accept("old", OLDER)
+        older = p.process("old")
+        assert older.status == "superseded" and "call new" in older.decision
+        # It no longer holds the contact: a newer call goes ahead at once.
+        inbox.accept("newest", callback("newest", "07/04/2025 12:00:00", "25/04/2025 10:00:00"))
+        assert p.process("newest").status == "applied"
+    assert received_per_event(provider) == {"post-call-new": 1, "post-call-newest": 1}
+    assert contact(provider)["retryDate"] == "2025-04-25T10:00:00"
+
+
+def test_a_write_whose_runs_kept_dying_is_read_before_a_replay_sends_it(
+    provider, inbox, monkeypatch
+):
+    monkeypatch.setattr(inbox_module, "MAX_CRASHES", 1)
+    inbox.accept("new", NEWER)
+    crashed = processor(provider, inbox, run_id="crashed")
+    original = Inbox.finish
+
+    def die(self, call_id, owner, **kwargs):
+        if owner == crashed.owner:
+            raise SystemExit("the run worker was killed")
+        return original(self, call_id, owner, **kwargs)
+
+    monkeypatch.setattr(Inbox, "finish", die)
+    with pytest.raises(SystemExit):
+        crashed.process("new")  # the PATCH went out, its outcome was never recorded
+    monkeypatch.setattr(Inbox, "finish", original)
+    assert inbox.release_dead_worker(crashed.owner, "killed") == ["new"]
+    assert inbox.get("new").status == "failed"
+    assert inbox.write_of("new").state == WriteState.GIVEN_UP
+    inbox.accept("old", OLDER)
+    with processor(provider, inbox) as p:
+        assert p.process("old").status == "superseded"
+        assert inbox.replay("new")
+        replayed = p.process("new")
+    assert replayed.status == "applied" and "confirmed by reading" in replayed.decision
+    assert received_per_event(provider) == {"post-call-new": 1}
     assert contact(provider)["retryDate"] == "2025-04-22T15:00:00"
 
 
