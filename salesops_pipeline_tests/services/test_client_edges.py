@@ -16,7 +16,7 @@ from salesops_pipeline.clients.transport import MAX_EMPTY_PAGES, default_retry
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.sandbox.seed import REFERENCE_CONTACT_ID
 from salesops_pipeline_tests.conftest import arm_fault
-from salesops_pipeline_tests.support.stack_process import free_port
+from salesops_pipeline_tests.support.stack_process import refused_port
 
 
 @pytest.fixture
@@ -123,10 +123,8 @@ def test_ids_that_would_leave_their_url_are_refused(odd_provider, contact_id):
 
 
 def test_errors_never_show_the_hosts_credentials():
-    port = free_port()
-    voice = _voice(f"http://admin:s3cret@127.0.0.1:{port}")
-    with pytest.raises(ApiUnavailableError) as error:
-        voice.get_contact(contact_id="c1")
+    with refused_port() as port, pytest.raises(ApiUnavailableError) as error:
+        _voice(f"http://admin:s3cret@127.0.0.1:{port}").get_contact(contact_id="c1")
     assert f"127.0.0.1:{port}" in str(error.value)
     assert "s3cret" not in str(error.value) and "admin" not in str(error.value)
     with pytest.raises(ApiRequestError) as bad:

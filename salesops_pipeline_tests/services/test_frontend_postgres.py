@@ -24,7 +24,7 @@ from salesops_pipeline.sales import published
 from salesops_pipeline.sales.reports import ProgressionRow
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
-from salesops_pipeline_tests.support.stack_process import free_port
+from salesops_pipeline_tests.support.stack_process import refused_port
 
 KEY = "front-key"
 
@@ -133,13 +133,15 @@ def test_republishing_a_month_replaces_it(published_api, small_sales_db, postgre
 
 
 def test_database_away_is_a_503_without_the_password(tmp_path, monkeypatch, caplog):
-    away = f"postgresql://salesops:s3cret@127.0.0.1:{free_port()}/reports"
     caplog.set_level(logging.ERROR, logger="salesops.intake.frontend")
-    with serving_in_thread(_app(tmp_path, monkeypatch, url=away)) as url:
-        for path, params in REQUESTS[:2]:
-            response = _get(url, path, **params)
-            assert response.status_code == 503
-            assert response.json()["detail"] == "the reports database is unavailable: retry later"
+    with refused_port() as port:
+        away = f"postgresql://salesops:s3cret@127.0.0.1:{port}/reports"
+        with serving_in_thread(_app(tmp_path, monkeypatch, url=away)) as url:
+            for path, params in REQUESTS[:2]:
+                response = _get(url, path, **params)
+                assert response.status_code == 503
+                detail = response.json()["detail"]
+                assert detail == "the reports database is unavailable: retry later"
     assert "published reports unreadable" in caplog.text
     assert "s3cret" not in caplog.text
 

@@ -11,7 +11,7 @@ from salesops_pipeline.devtools.stack import StackAddresses, write_stack_file
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
-from salesops_pipeline_tests.support.stack_process import free_port
+from salesops_pipeline_tests.support.stack_process import free_port, refused_port
 
 KEY = "intake-key"
 
@@ -46,8 +46,9 @@ def test_intake_variable_wins_over_the_default(intake, monkeypatch, capsys):
 
 def test_stops_when_the_intake_cannot_be_reached(intake, monkeypatch, capsys):
     monkeypatch.setenv("X_API_KEY", KEY)
-    closed = f"http://127.0.0.1:{free_port()}"
-    assert main(["simulate", "--rate", "50", "--duration", "60", "--intake", closed]) == 1
+    with refused_port() as port:
+        closed = f"http://127.0.0.1:{port}"
+        assert main(["simulate", "--rate", "50", "--duration", "60", "--intake", closed]) == 1
     err = capsys.readouterr().err
     assert "stopped after 5 events: 5 posts in a row failed: cannot reach the intake" in err
     assert closed in err and "salesops dev" in err

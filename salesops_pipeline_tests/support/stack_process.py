@@ -27,6 +27,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@contextlib.contextmanager
+def refused_port():
+    """A loopback port where connections are refused for as long as the block lasts. A port
+    that was merely free a moment ago may be taken meanwhile by a server another test starts;
+    this one stays bound, never listening."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
 def free_consecutive_ports(count: int, attempts: int = 50) -> int:
     """The first of `count` consecutive ports that are all free now (intake replicas)."""
     for _ in range(attempts):
