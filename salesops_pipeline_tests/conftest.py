@@ -1,6 +1,7 @@
 """Shared fixtures: an isolated SALESOPS_HOME per test, the reference DB, tiny sales DBs."""
 
 import os
+import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,18 @@ LAYERS = {
     "e2e": ("e2e",),
     "chaos": ("chaos", "e2e"),
 }
+
+
+def pytest_configure(config):
+    """The test command runs the stack tests in the background and stops them with SIGTERM
+    when it is interrupted: unwind as Ctrl-C does, so that the stacks they started are
+    stopped too rather than left running."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -14,7 +14,8 @@ from salesops_pipeline.devtools.stack import install_instance
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
 
-pytestmark = pytest.mark.postgres
+# In-process (the throw-away server aside) and untimed: it may share the cores with other tests.
+pytestmark = [pytest.mark.postgres, pytest.mark.shares_cores]
 
 
 @pytest.fixture(scope="module")
