@@ -107,9 +107,10 @@ def _one_run(
             ],
             capture_output=True,
             text=True,
-            check=True,
         )
         took = scrapes.stop() if scrapes else []
+    if generator.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {generator.stderr[-2000:]}")
     result = json.loads(generator.stdout)
     stored = _stored(Path(home) / "intake" / "inbox.sqlite")
     rate = result["count"] / result["wall"]
