@@ -44,7 +44,7 @@ stack_pid=$!
 # Started in the background, it ignores Ctrl-C: it is stopped with SIGTERM, which its tests
 # unwind like Ctrl-C, stopping the stacks they started.
 trap 'kill "$stack_pid" 2>/dev/null || true' INT TERM
-trap 'kill "$stack_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
+trap 'kill "$stack_pid" 2>/dev/null || true; rm -rf "$scratch"' EXIT
 quick=0
 nice -n 10 python -m pytest -m "not e2e or smoke or shares_cores" -n 3 || quick=$?
 stack=0
