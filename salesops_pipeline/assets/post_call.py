@@ -3,6 +3,7 @@ lane, and the asset showing what each pass did."""
 
 import time
 from collections import Counter
+from datetime import UTC
 
 import dagster as dg
 from pydantic import Field
@@ -166,6 +167,18 @@ ACTIVE_STATUSES = [
 ]
 
 
+def _launched_or_started_at(record: dg.RunRecord) -> float | None:
+    """When a run entered STARTING or STARTED, if it is in one of them (epoch seconds)."""
+    status = record.dagster_run.status
+    if status == dg.DagsterRunStatus.STARTED:
+        return record.start_time
+    if status == dg.DagsterRunStatus.STARTING:
+        moment = record.update_timestamp
+        # Some run storages give it without a zone: it is in UTC.
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return None
+
+
 @dg.sensor(
     job=post_call_job,
     minimum_interval_seconds=2,
@@ -202,12 +215,13 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
     for record in active:
         run = record.dagster_run
         busy_lanes.add(run.tags.get(POST_CALL_LANE_TAG))
-        # A started run that never registered a worker holds its lane and would block every
-        # later run of it: fail it, run retries start it again.
+        # A run launched or started that never registered a worker holds its lane and would
+        # block every later run of it: fail it, run retries start it again. (Run monitoring
+        # would fail a launched one too, but only after its start timeout and next poll.)
+        since = _launched_or_started_at(record)
         if (
-            run.status == dg.DagsterRunStatus.STARTED
-            and record.start_time is not None
-            and time.time() - record.start_time > WORKERLESS_RUN_GRACE_SECONDS
+            since is not None
+            and time.time() - since > WORKERLESS_RUN_GRACE_SECONDS
             and not store.run_had_worker(run.run_id)
         ):
             fail_dead_run(run.run_id, "it never started handling its events")

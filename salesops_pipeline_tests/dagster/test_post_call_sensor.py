@@ -224,17 +224,24 @@ def _dead_worker(run_id):
     )
 
 
-def test_a_started_run_that_never_had_a_worker_is_failed(inbox, monkeypatch):
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        ("PIPELINE_START", dg.DagsterRunStatus.STARTED),
+        # Launched, its process killed before it could start.
+        ("PIPELINE_STARTING", dg.DagsterRunStatus.STARTING),
+    ],
+)
+def test_a_run_that_never_had_a_worker_is_failed(inbox, monkeypatch, event, status):
     instance = dg.DagsterInstance.ephemeral()
     config = {"ops": {"apply_post_call_events": {"config": LANE_CONFIG}}}
     stuck = instance.create_run_for_job(post_call_job, run_config=config)
     instance.handle_run_event(
-        stuck.run_id,
-        dg.DagsterEvent(event_type_value="PIPELINE_START", job_name=post_call_job.name),
+        stuck.run_id, dg.DagsterEvent(event_type_value=event, job_name=post_call_job.name)
     )
-    assert instance.get_run_by_id(stuck.run_id).status == dg.DagsterRunStatus.STARTED
+    assert instance.get_run_by_id(stuck.run_id).status == status
     _tick(inbox, instance=instance)
-    assert instance.get_run_by_id(stuck.run_id).status == dg.DagsterRunStatus.STARTED  # young
+    assert instance.get_run_by_id(stuck.run_id).status == status  # young
     later = time.time() + WORKERLESS_RUN_GRACE_SECONDS + 1
     monkeypatch.setattr("salesops_pipeline.assets.post_call.time.time", lambda: later)
     _tick(inbox, instance=instance)
