@@ -152,21 +152,27 @@ def test_the_write_is_recorded_before_it_is_sent(provider, inbox, monkeypatch):
     assert inbox.write_of("old").state == WriteState.APPLIED
 
 
-def test_a_crash_after_the_write_never_reverts_a_newer_call(provider, inbox, monkeypatch):
-    inbox.accept("old", OLDER)
+def _killed_after_sending(provider, inbox, monkeypatch, call_id: str) -> str:
+    """Handle `call_id` in a run worker killed once its PATCH went out, before its outcome
+    was recorded; the dead worker's owner."""
     crashed = processor(provider, inbox, run_id="crashed")
     original = Inbox.finish
 
-    def die_once(self, call_id, owner, **kwargs):
+    def die(self, call_id, owner, **kwargs):
         if owner == crashed.owner:
             raise SystemExit("the run worker was killed")
         return original(self, call_id, owner, **kwargs)
 
-    monkeypatch.setattr(Inbox, "finish", die_once)
+    monkeypatch.setattr(Inbox, "finish", die)
     with pytest.raises(SystemExit):
-        crashed.process("old")  # the PATCH went out, its outcome was never recorded
+        crashed.process(call_id)
     monkeypatch.setattr(Inbox, "finish", original)
-    inbox.release_dead_worker(crashed.owner, "killed")
+    return crashed.owner
+
+
+def test_a_crash_after_the_write_never_reverts_a_newer_call(provider, inbox, monkeypatch):
+    inbox.accept("old", OLDER)
+    inbox.release_dead_worker(_killed_after_sending(provider, inbox, monkeypatch, "old"), "killed")
     inbox.accept("new", NEWER)
     with processor(provider, inbox) as p:
         # The newer call waits while the older one's write is unresolved.
@@ -207,19 +213,8 @@ def test_a_write_whose_runs_kept_dying_is_read_before_a_replay_sends_it(
 ):
     monkeypatch.setattr(inbox_module, "MAX_CRASHES", 1)
     inbox.accept("new", NEWER)
-    crashed = processor(provider, inbox, run_id="crashed")
-    original = Inbox.finish
-
-    def die(self, call_id, owner, **kwargs):
-        if owner == crashed.owner:
-            raise SystemExit("the run worker was killed")
-        return original(self, call_id, owner, **kwargs)
-
-    monkeypatch.setattr(Inbox, "finish", die)
-    with pytest.raises(SystemExit):
-        crashed.process("new")  # the PATCH went out, its outcome was never recorded
-    monkeypatch.setattr(Inbox, "finish", original)
-    assert inbox.release_dead_worker(crashed.owner, "killed") == ["new"]
+    dead = _killed_after_sending(provider, inbox, monkeypatch, "new")
+    assert inbox.release_dead_worker(dead, "killed") == ["new"]
     assert inbox.get("new").status == "failed"
     assert inbox.write_of("new").state == WriteState.GIVEN_UP
     inbox.accept("old", OLDER)
