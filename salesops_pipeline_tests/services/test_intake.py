@@ -1,6 +1,7 @@
 """The intake service over real HTTP on loopback: authentication, optional signatures,
 durable storage before the answer, redelivery, conflicts, and quarantine of bad bodies."""
 
+import asyncio
 import json
 import logging
 import os
@@ -18,8 +19,10 @@ import requests
 import uvicorn
 
 from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.status import AcceptStatus
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
+from salesops_pipeline.services.intake.committer import GroupCommitter
 from salesops_pipeline.services.intake.server import intake_config, log_config
 from salesops_pipeline.services.intake.signing import signature_headers
 from salesops_pipeline_tests.conftest import reopened
@@ -502,3 +505,46 @@ def test_an_identifier_no_text_can_store_is_quarantined(intake, inbox, call_id):
     assert response.status_code == 422, response.text
     assert "NUL or a lone surrogate" in response.json()["detail"]
     assert inbox.recent() == [] and len(inbox.quarantined()) == 1
+
+
+class PoisonInbox(Inbox):
+    """An inbox with a bug that one event triggers: any commit holding it fails. Its first
+    commit waits for `gate`, so that deliveries pile up behind it."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.tried: list[list[str]] = []
+
+    def accept_many(self, events):
+        self.tried.append([call_id for call_id, _ in events])
+        if len(self.tried) == 1:
+            self.gate.wait(10)
+        if any(call_id == "poison" for call_id, _ in events):
+            raise ValueError("a bug this event triggers")
+        return super().accept_many(events)
+
+
+def test_an_event_that_breaks_its_commit_fails_alone(tmp_path):
+    inbox = PoisonInbox(tmp_path / "inbox.sqlite")
+    committer = GroupCommitter(inbox)
+    call_ids = [f"burst-{n}" for n in range(40)]
+    call_ids.insert(20, "poison")
+
+    async def deliver():
+        first = asyncio.ensure_future(committer.accept("first", json.dumps(EVENT)))
+        while not inbox.tried:  # the writer holds the first commit
+            await asyncio.sleep(0.01)
+        rest = [
+            asyncio.ensure_future(committer.accept(c, json.dumps({**EVENT, "callId": c})))
+            for c in call_ids
+        ]
+        await asyncio.sleep(0)  # every delivery is waiting for the next commit
+        inbox.gate.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    answers = dict(zip(["first", *call_ids], asyncio.run(deliver()), strict=True))
+    assert inbox.tried[1] == call_ids  # one commit held them all, and failed
+    assert isinstance(answers.pop("poison"), ValueError)
+    assert {answer.status for answer in answers.values()} == {AcceptStatus.STORED}
+    assert {record.call_id for record in inbox.recent(limit=100)} == set(answers)

@@ -4,7 +4,8 @@ Each event is answered only once the transaction that holds it is committed (dur
 either back end), exactly as when every event had a transaction of its own; but a burst of N
 events costs a few writes to disk instead of N. One thread writes, so the intake never contends
 with itself for the inbox's write lock (SQLite's, or the queue's lock on PostgreSQL, which
-intakes on other hosts share).
+intakes on other hosts share). A shared transaction that fails for a reason other than the
+storage is tried again event by event, so that one event's fault is that event's alone.
 """
 
 import asyncio
@@ -65,9 +66,34 @@ class GroupCommitter:
                 del self._waiting[: self.max_batch]
             try:
                 results = self.inbox.accept_many([(w.call_id, w.payload) for w in batch])
-            except BaseException as error:  # noqa: BLE001 - every waiting request gets it
-                for w in batch:
-                    w.loop.call_soon_threadsafe(_settle, w.future, None, error)
+            except self.inbox.errors() as error:
+                # The storage itself refused: every event of the batch would fail alike.
+                self._fail(batch, error)
+                continue
+            except Exception as error:  # noqa: BLE001 - answered, never lost
+                if len(batch) == 1:
+                    self._fail(batch, error)
+                    continue
+                # Not the storage: something one event triggers. Each event alone then, so
+                # that it fails alone rather than with every delivery beside it.
+                results = [self._accept_alone(w) for w in batch]
+            except BaseException as error:  # noqa: BLE001 - the writer must outlive it
+                self._fail(batch, error)
                 continue
             for w, result in zip(batch, results, strict=True):
-                w.loop.call_soon_threadsafe(_settle, w.future, result)
+                if result is not None:
+                    w.loop.call_soon_threadsafe(_settle, w.future, result)
+
+    def _accept_alone(self, waiting: _Waiting) -> Accepted | None:
+        """Store one event in its own transaction; None once its request has its error."""
+        try:
+            [accepted] = self.inbox.accept_many([(waiting.call_id, waiting.payload)])
+        except Exception as error:  # noqa: BLE001 - its own request gets it
+            self._fail([waiting], error)
+            return None
+        return accepted
+
+    @staticmethod
+    def _fail(batch: list[_Waiting], error: BaseException) -> None:
+        for w in batch:
+            w.loop.call_soon_threadsafe(_settle, w.future, None, error)
