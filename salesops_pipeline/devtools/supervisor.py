@@ -144,6 +144,8 @@ class Supervisor:
                         )
                         child.restart_due = time.monotonic() + child.restart.backoff_seconds
                     elif time.monotonic() >= child.restart_due:
+                        # What the dead replica started goes with it.
+                        _signal_group(child.process, signal.SIGKILL)
                         child.restart_due = None
                         child.restarted_at.append(time.monotonic())
                         self._spawn(child)
@@ -180,17 +182,23 @@ class Supervisor:
         return min(0.5, max(0.01, min(due) - time.monotonic()))
 
     def stop_all(self, grace: float = 15.0) -> None:
-        """Interrupt every child as Ctrl-C would, then terminate, then kill what remains."""
+        """Interrupt every child as Ctrl-C would, then terminate, then kill what remains,
+        down to what a child started and left behind."""
         for signum, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             running = [c for c in reversed(self.children) if c.process and c.process.poll() is None]
             if not running:
-                return
+                break
             for child in running:
                 _signal_group(child.process, signum)
             deadline = time.monotonic() + wait
             for child in running:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        # A child may exit and leave a process of its own running in its group (a code
+        # server's gRPC server, say): nothing the stack started outlives it.
+        for child in self.children:
+            if child.process is not None:
+                _signal_group(child.process, signal.SIGKILL)
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:

@@ -111,6 +111,41 @@ def test_supervisor_exits_non_zero_when_a_child_dies():
     assert supervisor.run_until_stopped() == 1
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_stopping_leaves_nothing_a_child_started_behind(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN);"
+        " signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+    )
+    # A child that exits at Ctrl-C, leaving behind a process of its own that ignores it.
+    child = (
+        f"import pathlib, subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c',"
+        f" {stubborn!r}]); pathlib.Path({str(pid_file)!r}).write_text(str(p.pid)); time.sleep(120)"
+    )
+    supervisor = Supervisor()
+    supervisor.start("parent", [sys.executable, "-c", child], dict(os.environ))
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline, "the child never started its own process"
+        time.sleep(0.1)
+    grandchild = int(pid_file.read_text())
+    supervisor.request_stop()
+    assert supervisor.run_until_stopped() == 0
+    deadline = time.monotonic() + 5
+    while _running(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(grandchild)
+
+
 def test_supervisor_exits_zero_on_sigterm():
     supervisor = Supervisor()
     supervisor.start(
