@@ -2,13 +2,15 @@
 daemon and runs): a few hundred events with callback pairs posted newest-first half of the
 time, transfers and redeliveries; about 30% provider faults (refusals with every form of
 Retry-After, redirects, answers lost after the write, slow writes); the run worker killed
-twice mid-batch; then the whole stack killed and started again.
+twice mid-batch; then the whole stack killed and started again. On each back end: the inbox
+in its SQLite file, and the inbox and the Dagster instance in a PostgreSQL database that
+outlives the stack, as it would on its own server.
 
 Every accepted event must be final within 2 minutes of the restart, the provider must have
 received each event's write at most once (exactly once unless superseded, or unless the contact
 held what it asked from the start and a crash hid whether the write went out), each contact must
 end as its newest call asked, and no inactive agent may have been chosen. The figures go to
-`test-artifacts/chaos.json`.
+`test-artifacts/chaos.json` (`chaos-postgres.json`).
 """
 
 import contextlib
@@ -20,6 +22,7 @@ import threading
 import time
 from email.utils import formatdate
 
+import pytest
 import requests
 
 from salesops_pipeline.post_call.inbox import Inbox
@@ -110,10 +113,18 @@ def _share(*stats: dict, method: str) -> str:
     return f"{faults} of {requests_} ({faults / max(requests_, 1):.0%})"
 
 
-def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(tmp_path):
+@pytest.mark.parametrize(
+    "back_end", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(
+    tmp_path, request, back_end
+):
     rng = random.Random(20261126)
     home = tmp_path / "salesops_home"
-    stack = start_stack(home, generate_keys=True)
+    url = request.getfixturevalue("postgres_url") if back_end == "postgres" else None
+    settings = {"SALESOPS_DATABASE_URL": url} if url else None
+    stack = start_stack(home, generate_keys=True, settings=settings)
+    inbox = Inbox(url=url) if url else Inbox(home / "intake" / "inbox.sqlite")
     kills = 0
     try:
         # The contacts as the provider holds them before any event.
@@ -127,7 +138,6 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
         posted: list = []
         poster = threading.Thread(target=lambda: posted.append(_post_all(stack, events, rng)))
         poster.start()
-        inbox = Inbox(home / "intake" / "inbox.sqlite")
         # The run worker is killed twice while it is writing to the provider.
         deadline = time.monotonic() + 150
         while kills < 2:
@@ -153,7 +163,7 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
         stop_stack(stack)
         raise
 
-    restarted = start_stack(home, generate_keys=True)
+    restarted = start_stack(home, generate_keys=True, settings=settings)
     up_at = time.monotonic()
     try:
         _arm_faults(restarted)  # the provider is as flaky after the restart
@@ -184,6 +194,7 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
         transfers=transfers,
     )
     figures = {
+        "back_end": back_end,
         "events": len(events),
         "deliveries": len(events) + resent,
         "redeliveries": resent,
@@ -203,7 +214,8 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(t
     }
     artifacts = REPO_ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    (artifacts / "chaos.json").write_text(json.dumps(figures, indent=2))
+    name = "chaos.json" if back_end == "sqlite" else f"chaos-{back_end}.json"
+    (artifacts / name).write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
     assert accepted == {event["callId"] for event in events}
     assert result.twice == [], f"written more than once: {result.twice}"
