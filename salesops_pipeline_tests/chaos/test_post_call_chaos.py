@@ -119,6 +119,7 @@ def _share(*stats: dict, method: str) -> str:
 def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(
     tmp_path, request, back_end
 ):
+    began = time.monotonic()
     rng = random.Random(20261126)
     home = tmp_path / "salesops_home"
     url = request.getfixturevalue("postgres_url") if back_end == "postgres" else None
@@ -211,6 +212,7 @@ def test_every_event_once_and_in_call_order_through_faults_kills_and_a_restart(
         "twice": len(result.twice),
         "reverted": len(result.reverted),
         "inactive_agent_chosen": len(result.inactive),
+        "test_seconds": round(time.monotonic() - began),
     }
     artifacts = REPO_ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
