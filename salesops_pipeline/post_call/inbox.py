@@ -1056,35 +1056,25 @@ def _settle_write(conn: Connection, call_id: str, state: WriteState, now: dateti
     row = conn.execute(
         "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
     ).fetchone()
-    if state == WriteState.APPLIED and row is not None:
-        _advance_contact(conn, *row, call_id)
+    # Applied, or given up on while it may have landed: no older call of the contact may
+    # overwrite it.
+    if state in (WriteState.APPLIED, WriteState.GIVEN_UP) and row is not None:
+        contact_id, call_time = row
+        conn.execute(
+            "INSERT INTO contact_state (contact_id, call_time, call_id) VALUES (?, ?, ?)"
+            " ON CONFLICT (contact_id) DO UPDATE SET call_time = excluded.call_time,"
+            " call_id = excluded.call_id WHERE excluded.call_time >= contact_state.call_time",
+            (contact_id, call_time, call_id),
+        )
 
 
 def _give_up_write(conn: Connection, call_id: str, now: datetime) -> None:
-    """Settle the write of an event that is given up on. One still in flight may have landed:
-    it frees its contact for newer calls, and its call time becomes the contact's newest, so
-    that no older call of the contact can overwrite what it may have written."""
-    row = conn.execute(
-        "SELECT contact_id, call_time, state FROM write WHERE call_id = ?", (call_id,)
-    ).fetchone()
-    if row is None:
-        return
-    contact_id, call_time, state = row
-    # Given up on again after a replay that could not read the contact either: still unknown.
-    if not WriteState(state).may_have_landed:
-        _settle_write(conn, call_id, WriteState.FAILED, now)
-        return
-    _settle_write(conn, call_id, WriteState.GIVEN_UP, now)
-    _advance_contact(conn, contact_id, call_time, call_id)
-
-
-def _advance_contact(conn: Connection, contact_id: str, call_time: str, call_id: str) -> None:
-    conn.execute(
-        "INSERT INTO contact_state (contact_id, call_time, call_id) VALUES (?, ?, ?)"
-        " ON CONFLICT (contact_id) DO UPDATE SET call_time = excluded.call_time,"
-        " call_id = excluded.call_id WHERE excluded.call_time >= contact_state.call_time",
-        (contact_id, call_time, call_id),
-    )
+    """Settle the write of an event that is given up on: `given_up` if it may have landed
+    (still in flight, or given up on before and still unread), else `failed`."""
+    row = conn.execute("SELECT state FROM write WHERE call_id = ?", (call_id,)).fetchone()
+    if row is not None:
+        landed = WriteState(row[0]).may_have_landed
+        _settle_write(conn, call_id, WriteState.GIVEN_UP if landed else WriteState.FAILED, now)
 
 
 def _set_status(
