@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from salesops_pipeline import postgres, settings
-from salesops_pipeline.post_call import inbox as inbox_module
+from salesops_pipeline.post_call.store import ledger as inbox_ledger
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.status import AcceptStatus, EventStatus, Refusal, WriteState
 from salesops_pipeline.post_call.storage import PostgresStore
@@ -103,7 +103,7 @@ def test_an_older_call_decides_only_after_a_newer_ones_write_is_settled(inbox, m
         "new", "run-a", contact_id="c-1", call_time="2025-04-07T11:00:00", changes={"x": 1}
     )
     assert plan.write is not None
-    settle, recording = inbox_module._settle_write, threading.Event()
+    settle, recording = inbox_ledger._settle_write, threading.Event()
 
     def slow_settle(conn, call_id, state, now):
         settle(conn, call_id, state, now)
@@ -111,7 +111,7 @@ def test_an_older_call_decides_only_after_a_newer_ones_write_is_settled(inbox, m
             recording.set()
             time.sleep(0.5)  # committed only after this
 
-    monkeypatch.setattr(inbox_module, "_settle_write", slow_settle)
+    monkeypatch.setattr(inbox_ledger, "_settle_write", slow_settle)
     newer = threading.Thread(
         target=inbox.finish,
         args=("new", "run-a"),

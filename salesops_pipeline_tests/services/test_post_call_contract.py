@@ -14,7 +14,7 @@ import pytest
 from salesops_pipeline import postgres
 from salesops_pipeline.cli import main
 from salesops_pipeline.clients import VoiceClient
-from salesops_pipeline.post_call import inbox as inbox_module
+from salesops_pipeline.post_call.store import base as inbox_base
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.status import WriteState
 from salesops_pipeline.post_call.storage import QUEUE_LOCK, TRANSFER_CHOICE_LOCK, contact_lock
@@ -188,7 +188,7 @@ def test_a_crash_after_the_write_never_reverts_a_newer_call(provider, inbox, mon
 def test_a_write_given_up_in_flight_still_outranks_older_calls(provider, inbox, monkeypatch):
     # Out of attempts with its write's fate unknown: applied, the answer lost, and the
     # provider failing every read that would have told.
-    monkeypatch.setattr(inbox_module, "MAX_ATTEMPTS", 1)
+    monkeypatch.setattr(inbox_base, "MAX_ATTEMPTS", 1)
     inbox.accept("new", NEWER)
     arm_fault(provider, method="PATCH", path_prefix="/voice/", status=None, drop_after_apply=True)
     arm_fault(provider, method="GET", path_prefix="/voice/", status=503, retry_after=0.01, times=20)
@@ -211,7 +211,7 @@ def test_a_write_given_up_in_flight_still_outranks_older_calls(provider, inbox, 
 def test_a_write_whose_runs_kept_dying_is_read_before_a_replay_sends_it(
     provider, inbox, monkeypatch
 ):
-    monkeypatch.setattr(inbox_module, "MAX_CRASHES", 1)
+    monkeypatch.setattr(inbox_base, "MAX_CRASHES", 1)
     inbox.accept("new", NEWER)
     dead = _killed_after_sending(provider, inbox, monkeypatch, "new")
     assert inbox.release_dead_worker(dead, "killed") == ["new"]

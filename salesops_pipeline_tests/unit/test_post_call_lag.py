@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from salesops_pipeline.post_call import inbox as inbox_module
+from salesops_pipeline.post_call.store import statistics as inbox_statistics
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.lag import percentile
 from salesops_pipeline_tests.conftest import sqlite_only
@@ -109,8 +109,8 @@ def test_recent_latency_is_read_from_an_index_of_finished_events_only(inbox):
     with inbox.connect() as conn:
         indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         plan = conn.execute(
-            f"EXPLAIN QUERY PLAN {inbox_module._FINISHED} AND e.updated_at >= ?",
-            (*inbox_module._FINISHED_PARAMS, _at(300)),
+            f"EXPLAIN QUERY PLAN {inbox_statistics._FINISHED} AND e.updated_at >= ?",
+            (*inbox_statistics._FINISHED_PARAMS, _at(300)),
         ).fetchall()
     assert "event_updated" not in indexes and "event_finished" in indexes
     assert any("USING INDEX event_finished" in row[-1] for row in plan)
