@@ -8,7 +8,9 @@ import time
 
 from benchmarks import (
     bench_cli,
+    bench_day,
     bench_duplicates,
+    bench_inbox,
     bench_ingestion,
     bench_intake,
     bench_post_call,
@@ -23,9 +25,11 @@ MODULES = {
     "ingestion": bench_ingestion,
     "sales": bench_sales,
     "intake": bench_intake,
+    "inbox": bench_inbox,
     "replicas": bench_replicas,
     "post_call": bench_post_call,
     "progress": bench_progress,
+    "day": bench_day,
 }
 
 
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per method (median taken)")
     parser.add_argument("--only", nargs="*", choices=sorted(MODULES), help="run only these")
+    parser.add_argument(
+        "--minutes", type=float, default=30.0, help="length of the day (--only day)"
+    )
     args = parser.parse_args(argv)
     smoke = args.scale == "smoke"
     scale = 2_000 if smoke else int(args.scale)
@@ -54,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# Benchmarks at scale {scale:,}, {repeat} run(s) per method\n\nMachine: {machine()}")
     for name in args.only or MODULES:
         started = time.monotonic()
-        print(
-            MODULES[name].main(scale, repeat, smoke=smoke)
-            if name in ("post_call", "intake", "replicas")
-            else MODULES[name].main(scale, repeat),
-            flush=True,
-        )
+        if name == "day":
+            text = bench_day.main(scale, repeat, smoke=smoke, minutes=args.minutes)
+        elif name in ("post_call", "intake", "replicas", "inbox"):
+            text = MODULES[name].main(scale, repeat, smoke=smoke)
+        else:
+            text = MODULES[name].main(scale, repeat)
+        print(text, flush=True)
         print(f"\n({name}: {time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
     return 0
 

@@ -6,7 +6,7 @@ binds the resources they share.
 
 import dagster as dg
 
-from salesops_pipeline.assets import campaigns, post_call, sales
+from salesops_pipeline.assets import campaigns, inbox_retention, post_call, sales
 from salesops_pipeline.resources import (
     AlertsResource,
     InboxResource,
@@ -21,6 +21,7 @@ defs = dg.Definitions.merge(
     campaigns.defs,
     sales.defs,
     post_call.defs,
+    inbox_retention.defs,
     dg.Definitions(
         resources={
             "sales_db": SalesDatabaseResource(),

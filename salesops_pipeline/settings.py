@@ -114,6 +114,15 @@ def post_call_batch() -> int:
     return _number(POST_CALL_BATCH_ENV, 200, minimum=1)
 
 
+SUPPORT_LOAD_DAYS_ENV = "SALESOPS_SUPPORT_LOAD_DAYS"
+
+
+def support_load_days() -> float:
+    """How long a contact handed to support counts in its agent's load, unless the load
+    campaign's list shows it or a later transfer moves it."""
+    return _number(SUPPORT_LOAD_DAYS_ENV, 30.0, minimum=1, maximum=3650, kind=float)
+
+
 MAX_POST_CALL_LAG_ENV = "SALESOPS_MAX_POST_CALL_LAG_S"
 
 
@@ -130,6 +139,14 @@ def post_call_lag_check_seconds() -> int:
     unseen for longer than the check promises. Read when the definitions load: a sensor's
     interval is part of its definition."""
     return _number(POST_CALL_LAG_CHECK_ENV, 30, minimum=1, maximum=60)
+
+
+INBOX_RETENTION_ENV = "SALESOPS_INBOX_RETENTION_DAYS"
+
+
+def inbox_retention_days() -> int:
+    """How many days finished post-call events are kept in the inbox before they are pruned."""
+    return _number(INBOX_RETENTION_ENV, 30, minimum=1)
 
 
 ALERT_WEBHOOK_URL_ENV = "SALESOPS_ALERT_WEBHOOK_URL"

@@ -325,9 +325,9 @@ def query_warehouse(home: Path, sql: str) -> list[tuple]:
 
 
 def post_call_processor(sandbox, inbox, run_id=None, **settings):
-    """A post-call processor on `sandbox`, with short timeouts. Writes whose answer was lost
-    are verified at once unless `write_settle_seconds` says otherwise: nothing is still in
-    flight in these tests."""
+    """A post-call processor on `sandbox`, with short timeouts: a write whose answer was lost
+    may still land for 5 s (the client's timeouts, with no margin unless
+    `write_landing_margin_seconds` says otherwise)."""
     from salesops_pipeline.clients import ApiTransport, CrmClient, VoiceClient
     from salesops_pipeline.post_call.processor import PostCallProcessor, PostCallSettings
 
@@ -337,7 +337,7 @@ def post_call_processor(sandbox, inbox, run_id=None, **settings):
         voice=VoiceClient(transport),
         crm=CrmClient(transport),
         run_id=run_id,
-        settings=PostCallSettings(**{"write_settle_seconds": 0, **settings}),
+        settings=PostCallSettings(**{"write_landing_margin_seconds": 0, **settings}),
     )
 
 

@@ -137,8 +137,30 @@ def apply_post_call_events(
         lanes=config.lanes, batch=config.batch, idle_seconds=config.idle_seconds
     )
     with processor:
-        outcomes = drain_lane(processor, config.lane, settings, on_batch=report)
+        try:
+            outcomes = drain_lane(processor, config.lane, settings, on_batch=report)
+        except BaseException as error:
+            _free_after_failure(context, processor, error)
+            raise
     return dict(Counter(o.status for o in outcomes))
+
+
+def _free_after_failure(
+    context: dg.OpExecutionContext, processor: PostCallProcessor, error: BaseException
+) -> None:
+    """Give back at once what a failing (or cancelled) run still holds: its events would
+    otherwise stay leased after it ends, skipped by the lane's next run, and wait for their
+    stale time. Counted as a crash, as for a run that died: handling them may be what failed
+    the run. An inbox still unreachable keeps the worker registered, and the sensor frees its
+    events once this process is gone."""
+    reason = f"run {context.run_id} failed: {type(error).__name__}"
+    try:
+        released = processor.inbox.release_dead_worker(processor.owner, reason)
+    except processor.inbox.errors() as unreachable:
+        context.log.warning(f"post-call events of this run not released now: {unreachable}")
+        return
+    if released:
+        context.log.warning(f"released {len(released)} post-call events: {', '.join(released)}")
 
 
 @dg.job(
@@ -158,6 +180,11 @@ def post_call_job():
 # A post-call run registers its worker in the inbox within seconds of starting; one still
 # without a worker after this long died before it could (its process is gone).
 WORKERLESS_RUN_GRACE_SECONDS = 45
+# The key a lane's run was first asked under, on every run asked for the same waiting events
+# (after a failure, and on Dagster's retries, which copy their run's tags).
+POST_CALL_KEY_TAG = "salesops/post-call-key"
+# Set by Dagster on a failed run when run retries will start it again.
+WILL_RETRY_TAG = "dagster/will_retry"
 # Runs of the job that are, or will soon be, draining their lane.
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -177,6 +204,28 @@ def _launched_or_started_at(record: dg.RunRecord) -> float | None:
         # Some run storages give it without a zone: it is in UTC.
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     return None
+
+
+def _key_for(instance: dg.DagsterInstance, key: str) -> str:
+    """The run key to ask for a lane's waiting events, whose first key is `key`.
+
+    Dagster starts a run key once: when the last run asked for these events failed (and no
+    run retry will start it again) or was cancelled, the events it left would wait for their
+    stale time. They are asked again under a key naming that run, so that each such run
+    earns exactly one new run, and a tick that finds the new run asks for nothing more.
+    """
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=post_call_job.name, tags={POST_CALL_KEY_TAG: key}),
+        limit=1,
+    )
+    if not records:
+        return key
+    last = records[0].dagster_run
+    if last.status == dg.DagsterRunStatus.CANCELED or (
+        last.status == dg.DagsterRunStatus.FAILURE and last.tags.get(WILL_RETRY_TAG) != "true"
+    ):
+        return f"{key}-after-{last.run_id[:8]}"
+    return key
 
 
 @dg.sensor(
@@ -228,12 +277,17 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
     requeued = store.requeue_due()
     epoch = store.epoch()
     waiting = store.lanes_with_work(lanes.lanes)
+    # A lane's run is requested up to the last position waiting in it: a new key only when new
+    # events arrived (or when the run asked for them failed), so a key is never asked twice
+    # within an inbox, and the epoch tells one inbox file from the next (dagster issue #15982).
+    keys = {
+        lane: f"post-call-{epoch}-lane{lane}of{lanes.lanes}-{last}"
+        for lane, last in waiting.items()
+        if str(lane) not in busy_lanes
+    }
     run_requests = [
         dg.RunRequest(
-            # A lane's run is requested up to the last position waiting in it: a new key only
-            # when new events arrived, so a key is never asked twice within an inbox, and the
-            # epoch tells one inbox file from the next (dagster issue #15982).
-            run_key=f"post-call-{epoch}-lane{lane}of{lanes.lanes}-{last}",
+            run_key=_key_for(context.instance, key),
             run_config={
                 "ops": {
                     "apply_post_call_events": {
@@ -246,10 +300,9 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
                     }
                 }
             },
-            tags={POST_CALL_LANE_TAG: str(lane)},
+            tags={POST_CALL_LANE_TAG: str(lane), POST_CALL_KEY_TAG: key},
         )
-        for lane, last in sorted(waiting.items())
-        if str(lane) not in busy_lanes
+        for lane, key in sorted(keys.items())
     ]
     if not run_requests:
         detail = f" ({requeued} queued again)" if requeued else ""

@@ -36,6 +36,7 @@ COMMANDS = {
     ),
     "inbox": ("post_call", "recent post-call events and their status"),
     "replay": ("post_call", "queue a post-call event again"),
+    "dismiss": ("post_call", "give up on failed post-call events for good (never replayed)"),
     "simulate": ("devtools", "post realistic post-call events to the intake, like a call centre"),
     "dev": ("devtools", "start the local stack: sandbox provider, intake service and Dagster"),
 }

@@ -1,9 +1,10 @@
-"""`salesops post-call`, `inbox` and `replay`: one post-call event handled now (Q2), and the
-inbox the pipeline works from."""
+"""`salesops post-call`, `inbox`, `replay` and `dismiss`: one post-call event handled now (Q2),
+and the inbox the pipeline works from."""
 
 import argparse
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from salesops_pipeline import settings
@@ -35,12 +36,23 @@ def _inbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="with --stats (default text)"
     )
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete now what the nightly inbox_retention_job deletes: finished events and"
+        " refused or conflicting deliveries older than SALESOPS_INBOX_RETENTION_DAYS (30)",
+    )
     parser.set_defaults(handler=_inbox)
 
 
 def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("call_id", metavar="CALL_ID")
     parser.set_defaults(handler=_replay)
+
+
+def _dismiss_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("call_ids", metavar="CALL_ID", nargs="+", help="failed events' callIds")
+    parser.set_defaults(handler=_dismiss)
 
 
 def _read_event_input(source: str) -> bytes:
@@ -129,6 +141,14 @@ def _existing_inbox() -> Inbox:
 def _inbox(args: argparse.Namespace) -> int:
     if args.format == "json" and not args.stats:
         raise InvalidInputError("--format json goes with --stats")
+    if args.prune and args.stats:
+        raise InvalidInputError("--prune goes alone, without --stats")
+    if args.prune:
+        # The setting is checked before anything is read or deleted.
+        days = settings.inbox_retention_days()
+        pruned = _existing_inbox().prune(timedelta(days=days))
+        print(f"Older than {days} days: {pruned.text()}")
+        return 0
     inbox = _existing_inbox()
     if args.stats:
         lag = inbox.lag()
@@ -164,9 +184,30 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dismiss(args: argparse.Namespace) -> int:
+    days = settings.inbox_retention_days()
+    inbox = _existing_inbox()
+    refused = inbox.dismiss(args.call_ids)
+    if refused:
+        reasons = "; ".join(
+            f"{terminal_safe(call_id)!r} is "
+            + ("not in the inbox" if status is None else f"{status}, not failed")
+            for call_id, status in refused.items()
+        )
+        raise InvalidInputError(f"Nothing dismissed: {reasons}")
+    dismissed = list(dict.fromkeys(args.call_ids))
+    print(
+        f"Dismissed {len(dismissed)} failed event{'s' if len(dismissed) > 1 else ''}"
+        f" ({', '.join(terminal_safe(call_id) for call_id in dismissed)}): never replayed,"
+        f" pruned once they ended more than {days} days ago"
+    )
+    return 0
+
+
 # Each command: the function that adds its arguments and sets its handler.
 ARGUMENTS = {
     "post-call": _post_call_arguments,
     "inbox": _inbox_arguments,
     "replay": _replay_arguments,
+    "dismiss": _dismiss_arguments,
 }

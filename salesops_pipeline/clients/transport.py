@@ -32,6 +32,8 @@ from salesops_pipeline.clients.errors import (
 DEFAULT_TIMEOUT = (3.05, 30.0)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# Answered by a gateway in front of the provider, not by the provider itself.
+GATEWAY_STATUSES = (502, 504)
 
 # A provider asking us to come back in an hour should fail the call, not hang the run.
 MAX_RETRY_AFTER_SECONDS = 60.0
@@ -122,6 +124,15 @@ class ApiTransport:
         self.timeout = timeout
         self.session = _session(api_key, retry or default_retry())
         self.write_session = _session(api_key, write_retry())
+
+    @property
+    def write_deadline_seconds(self) -> float:
+        """The longest this client waits on a write: connecting, then the answer. A provider
+        that took the request may still apply it until then (and a gateway's upstream too)."""
+        if isinstance(self.timeout, tuple):
+            return float(self.timeout[0]) + float(self.timeout[1])
+        # requests applies a single figure to the connection and to the answer each.
+        return 2 * float(self.timeout)
 
     def close(self) -> None:
         self.session.close()
@@ -229,7 +240,10 @@ class ApiTransport:
             cause = _root_cause(error)
             if _never_sent(error):
                 raise ApiWriteNotApplied(call, f"cannot reach the provider ({cause})") from None
-            raise ApiWriteUnknown(call, f"connection lost before the answer ({cause})") from None
+            # The request went out: the provider may still be working on it.
+            raise ApiWriteUnknown(
+                call, f"connection lost before the answer ({cause})", may_still_land=True
+            ) from None
         except requests.exceptions.RequestException as error:
             # ChunkedEncodingError, ContentDecodingError: the answer broke on its way.
             raise ApiWriteUnknown(call, f"the answer broke off ({type(error).__name__})") from None
@@ -248,7 +262,14 @@ class ApiTransport:
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
         if status >= 500:
-            raise ApiWriteUnknown(call, f"{status} {_detail(response)}", status=status)
+            # A gateway that gave up (502, 504) says nothing of its upstream, which may still
+            # apply the write.
+            raise ApiWriteUnknown(
+                call,
+                f"{status} {_detail(response)}",
+                status=status,
+                may_still_land=status in GATEWAY_STATUSES,
+            )
         _raise_for_status(call, response)
         return response
 

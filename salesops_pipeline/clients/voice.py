@@ -55,6 +55,11 @@ class VoiceClient:
             raise ApiRequestError("GET /voice/contacts/{id}", "the answer is not a contact")
         return document
 
+    @property
+    def write_deadline_seconds(self) -> float:
+        """How long after sending a write this client may still be waiting on it."""
+        return self.transport.write_deadline_seconds
+
     def write_contact(
         self, *, contact_id: str, changes: dict[str, str], idempotency_key: str
     ) -> dict | None:

@@ -7,7 +7,8 @@ the provider hears 2xx.
 `Inbox` is the one API the intake, the processor, the sensor and the CLI use. Each concern lives
 in a module of `store` that says what it owns: the tables (`schema`), the event queue and its
 lanes (`queue`), the write ledger (`ledger`), support transfers (`transfers`), worker leases
-(`leases`), alert state (`alert_state`) and statistics (`statistics`).
+(`leases`), alert state (`alert_state`), statistics (`statistics`) and what is pruned when
+(`retention`).
 
 No method holds the write lock across a network call: the processor reads from the provider
 first, then takes the lock only to decide and record.
@@ -38,6 +39,7 @@ from salesops_pipeline.post_call.store.base import (
 from salesops_pipeline.post_call.store.leases import WorkerLeases
 from salesops_pipeline.post_call.store.ledger import WriteLedger
 from salesops_pipeline.post_call.store.queue import EventQueue
+from salesops_pipeline.post_call.store.retention import Pruned, Retention
 from salesops_pipeline.post_call.store.schema import (
     _ensure_postgres_schema,
     _ensure_schema,
@@ -55,6 +57,7 @@ __all__ = [
     "Accepted",
     "EventRecord",
     "Inbox",
+    "Pruned",
     "QueuedEvent",
     "Worker",
     "Write",
@@ -66,7 +69,9 @@ __all__ = [
 ]
 
 
-class Inbox(EventQueue, WriteLedger, TransferLedger, WorkerLeases, AlertState, Statistics):
+class Inbox(
+    EventQueue, WriteLedger, TransferLedger, WorkerLeases, AlertState, Statistics, Retention
+):
     """The inbox in the SQLite file `path`, or, given `url`, in the PostgreSQL database every
     host uses."""
 

@@ -7,7 +7,9 @@ The contract, for every write to a customer's record at the provider:
    older than one already applied to the contact ends `superseded`, writing nothing.
 2. At most one write per event, even across crashes: the write is recorded before it is sent,
    sent once, and a write whose answer was lost is verified by reading the contact, never sent
-   again blindly. One contact has at most one unresolved write at a time.
+   again blindly. One contact has at most one unresolved write at a time. A sent write may
+   land until the client's own timeout has passed (`landing_window`): before then neither a
+   resend nor a newer call of the contact goes out.
 3. A write counts as applied only when the provider shows it: redirects are not followed, and
    an empty 2xx is confirmed by reading the contact.
 4. Only the holder of an event's lease writes, and it checks the lease before every write and
@@ -15,9 +17,10 @@ The contract, for every write to a customer's record at the provider:
 """
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from salesops_pipeline.clients import (
     ApiAuthError,
@@ -33,7 +36,7 @@ from salesops_pipeline.clients import (
 from salesops_pipeline.clients.wire import format_provider_datetime, parse_provider_datetime
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.post_call.events import EventError, PostCallEvent, parse_event
-from salesops_pipeline.post_call.inbox import LEASE, EventRecord, Inbox, Write, WritePlan
+from salesops_pipeline.post_call.inbox import EventRecord, Inbox, Write, WritePlan
 from salesops_pipeline.post_call.rules import (
     Decision,
     SupportCandidate,
@@ -55,9 +58,18 @@ class PostCallSettings:
     support_team: str = "support"
     # Support agents' load counts their contacts in this campaign.
     load_campaign: str = "B"
-    # How long a write whose answer was lost may still be landing at the provider; it is
-    # verified by reading the contact only after that.
-    write_settle_seconds: float = 20.0
+    # A contact this pipeline handed to support counts in its agent's load this long, unless
+    # the load campaign's list shows it or a later transfer moves it.
+    support_load_days: float = 30.0
+    # Added to the client's own timeout for how long a sent write may still land at the
+    # provider (see `landing_window`).
+    write_landing_margin_seconds: float = 10.0
+    # The CRM's support agents are read again once this old: an agent deactivated or moved out
+    # of support stops getting contacts within about twice this.
+    agents_max_age_seconds: float = 5.0
+    # The load campaign's list is read again once this old; transfers since it was read count
+    # on top of it.
+    load_campaign_max_age_seconds: float = 60.0
     # When another call's write to the same contact is unresolved, look again after this.
     busy_retry_seconds: float = 3.0
     # Longest wait asked by a provider's Retry-After that is honoured for a refused write.
@@ -66,6 +78,38 @@ class PostCallSettings:
     # times when the wait it asks for is short; beyond that the event is retried later.
     immediate_resends: int = 2
     immediate_resend_max_wait_seconds: float = 2.0
+
+    def __post_init__(self):
+        for name in (
+            "write_landing_margin_seconds",
+            "agents_max_age_seconds",
+            "load_campaign_max_age_seconds",
+            "support_load_days",
+        ):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be a number of at least 0")
+
+
+def landing_window(client_write_deadline_seconds: float, margin_seconds: float) -> timedelta:
+    """How long after its send a write may still land at the provider.
+
+    The provider, or a gateway's upstream, may apply a write it received until the client gave
+    up on it, and a little after: the client's whole timeout plus a margin, never less. A write
+    whose fate is unknown is judged only once this has passed: before then it is neither sent
+    again nor overtaken by a newer call of its contact.
+    """
+    return timedelta(seconds=client_write_deadline_seconds + max(margin_seconds, 0.0))
+
+
+# Header values are Latin-1 text without line breaks: any other character of a callId is
+# percent-encoded, and so is "%" itself, so that two callIds never share a key.
+_KEY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def idempotency_key(call_id: str) -> str:
+    """The `Idempotency-Key` of an event's write: the same for every send of it, and sendable
+    whatever characters its callId holds."""
+    return "post-call-" + quote(call_id, safe=_KEY_SAFE)
 
 
 @dataclass
@@ -113,8 +157,13 @@ class PostCallProcessor:
         self.run_id = run_id
         self.worker = this_worker(run_id)
         self.owner = self.worker.owner
-        self._support_agents: list[CrmAgent] | None = None
-        self._holders: tuple[dict[str, str | None], str] | None = None
+        self.landing = landing_window(
+            voice.write_deadline_seconds, settings.write_landing_margin_seconds
+        )
+        # What was read from the CRM and the provider, with when (monotonic seconds): a run may
+        # stay open for minutes while they change.
+        self._support_agents: tuple[list[CrmAgent], float] | None = None
+        self._holders: tuple[dict[str, str | None], str, float] | None = None
 
     # Public --------------------------------------------------------------------------------
 
@@ -163,7 +212,7 @@ class PostCallProcessor:
                 return self._recover(record, text, earlier)
             if earlier is not None:
                 # Refused by the provider last time (not applied): the same write goes again.
-                return self._send(record, text, self.inbox.resend_write(call_id, self.owner))
+                return self._send(record, text, self._resend(record, earlier))
             return self._send(record, text, self._plan(record, event, decision))
         except (PermanentFailure, EventError, ApiNotFoundError, ApiRequestError) as error:
             return self._finish(record, EventStatus.FAILED, text, error=str(error))
@@ -187,9 +236,11 @@ class PostCallProcessor:
             raise PermanentFailure(f"unknown contact {event.contactId}") from None
         changes = self._changes(decision)
         if decision.transfer_to_support:
-            holders, since = self._campaign_holders()
-            recent = self.inbox.transfers(since) if self.inbox.exists() else {}
-            agent = self._choose_agent(event.contactId, holders, recent)
+            holders, listed_since = self._campaign_holders()
+            counted = (
+                self.inbox.counted_transfers(self._load_since()) if self.inbox.exists() else {}
+            )
+            agent = self._choose_agent(event.contactId, holders, listed_since, counted)
             if agent is None:
                 raise PermanentFailure("no active support agent to transfer to")
             changes["assignedAgent"] = agent
@@ -205,14 +256,9 @@ class PostCallProcessor:
     def _plan(self, record: EventRecord, event: PostCallEvent, decision: Decision) -> WritePlan:
         """Read what a transfer needs from the provider first (no lock held), then decide and
         record the write under the inbox's lock."""
-        choose, since = None, None
+        choose = None
         if decision.transfer_to_support:
-            holders, since = self._campaign_holders()
-            self._agents()
-
-            def choose(recent: dict[str, str]) -> str | None:
-                return self._choose_agent(event.contactId, holders, recent)
-
+            choose = self._chooser(event.contactId)
         return self.inbox.begin_write(
             record.call_id,
             self.owner,
@@ -220,7 +266,28 @@ class PostCallProcessor:
             call_time=self._call_time(event, record.received_at),
             changes=self._changes(decision),
             choose_agent=choose,
-            transfers_since=since,
+            transfers_since=self._load_since(),
+            landing=self.landing,
+        )
+
+    def _resend(self, record: EventRecord, write: Write) -> WritePlan:
+        """Record that a write goes out again. A transfer whose agent is no longer a candidate
+        (deactivated, or moved out of support, since it was chosen) is given to another."""
+        keep_or_choose = None
+        if "assignedAgent" in write.changes:
+            choose = self._chooser(write.contact_id)
+
+            def keep_or_choose(current: str, counted: dict[str, tuple[str, str]]) -> str | None:
+                if any(a.username == current and self._is_candidate(a) for a in self._agents()):
+                    return current
+                return choose(counted)
+
+        return self.inbox.resend_write(
+            record.call_id,
+            self.owner,
+            landing=self.landing,
+            rechoose_agent=keep_or_choose,
+            transfers_since=self._load_since(),
         )
 
     def _send(
@@ -235,7 +302,7 @@ class PostCallProcessor:
             contact = self.voice.write_contact(
                 contact_id=write.contact_id,
                 changes=write.changes,
-                idempotency_key=f"post-call-{record.call_id}",
+                idempotency_key=idempotency_key(record.call_id),
             )
             if contact is None:
                 # An empty 2xx says nothing of what the provider did: read the contact.
@@ -254,7 +321,7 @@ class PostCallProcessor:
                 and wait <= self.settings.immediate_resend_max_wait_seconds
             ):
                 time.sleep(wait)
-                plan = self.inbox.resend_write(record.call_id, self.owner)
+                plan = self._resend(record, write)
                 return self._send(record, text, plan, resends - 1)
             return self._finish(
                 record,
@@ -265,7 +332,9 @@ class PostCallProcessor:
                 retry_at=self._after(retry_after),
             )
         except ApiWriteUnknown as error:
-            if not error.may_still_land and self._verified(write):
+            # A write the contact already shows has landed, late answer or not; one it does not
+            # show yet may still land, and is read again once it cannot.
+            if self._shows_now(write):
                 return self._finish(
                     record, EventStatus.APPLIED, text, sent, write_state=WriteState.APPLIED
                 )
@@ -317,7 +386,14 @@ class PostCallProcessor:
                 [{"method": "PATCH", "contact": write.contact_id, "changes": write.changes}],
                 write_state=WriteState.APPLIED,
             )
-        return self._send(record, text, self.inbox.resend_write(record.call_id, self.owner))
+        return self._send(record, text, self._resend(record, write))
+
+    def _shows_now(self, write: Write) -> bool:
+        """`_verified`, where a read that fails says only that nothing is known yet."""
+        try:
+            return self._verified(write)
+        except ApiError:
+            return False
 
     def _verified(self, write: Write) -> bool:
         """Whether the provider shows the write (reading the contact)."""
@@ -404,44 +480,73 @@ class PostCallProcessor:
         )
 
     def _settled(self, write: Write) -> datetime:
+        """When the write, sent at `sent_at`, can no longer land (see `landing_window`)."""
         sent = datetime.fromisoformat(write.sent_at) if write.sent_at else datetime.now(UTC)
-        return sent + timedelta(seconds=self.settings.write_settle_seconds)
+        return sent + self.landing
 
     # Support transfers ---------------------------------------------------------------------
 
     def _agents(self) -> list[CrmAgent]:
-        if self._support_agents is None:
-            # Read once per batch, like the campaign: a batch lasts seconds.
-            self._support_agents = self.crm.list_agents(team=self.settings.support_team).items
-        return self._support_agents
+        """The CRM's support agents, read again once `agents_max_age_seconds` old."""
+        now = time.monotonic()
+        if (
+            self._support_agents is None
+            or now - self._support_agents[1] >= self.settings.agents_max_age_seconds
+        ):
+            agents = self.crm.list_agents(team=self.settings.support_team).items
+            self._support_agents = (agents, time.monotonic())
+        return self._support_agents[0]
 
     def _campaign_holders(self) -> tuple[dict[str, str | None], str]:
-        """The load campaign's contacts and their agents as the provider lists them, read once
-        per batch, and from when on the inbox's transfers must be added (the list may not show
-        those: a lease's length before the read began covers writes still landing)."""
-        if self._holders is None:
-            since = (datetime.now(UTC) - LEASE).isoformat(timespec="milliseconds")
+        """The load campaign's contacts and their agents as the provider lists them, and from
+        when on this pipeline's transfers count on top of that list: a transfer sent since a
+        landing window before the read began may not show in it yet. Read again once
+        `load_campaign_max_age_seconds` old."""
+        now = time.monotonic()
+        if (
+            self._holders is None
+            or now - self._holders[2] >= self.settings.load_campaign_max_age_seconds
+        ):
+            listed_since = (datetime.now(UTC) - self.landing).isoformat(timespec="milliseconds")
             holders = {
                 contact.id: contact.assigned_agent
                 for page in self.voice.iter_contact_pages(campaign_id=self.settings.load_campaign)
                 for contact in page.items
                 if contact.id
             }
-            self._holders = (holders, since)
-        return self._holders
+            self._holders = (holders, listed_since, time.monotonic())
+        return self._holders[0], self._holders[1]
+
+    def _load_since(self) -> str:
+        """The oldest transfer that still counts in an agent's load."""
+        oldest = datetime.now(UTC) - timedelta(days=self.settings.support_load_days)
+        return oldest.isoformat(timespec="milliseconds")
+
+    def _chooser(self, contact_id: str) -> Callable[[dict[str, tuple[str, str]]], str | None]:
+        """What chooses the agent for `contact_id` under the inbox's lock, given the transfers
+        that count; the provider and the CRM are read first, with no lock held."""
+        holders, listed_since = self._campaign_holders()
+        self._agents()
+
+        def choose(counted: dict[str, tuple[str, str]]) -> str | None:
+            return self._choose_agent(contact_id, holders, listed_since, counted)
+
+        return choose
+
+    def _is_candidate(self, agent: CrmAgent) -> bool:
+        return can_take_support_contacts(agent.active, agent.team, self.settings.support_team)
 
     def _choose_agent(
-        self, contact_id: str, holders: dict[str, str | None], recent: dict[str, str]
+        self,
+        contact_id: str,
+        holders: dict[str, str | None],
+        listed_since: str,
+        counted: dict[str, tuple[str, str]],
     ) -> str | None:
-        loads = support_loads(holders, recent, contact_id)
-        team = self.settings.support_team
+        loads = support_loads(holders, listed_since, counted, contact_id)
         return least_loaded_agent(
             [
-                SupportCandidate(
-                    a.username,
-                    can_take_support_contacts(a.active, a.team, team),
-                    loads.get(a.username, 0),
-                )
+                SupportCandidate(a.username, self._is_candidate(a), loads.get(a.username, 0))
                 for a in self._agents()
             ]
         )

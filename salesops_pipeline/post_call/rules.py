@@ -63,20 +63,25 @@ class SupportCandidate:
 
 def support_loads(
     campaign_holders: dict[str, str | None],
-    recent_transfers: dict[str, str],
+    listed_since: str,
+    transfers: dict[str, tuple[str, str]],
     moving_contact: str,
 ) -> dict[str, int]:
-    """Q2.2: how many of the load campaign's contacts each agent holds.
+    """Q2.2: how many contacts each support agent holds.
 
     `campaign_holders` maps every contact of the load campaign to its assigned agent (or None),
-    as the provider listed them: the provider's view wins. `recent_transfers` maps the contacts
-    this pipeline handed to support since that list was read (in flight or confirmed), which
-    the list cannot show yet. Contacts outside the campaign do not count; a contact counts once,
-    for its latest holder; the contact being moved counts for no one.
+    as the provider listed them. `transfers` maps each contact this pipeline handed to support
+    within the load period to (agent, when) of its latest transfer, in flight or confirmed.
+
+    A transferred contact counts for its agent until the campaign's list shows it (then the
+    list decides, whoever holds it there), until a later transfer moves it, or until the load
+    period ends. A transfer sent since `listed_since` (shortly before the list was read) may not
+    show in the list yet: it counts over what the list says. Each contact counts once, for its
+    latest holder; the contact being moved counts for no one.
     """
     holders = dict(campaign_holders)
-    for contact, agent in recent_transfers.items():
-        if contact in holders:
+    for contact, (agent, at) in transfers.items():
+        if contact not in holders or at >= listed_since:
             holders[contact] = agent
     holders.pop(moving_contact, None)
     loads: dict[str, int] = {}

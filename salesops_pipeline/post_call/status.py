@@ -15,6 +15,8 @@ class EventStatus(StrEnum):
     # A newer call of the same contact had its effect applied first: this one never overwrites it.
     SUPERSEDED = "superseded"
     FAILED = "failed"
+    # A failed event a person decided never to replay: finished, and pruned like the others.
+    DISMISSED = "dismissed"
 
     @property
     def is_final(self) -> bool:

@@ -81,6 +81,7 @@ class PostCallRulesResource(dg.ConfigurableResource):
             support_keyword=self.support_keyword,
             support_team=self.support_team,
             load_campaign=self.load_campaign,
+            support_load_days=settings.support_load_days(),
         )
 
 

@@ -34,7 +34,8 @@ from salesops_pipeline_tests.support.post_call_outcome import (
     score,
     wait_until_final,
 )
-from salesops_pipeline_tests.support.processes import cmdline, descendants
+from salesops_pipeline_tests.support.processes import descendants
+from salesops_pipeline_tests.support.processes import run_workers as _run_workers
 from salesops_pipeline_tests.support.stack_process import start_stack, stop_stack
 
 PAIRS = 90  # callback pairs: two calls of one contact
@@ -42,11 +43,6 @@ TRANSFERS = 50
 OTHERS = 40
 RESEND_SHARE = 0.2
 RECOVERY_DEADLINE = 120.0
-
-
-def _run_workers(stack) -> list[int]:
-    """The run workers: the code server starts each run in a process of its own."""
-    return [p for p in descendants(stack.process.pid) if "spawn_main" in cmdline(p)]
 
 
 def _kill_everything(stack) -> None:

@@ -6,6 +6,7 @@ run's outcomes table, never rendered."""
 
 import json
 import re
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -241,13 +242,41 @@ def test_crash_between_write_and_record_is_not_applied_twice(
         processor.process("102224021")
     assert len(pipeline.patches()) == 1
     assert pipeline.inbox.get("102224021").status == "pending"
-    # The run is retried (or the event queued again) after the lease expired.
+    # The run is retried (or the event queued again) after the lease expired, once the write
+    # can no longer land.
     with pipeline.inbox.transaction() as conn:
         conn.execute("UPDATE event SET lease_until = NULL")
+        conn.execute("UPDATE write SET sent_at = '2000-01-01T00:00:00.000+00:00'")
     outcome = _processor(pipeline, run_id="retry-run").process("102224021")
     assert outcome.status == "applied"
     assert "confirmed by reading the contact" in outcome.decision
     assert len(pipeline.patches()) == 1
+
+
+def test_a_run_that_fails_in_its_step_leaves_its_events_claimable_at_once(
+    pipeline, reference_events, monkeypatch
+):
+    pipeline.post(reference_events["post_call_2.1"])
+
+    def inbox_unavailable(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    # Recording the event's outcome fails, and so does recording that failure: the step fails
+    # with the event claimed.
+    monkeypatch.setattr(Inbox, "finish", inbox_unavailable)
+    context = dg.build_sensor_context(
+        resources={"inbox": _inbox_resource(pipeline.inbox)}, instance=pipeline.instance
+    )
+    [request] = post_call_sensor(context).run_requests
+    run = post_call_job.execute_in_process(
+        run_config=request.run_config, resources=pipeline.resources(), raise_on_error=False
+    )
+    assert not run.success
+    monkeypatch.undo()
+    # Not held until its lease runs out: the lane's next run takes it at once.
+    assert pipeline.inbox.workers() == []
+    assert pipeline.inbox.claim("102224021", "the-next-run") is not None
+    assert pipeline.inbox.lanes_with_work(2)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """post_call_sensor through build_sensor_context: skipping, requesting one run per lane with new
 events and none for a lane a run is draining, keys derived from the lane, its last queue position
-and the inbox's epoch, queuing due retries again, and releasing at once the events of workers
-that died."""
+and the inbox's epoch, one new run for events whose run failed or was cancelled, queuing due
+retries again, and releasing at once the events of workers that died."""
 
 import json
 import socket
@@ -15,6 +15,7 @@ import pytest
 
 from salesops_pipeline.assets.constants import POST_CALL_LANE_TAG
 from salesops_pipeline.assets.post_call import (
+    WILL_RETRY_TAG,
     WORKERLESS_RUN_GRACE_SECONDS,
     post_call_job,
     post_call_sensor,
@@ -146,6 +147,88 @@ def _launched(instance, result) -> set[str]:
         )
         instance.report_run_failed(run, "finished for the test")
     return {run.tags["dagster/run_key"] for run in instance.get_runs()}
+
+
+def _start_new_keys(instance, result) -> list[dg.DagsterRun]:
+    """Create a run for each request whose key the instance has never seen, as the daemon
+    does (it starts a run key once); the runs created."""
+    created = []
+    for request in getattr(result, "run_requests", None) or []:
+        known = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}))
+        if not known:
+            created.append(
+                instance.create_run_for_job(
+                    post_call_job,
+                    run_config=request.run_config,
+                    tags={**request.tags, "dagster/run_key": request.run_key},
+                )
+            )
+    return created
+
+
+def _end(instance, run, status: dg.DagsterRunStatus) -> None:
+    if status == dg.DagsterRunStatus.FAILURE:
+        instance.report_run_failed(run, "inbox unavailable")
+    elif status == dg.DagsterRunStatus.CANCELED:
+        instance.report_run_canceled(run, "cancelled by an operator")
+    else:
+        instance.handle_run_event(
+            run.run_id,
+            dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name=post_call_job.name),
+        )
+    assert instance.get_run_by_id(run.run_id).status == status
+
+
+@pytest.mark.parametrize(
+    "ended",
+    [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+    ids=["failed", "cancelled"],
+)
+def test_events_left_by_a_failed_or_cancelled_run_get_one_new_run(inbox, ended):
+    with dg.instance_for_test() as instance:
+        _accept(inbox, 3, lane=1)
+        [first] = _start_new_keys(instance, _tick(inbox, instance))
+        _end(instance, first, ended)
+        # Nothing was handled: the same events wait, under the key Dagster already started.
+        [again] = _start_new_keys(instance, _tick(inbox, instance))
+        assert again.tags["dagster/run_key"] != first.tags["dagster/run_key"]
+        assert again.tags["dagster/run_key"].startswith(first.tags["dagster/run_key"])
+        assert again.tags[POST_CALL_LANE_TAG] == "1"
+        # The new run is queued: no third one, whatever the ticks.
+        assert _start_new_keys(instance, _tick(inbox, instance)) == []
+        assert _start_new_keys(instance, _tick(inbox, instance)) == []
+        # It fails too: one more run for that failure, and one only.
+        _end(instance, again, ended)
+        [third] = _start_new_keys(instance, _tick(inbox, instance))
+        assert len({r.tags["dagster/run_key"] for r in (first, again, third)}) == 3
+        assert _start_new_keys(instance, _tick(inbox, instance)) == []
+
+
+def test_a_successful_run_gets_no_new_run(inbox):
+    with dg.instance_for_test() as instance:
+        _accept(inbox, 2, lane=0)
+        [first] = _start_new_keys(instance, _tick(inbox, instance))
+        _end(instance, first, dg.DagsterRunStatus.SUCCESS)
+        # The events still show as waiting (nothing recorded their handling here): a
+        # successful run is no reason to start another.
+        assert _start_new_keys(instance, _tick(inbox, instance)) == []
+
+
+def test_a_failed_run_that_run_retries_will_start_again_gets_no_second_run(inbox):
+    with dg.instance_for_test() as instance:
+        _accept(inbox, 2, lane=0)
+        [crashed] = _start_new_keys(instance, _tick(inbox, instance))
+        _end(instance, crashed, dg.DagsterRunStatus.FAILURE)
+        instance.add_run_tags(crashed.run_id, {WILL_RETRY_TAG: "true"})
+        assert _start_new_keys(instance, _tick(inbox, instance)) == []
+        # The retry carries its run's tags; once it failed for good, one new run.
+        retry = instance.create_run_for_job(
+            post_call_job, run_config=crashed.run_config, tags=crashed.tags
+        )
+        _end(instance, retry, dg.DagsterRunStatus.FAILURE)
+        instance.add_run_tags(retry.run_id, {WILL_RETRY_TAG: "false"})
+        [after] = _start_new_keys(instance, _tick(inbox, instance))
+        assert after.tags["dagster/run_key"].endswith(f"-after-{retry.run_id[:8]}")
 
 
 @sqlite_only

@@ -11,19 +11,23 @@ import time
 import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 import requests
 
 from salesops_pipeline import postgres, settings
-from salesops_pipeline.post_call.store import ledger as inbox_ledger
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.status import AcceptStatus, EventStatus, Refusal, WriteState
 from salesops_pipeline.post_call.storage import PostgresStore
+from salesops_pipeline.post_call.store import ledger as inbox_ledger
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
 
 pytestmark = pytest.mark.postgres
+
+# How long a sent write may still land, as the processor would pass it.
+LANDING = timedelta(seconds=40)
 
 
 @pytest.fixture
@@ -100,7 +104,12 @@ def test_an_older_call_decides_only_after_a_newer_ones_write_is_settled(inbox, m
     inbox.accept("old", _event("old", "c-1", "07/04/2025 10:00:00"))
     assert inbox.claim("new", "run-a") and inbox.claim("old", "run-b")
     plan = inbox.begin_write(
-        "new", "run-a", contact_id="c-1", call_time="2025-04-07T11:00:00", changes={"x": 1}
+        "new",
+        "run-a",
+        contact_id="c-1",
+        call_time="2025-04-07T11:00:00",
+        changes={"x": 1},
+        landing=LANDING,
     )
     assert plan.write is not None
     settle, recording = inbox_ledger._settle_write, threading.Event()
@@ -121,7 +130,12 @@ def test_an_older_call_decides_only_after_a_newer_ones_write_is_settled(inbox, m
     assert recording.wait(5)
     started = time.monotonic()
     older = inbox.begin_write(
-        "old", "run-b", contact_id="c-1", call_time="2025-04-07T10:00:00", changes={"x": 0}
+        "old",
+        "run-b",
+        contact_id="c-1",
+        call_time="2025-04-07T10:00:00",
+        changes={"x": 0},
+        landing=LANDING,
     )
     waited = time.monotonic() - started
     newer.join()
@@ -138,8 +152,8 @@ def test_lanes_choosing_support_agents_at_once_spread_the_load(inbox):
         assert inbox.claim(f"t{n}", f"run-{n}")
     start = threading.Barrier(10)
 
-    def least_loaded(recent: dict[str, str]) -> str:
-        loads = Counter(recent.values())
+    def least_loaded(counted: dict[str, tuple[str, str]]) -> str:
+        loads = Counter(agent for agent, _ in counted.values())
         time.sleep(0.02)  # a choice that takes a moment, as reading loads does
         return min(("agent-a", "agent-b"), key=lambda agent: (loads[agent], agent))
 
@@ -152,6 +166,7 @@ def test_lanes_choosing_support_agents_at_once_spread_the_load(inbox):
             call_time="2025-04-07T10:00:00",
             changes={},
             choose_agent=least_loaded,
+            landing=LANDING,
         )
         return plan.write.changes["assignedAgent"]
 

@@ -8,16 +8,21 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
 
 import pytest
 
 from salesops_pipeline import postgres
 from salesops_pipeline.cli import main
 from salesops_pipeline.clients import VoiceClient
-from salesops_pipeline.post_call.store import base as inbox_base
 from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.processor import PostCallSettings, idempotency_key
 from salesops_pipeline.post_call.status import WriteState
 from salesops_pipeline.post_call.storage import QUEUE_LOCK, TRANSFER_CHOICE_LOCK, contact_lock
+from salesops_pipeline.post_call.store import base as inbox_base
+from salesops_pipeline.post_call.store import queue as inbox_queue
 from salesops_pipeline.services.sandbox.seed import demo_agents
 from salesops_pipeline.services.sandbox.server import running_sandbox
 from salesops_pipeline.services.sandbox.store import SandboxStore
@@ -69,6 +74,12 @@ def transfer(call_id: str, call_end: str, contact=CONTACT) -> str:
 
 OLDER = callback("old", "07/04/2025 10:00:00", "20/04/2025 09:00:00")
 NEWER = callback("new", "07/04/2025 11:00:00", "22/04/2025 15:00:00")
+
+
+def _until_settled(write, p) -> float:
+    """Seconds until `write` can no longer land, as `p` judges it."""
+    settled = datetime.fromisoformat(write.sent_at) + p.landing
+    return max((settled - datetime.now(UTC)).total_seconds(), 0.0) + 0.05
 
 
 def contact(provider, contact_id=CONTACT) -> dict:
@@ -175,8 +186,11 @@ def test_a_crash_after_the_write_never_reverts_a_newer_call(provider, inbox, mon
     inbox.release_dead_worker(_killed_after_sending(provider, inbox, monkeypatch, "old"), "killed")
     inbox.accept("new", NEWER)
     with processor(provider, inbox) as p:
-        # The newer call waits while the older one's write is unresolved.
+        # The newer call waits while the older one's write is unresolved, and so does the
+        # older one's recovery while its write may still land.
         assert p.process("new").status == "deferred"
+        assert p.process("old").status == "deferred"
+        time.sleep(_until_settled(inbox.write_of("old"), p))
         recovered = p.process("old")
         assert recovered.status == "applied"
         assert "confirmed by reading" in recovered.decision
@@ -195,14 +209,17 @@ def test_a_write_given_up_in_flight_still_outranks_older_calls(provider, inbox, 
     with processor(provider, inbox) as p:
         assert p.process("new").status == "failed"
         assert inbox.write_of("new").state == WriteState.GIVEN_UP
-        assert inbox.replay("new")  # still unreadable: its write stays one that may be there
-        assert p.process("new").status == "failed"
-        assert inbox.write_of("new").state == WriteState.GIVEN_UP
+        # A newer call waits while the given-up write may still land; an older one is
+        # superseded by it.
+        inbox.accept("newest", callback("newest", "07/04/2025 12:00:00", "25/04/2025 10:00:00"))
+        assert p.process("newest").status == "deferred"
         inbox.accept("old", OLDER)
         older = p.process("old")
         assert older.status == "superseded" and "call new" in older.decision
-        # It no longer holds the contact: a newer call goes ahead at once.
-        inbox.accept("newest", callback("newest", "07/04/2025 12:00:00", "25/04/2025 10:00:00"))
+        time.sleep(_until_settled(inbox.write_of("new"), p))
+        assert inbox.replay("new")  # still unreadable: its write stays one that may be there
+        assert p.process("new").status == "failed"
+        assert inbox.write_of("new").state == WriteState.GIVEN_UP
         assert p.process("newest").status == "applied"
     assert received_per_event(provider) == {"post-call-new": 1, "post-call-newest": 1}
     assert contact(provider)["retryDate"] == "2025-04-25T10:00:00"
@@ -221,6 +238,8 @@ def test_a_write_whose_runs_kept_dying_is_read_before_a_replay_sends_it(
     with processor(provider, inbox) as p:
         assert p.process("old").status == "superseded"
         assert inbox.replay("new")
+        assert p.process("new").status == "deferred"  # its write may still land
+        time.sleep(_until_settled(inbox.write_of("new"), p))
         replayed = p.process("new")
     assert replayed.status == "applied" and "confirmed by reading" in replayed.decision
     assert received_per_event(provider) == {"post-call-new": 1}
@@ -239,12 +258,12 @@ def test_a_lost_answer_is_verified_by_reading_never_sent_again(provider, inbox):
 def test_a_timed_out_write_is_verified_before_anything_is_sent_again(provider, inbox):
     inbox.accept("old", OLDER)
     arm_fault(provider, method="PATCH", path_prefix="/voice/", status=None, delay_seconds=3)
-    with processor(provider, inbox, write_settle_seconds=4) as p:
+    with processor(provider, inbox) as p:
         first = p.process("old")
         assert first.status == "retrying" and "verified by reading" in first.error
         assert inbox.write_of("old").state == WriteState.UNKNOWN
         assert p.process("old").status == "deferred"  # not before it has settled
-        time.sleep(4)
+        time.sleep(_until_settled(inbox.write_of("old"), p))
         assert p.process("old").status == "applied"
     assert received_per_event(provider) == {"post-call-old": 1}
 
@@ -271,6 +290,7 @@ def test_a_2xx_that_does_not_show_the_write_is_not_counted(provider, inbox):
         outcome = p.process("old")
         assert outcome.status == "retrying"
         assert "does not show it" in outcome.error
+        time.sleep(_until_settled(inbox.write_of("old"), p))
         assert p.process("old").status == "applied"
     assert received_per_event(provider) == {"post-call-old": 1}
 
@@ -426,3 +446,186 @@ def test_a_batch_stores_each_call_once_counts_repeats_and_keeps_conflicts(inbox)
     [again] = inbox.accept_many([("old", first)])
     assert again.status == "duplicate" and inbox.get("old").deliveries == 3
     assert len(inbox.queued_after(0, 10)) == 2
+
+
+# 10. Late writes: a sent write may land until the client's timeout has passed -----------------
+
+
+def test_the_wait_for_a_write_of_unknown_fate_is_the_clients_timeout_and_a_margin(provider, inbox):
+    with processor(provider, inbox, write_landing_margin_seconds=10) as p:
+        # The client waits 3.05 s to connect and 2 s for the answer.
+        assert p.landing.total_seconds() == pytest.approx(15.05)
+    with pytest.raises(ValueError, match="write_landing_margin_seconds"):
+        PostCallSettings(write_landing_margin_seconds=-1)
+
+
+def test_a_write_that_lands_after_its_worker_died_never_reverts_a_newer_call(
+    provider, inbox, monkeypatch
+):
+    # The provider applies the older call's PATCH 4.5 s after it was sent: after the client
+    # gave up (2 s) and its worker was killed, but within the client's whole timeout (5.05 s).
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=None, apply_after_seconds=4.5)
+    inbox.accept("old", OLDER)
+    inbox.release_dead_worker(_killed_after_sending(provider, inbox, monkeypatch, "old"), "killed")
+    inbox.accept("new", NEWER)
+    with processor(provider, inbox) as p:
+        assert p.process("old").status == "deferred"  # read only once it cannot land anymore
+        assert p.process("new").status == "deferred"  # the newer call waits for it
+        time.sleep(_until_settled(inbox.write_of("old"), p))
+        recovered = p.process("old")
+        assert recovered.status == "applied" and "confirmed by reading" in recovered.decision
+        assert p.process("new").status == "applied"
+    assert received_per_event(provider) == {"post-call-old": 1, "post-call-new": 1}
+    assert contact(provider)["retryDate"] == "2025-04-22T15:00:00"
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_gateway_error_is_waited_out_like_a_lost_answer(provider, inbox, status):
+    inbox.accept("old", OLDER)
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=status)
+    with processor(provider, inbox) as p:
+        first = p.process("old")
+        assert first.status == "retrying" and f"{status}" in first.error
+        assert inbox.write_of("old").state == WriteState.UNKNOWN
+        inbox.accept("new", NEWER)
+        assert p.process("new").status == "deferred"
+        assert p.process("old").status == "deferred"  # neither read nor resent yet
+        assert writes(provider) == []
+        time.sleep(_until_settled(inbox.write_of("old"), p))
+        # It did not land: sent again, then the newer call.
+        assert p.process("old").status == "applied"
+        assert p.process("new").status == "applied"
+    assert received_per_event(provider) == {"post-call-old": 1, "post-call-new": 1}
+
+
+# 11. The CRM changes under a running pipeline -------------------------------------------------
+
+
+def _support_agents() -> list[str]:
+    return sorted(a["username"] for a in demo_agents() if a["team"] == "support" and a["active"])
+
+
+def test_an_agent_deactivated_in_the_crm_gets_no_contact_once_the_agents_are_read_again(
+    provider, inbox
+):
+    first, *others = _support_agents()
+    inbox.accept("t0", transfer("t0", "07/04/2025 10:00:00", contact="c-0"))
+    inbox.accept("t1", transfer("t1", "07/04/2025 10:00:00", contact="c-1"))
+    inbox.accept("t2", transfer("t2", "07/04/2025 10:00:00", contact="c-2"))
+    with processor(provider, inbox, agents_max_age_seconds=0.5) as p:
+        assert p.process("t0").status == "applied"
+        assert contact(provider, "c-0")["assignedAgent"] == first
+        provider.app.state.store.set_agent(others[0], {"active": False})
+        provider.app.state.store.set_agent(others[1], {"team": "sales"})
+        time.sleep(0.6)
+        # The same run, still open: only the agent left in support gets the next contacts.
+        assert p.process("t1").status == "applied"
+        assert p.process("t2").status == "applied"
+    assert contact(provider, "c-1")["assignedAgent"] == first
+    assert contact(provider, "c-2")["assignedAgent"] == first
+
+
+def test_a_refused_transfer_goes_to_another_agent_when_its_agent_left(provider, inbox):
+    inbox.accept("t0", transfer("t0", "07/04/2025 10:00:00", contact="c-0"))
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=503, retry_after=30)
+    with processor(provider, inbox, agents_max_age_seconds=0) as p:
+        assert p.process("t0").status == "retrying"
+        chosen = inbox.write_of("t0").changes["assignedAgent"]
+        provider.app.state.store.set_agent(chosen, {"active": False})
+        assert p.process("t0").status == "applied"
+    now = contact(provider, "c-0")["assignedAgent"]
+    assert now != chosen and now in _support_agents()
+    assert inbox.write_of("t0").changes["assignedAgent"] == now
+    assert inbox.transfers() == {"c-0": now}
+
+
+def test_a_replayed_transfer_chooses_again_when_its_agent_left(provider, inbox, monkeypatch):
+    monkeypatch.setattr(inbox_base, "MAX_ATTEMPTS", 1)
+    inbox.accept("t0", transfer("t0", "07/04/2025 10:00:00", contact="c-0"))
+    arm_fault(provider, method="PATCH", path_prefix="/voice/", status=503, retry_after=30)
+    with processor(provider, inbox, agents_max_age_seconds=0) as p:
+        assert p.process("t0").status == "failed"
+        chosen = inbox.write_of("t0").changes["assignedAgent"]
+        provider.app.state.store.set_agent(chosen, {"team": "sales"})
+        assert inbox.replay("t0")
+        assert p.process("t0").status == "applied"
+    assert contact(provider, "c-0")["assignedAgent"] not in (chosen, None)
+
+
+# 12. Support loads from the transfer ledger ---------------------------------------------------
+
+
+def test_transfers_arriving_one_after_another_spread_over_the_agents(provider, inbox):
+    # Campaign-A contacts, which campaign B's list never shows, handed to support one after
+    # another, each by a new run that reads the list afresh.
+    agents = _support_agents()
+    for n in range(2 * len(agents)):
+        inbox.accept(f"t{n}", transfer(f"t{n}", "07/04/2025 10:00:00", contact=f"a-{n}"))
+        provider.app.state.store.add_contacts("A", [{"id": f"a-{n}", "phone": f"06222222{n:02d}"}])
+        with processor(provider, inbox) as p:
+            assert p.process(f"t{n}").status == "applied"
+    chosen = [contact(provider, f"a-{n}")["assignedAgent"] for n in range(2 * len(agents))]
+    assert Counter(chosen) == dict.fromkeys(agents, 2)
+
+
+def test_a_transfer_counts_no_longer_than_the_load_period(provider, inbox):
+    agents = _support_agents()
+    with inbox.transaction() as conn:
+        for n, days_ago in enumerate((40, 40, 20)):
+            at = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat(timespec="milliseconds")
+            conn.execute(
+                "INSERT INTO transfer (call_id, contact_id, agent, state, at)"
+                " VALUES (?, ?, ?, 'confirmed', ?)",
+                (f"old-{n}", f"a-{n}", agents[0] if days_ago > 30 else agents[1], at),
+            )
+    inbox.accept("t9", transfer("t9", "07/04/2025 10:00:00", contact="c-9"))
+    with processor(provider, inbox, support_load_days=30) as p:
+        assert p.process("t9").status == "applied"
+    # agents[0]'s two contacts are past the load period; agents[1] still holds one.
+    assert contact(provider, "c-9")["assignedAgent"] == agents[0]
+
+
+# 13. Leases that run out ----------------------------------------------------------------------
+
+
+def test_a_lease_that_ran_out_during_slow_reads_is_kept_by_its_holder(provider, inbox, monkeypatch):
+    monkeypatch.setattr(inbox_base, "LEASE", timedelta(seconds=0.3))
+    monkeypatch.setattr(inbox_queue, "LEASE", timedelta(seconds=0.3))
+    arm_fault(provider, method="GET", path_prefix="/crm/agents", status=None, delay_seconds=1)
+    inbox.accept("t1", transfer("t1", "07/04/2025 10:00:00"))
+    with processor(provider, inbox) as p:
+        outcome = p.process("t1")
+    assert outcome.status == "applied"
+    assert inbox.get("t1").attempts == 1
+    assert received_per_event(provider) == {"post-call-t1": 1}
+
+
+def test_the_attempt_limit_holds_for_handlings_that_never_finish(provider, inbox):
+    inbox.accept("old", OLDER)
+    for n in range(inbox_base.MAX_ATTEMPTS):
+        assert inbox.claim("old", f"worker-{n}") is not None
+        with inbox.transaction() as conn:  # its lease runs out, nobody finished it
+            conn.execute("UPDATE event SET lease_until = '2000-01-01' WHERE call_id = 'old'")
+    assert inbox.claim("old", "worker-last") is None
+    event = inbox.get("old")
+    assert event.status == "failed" and event.attempts == inbox_base.MAX_ATTEMPTS
+    assert "never finished" in event.last_error
+    with processor(provider, inbox) as p:
+        assert p.process("old").status == "skipped"
+    assert writes(provider) == []
+
+
+# 14. Any callId the intake accepts can be written ---------------------------------------------
+
+
+@pytest.mark.parametrize("call_id", ["appel-é€-中", "appel\nsur deux lignes", "100%"])
+def test_a_call_id_of_any_characters_is_written_under_a_key_that_names_it(provider, inbox, call_id):
+    inbox.accept(call_id, callback(call_id, "07/04/2025 10:00:00", "20/04/2025 09:00:00"))
+    inbox.accept("new", NEWER)
+    with processor(provider, inbox) as p:
+        assert p.process(call_id).status == "applied"
+        assert p.process("new").status == "applied"  # nothing holds the contact
+    [key, _] = [entry["idempotency_key"] for entry in writes(provider)]
+    assert key.isascii() and key.isprintable() and unquote(key) == f"post-call-{call_id}"
+    assert idempotency_key("100%") != idempotency_key("100%25")
+    assert contact(provider)["retryDate"] == "2025-04-22T15:00:00"

@@ -29,3 +29,9 @@ def cmdline(pid: int) -> str:
             return command.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def run_workers(stack) -> list[int]:
+    """The run workers of a running stack: the code server starts each run in a process of
+    its own."""
+    return [p for p in descendants(stack.process.pid) if "spawn_main" in cmdline(p)]

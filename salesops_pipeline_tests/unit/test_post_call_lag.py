@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from salesops_pipeline.post_call.store import statistics as inbox_statistics
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.lag import percentile
+from salesops_pipeline.post_call.store import statistics as inbox_statistics
 from salesops_pipeline_tests.conftest import sqlite_only
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

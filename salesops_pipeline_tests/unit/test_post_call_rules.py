@@ -204,18 +204,40 @@ def test_extra_fields_and_numbers_are_accepted():
     assert event.model_extra == {"question": "2"}
 
 
+LISTED = "2025-04-07T10:00:00.000+00:00"  # shortly before the load campaign was read
+BEFORE, AFTER = "2025-04-01T09:00:00.000+00:00", "2025-04-07T10:00:01.000+00:00"
+
+
 def test_loads_count_campaign_contacts_and_later_transfers_once():
     campaign = {"c1": "anna", "c2": "anna", "c3": "max", "c4": "zoe", "c5": None}
-    transferred = {"c3": "anna", "c5": "max"}  # since the list was read: c3 moved, c5 assigned
-    assert support_loads(campaign, transferred, moving_contact="c4") == {"anna": 3, "max": 1}
+    # Since the list was read: c3 moved to anna, c5 assigned to max.
+    transferred = {"c3": ("anna", AFTER), "c5": ("max", AFTER)}
+    assert support_loads(campaign, LISTED, transferred, moving_contact="c4") == {
+        "anna": 3,
+        "max": 1,
+    }
 
 
-def test_loads_count_the_load_campaigns_contacts_only():
-    # c9 is not in the campaign (a campaign-A contact handed to support): it never counts.
-    assert support_loads({"c1": "anna"}, {"c9": "zoe"}, moving_contact="c2") == {"anna": 1}
+def test_a_listed_contact_is_counted_as_the_list_says_once_it_had_time_to_show():
+    # The pipeline gave c1 to zoe long before the list was read; the list shows anna holding
+    # it now (someone moved it): the list decides.
+    counted = {"c1": ("zoe", BEFORE)}
+    assert support_loads({"c1": "anna"}, LISTED, counted, moving_contact="c9") == {"anna": 1}
+
+
+def test_a_transferred_contact_outside_the_campaign_counts_for_its_agent():
+    # c9 is not in the load campaign (a campaign-A contact handed to support): it counts for
+    # zoe until the list shows it, a later transfer moves it, or the load period ends.
+    loads = support_loads({"c1": "anna"}, LISTED, {"c9": ("zoe", BEFORE)}, moving_contact="c2")
+    assert loads == {"anna": 1, "zoe": 1}
+
+
+def test_a_contact_counts_once_for_its_latest_holder_and_not_while_it_moves():
+    counted = {"c9": ("zoe", AFTER), "c8": ("zoe", BEFORE)}
+    assert support_loads({}, LISTED, counted, moving_contact="c9") == {"zoe": 1}
 
 
 def test_agent_with_no_contact_has_load_zero():
-    loads = support_loads({"c1": "anna"}, {}, moving_contact="c2")
+    loads = support_loads({"c1": "anna"}, LISTED, {}, moving_contact="c2")
     candidates = [_candidate(name, loads.get(name, 0)) for name in ("anna", "bob")]
     assert least_loaded_agent(candidates) == "bob"

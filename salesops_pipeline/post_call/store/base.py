@@ -194,12 +194,13 @@ def _queue(conn: Connection, call_id: str, reason: str, now: datetime) -> None:
 
 
 def _renew(conn: Connection, call_id: str, owner: str, now: datetime) -> bool:
-    """Extend a lease that `owner` holds and that has not run out."""
+    """Extend the lease `owner` holds. One that ran out is still its holder's until another
+    takes the event (a claim) or it is released (a dead worker's): a slow provider alone never
+    costs an event its handling."""
     return bool(
         conn.execute(
-            "UPDATE event SET lease_until = ? WHERE call_id = ? AND lease_owner = ?"
-            " AND lease_until >= ?",
-            (_iso(now + LEASE), call_id, owner, _iso(now)),
+            "UPDATE event SET lease_until = ? WHERE call_id = ? AND lease_owner = ?",
+            (_iso(now + LEASE), call_id, owner),
         ).rowcount
     )
 

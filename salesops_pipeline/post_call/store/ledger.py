@@ -5,9 +5,10 @@ wins, and one unresolved write per contact at a time.
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from salesops_pipeline.post_call.status import (
+    OPEN_STATUSES,
     EventStatus,
     HandlingStatus,
     Refusal,
@@ -27,7 +28,7 @@ from salesops_pipeline.post_call.store.base import (
     _renew,
     retry_delay,
 )
-from salesops_pipeline.post_call.store.transfers import _recent_transfers
+from salesops_pipeline.post_call.store.transfers import _counted_transfers
 
 
 class WriteLedger(StoreBase):
@@ -56,7 +57,8 @@ class WriteLedger(StoreBase):
         contact_id: str,
         call_time: str,
         changes: dict,
-        choose_agent: Callable[[dict[str, str]], str | None] | None = None,
+        landing: timedelta,
+        choose_agent: Callable[[dict[str, tuple[str, str]]], str | None] | None = None,
         transfers_since: str | None = None,
     ) -> WritePlan:
         """Decide, under the write lock and with no network call, whether this event may write
@@ -64,8 +66,9 @@ class WriteLedger(StoreBase):
 
         Newest call wins: an event older than the newest one applied to the contact is
         superseded. One write per contact at a time: while another call's write to the
-        contact is unresolved, this one waits. For a transfer, `choose_agent` gets the
-        transfers recorded since `transfers_since` (contact → agent) and picks the agent.
+        contact is unresolved, or may still land (sent less than `landing` ago), this one
+        waits. For a transfer, `choose_agent` gets the transfers that count in the loads (made
+        since `transfers_since`: contact → (agent, when)) and picks the agent.
         """
         with self.transaction() as conn:
             if choose_agent is not None:
@@ -75,12 +78,12 @@ class WriteLedger(StoreBase):
             now = _now()
             if not _renew(conn, call_id, owner, now):
                 return WritePlan(refusal=Refusal.LEASE_LOST)
-            refusal = _contact_refusal(conn, call_id, contact_id, call_time)
+            refusal = _contact_refusal(conn, call_id, contact_id, call_time, now - landing)
             if refusal is not None:
                 return refusal
             changes = dict(changes)
             if choose_agent is not None:
-                agent = choose_agent(_recent_transfers(conn, transfers_since))
+                agent = choose_agent(_counted_transfers(conn, transfers_since))
                 if agent is None:
                     return WritePlan(refusal=Refusal.NO_AGENT, detail="no active support agent")
                 changes["assignedAgent"] = agent
@@ -106,21 +109,49 @@ class WriteLedger(StoreBase):
             )
         return WritePlan(write=self.write_of(call_id))
 
-    def resend_write(self, call_id: str, owner: str) -> WritePlan:
+    def resend_write(
+        self,
+        call_id: str,
+        owner: str,
+        *,
+        landing: timedelta,
+        rechoose_agent: Callable[[str, dict[str, tuple[str, str]]], str | None] | None = None,
+        transfers_since: str | None = None,
+    ) -> WritePlan:
         """Record that a write whose earlier send did not apply is sent again, under the same
-        rules as the first send."""
+        rules as the first send. For a transfer, `rechoose_agent` gets the agent chosen before
+        and the transfers that count, and keeps that agent or picks another."""
         with self.transaction() as conn:
             # A write's contact never changes: read before the lock, checked under it.
-            contact_id, call_time = conn.execute(
-                "SELECT contact_id, call_time FROM write WHERE call_id = ?", (call_id,)
+            contact_id, call_time, changes = conn.execute(
+                "SELECT contact_id, call_time, changes FROM write WHERE call_id = ?", (call_id,)
             ).fetchone()
+            changes = json.loads(changes)
+            rechoose = rechoose_agent is not None and "assignedAgent" in changes
+            if rechoose:
+                self._store.lock(conn, TRANSFER_CHOICE_LOCK)
             self._store.lock(conn, contact_lock(contact_id))
             now = _now()
             if not _renew(conn, call_id, owner, now):
                 return WritePlan(refusal=Refusal.LEASE_LOST)
-            refusal = _contact_refusal(conn, call_id, contact_id, call_time)
+            refusal = _contact_refusal(conn, call_id, contact_id, call_time, now - landing)
             if refusal is not None:
                 return refusal
+            if rechoose:
+                agent = rechoose_agent(
+                    changes["assignedAgent"], _counted_transfers(conn, transfers_since)
+                )
+                if agent is None:
+                    return WritePlan(refusal=Refusal.NO_AGENT, detail="no active support agent")
+                if agent != changes["assignedAgent"]:
+                    changes["assignedAgent"] = agent
+                    conn.execute(
+                        "UPDATE write SET changes = ? WHERE call_id = ?",
+                        (json.dumps(changes), call_id),
+                    )
+                    conn.execute(
+                        "UPDATE transfer SET agent = ? WHERE call_id = ?", (agent, call_id)
+                    )
             conn.execute(
                 "UPDATE write SET state = ?, sends = sends + 1, sent_at = ?, updated_at = ?"
                 " WHERE call_id = ?",
@@ -197,10 +228,41 @@ class WriteLedger(StoreBase):
             _log(conn, call_id, attempts, logged, decision, writes, error, run_id, now)
         return status
 
+    def fail_if_spent(self, call_id: str, owner: str) -> bool:
+        """Fail an open event whose attempts are spent and that nobody else holds; its write,
+        if one went out, is given up on (it may have landed). True if it was failed."""
+        now = _now()
+        with self.transaction() as conn:
+            written = conn.execute(
+                "SELECT contact_id FROM write WHERE call_id = ?", (call_id,)
+            ).fetchone()
+            if written is not None:
+                self._store.lock(conn, contact_lock(written[0]))
+            row = conn.execute(
+                "SELECT attempts FROM event WHERE call_id = ? AND status IN (?, ?)"
+                " AND attempts >= ? AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+                + self._store.for_update,
+                (call_id, *OPEN_STATUSES, base.MAX_ATTEMPTS, _iso(now), owner),
+            ).fetchone()
+            if row is None:
+                return False
+            error = f"gave up after {row[0]} attempts, the last of which never finished"
+            conn.execute(
+                "UPDATE event SET status = ?, next_attempt_at = ?, lease_owner = NULL,"
+                " lease_until = NULL, updated_at = ? WHERE call_id = ?",
+                (EventStatus.FAILED, _iso(now + STALE_AFTER), _iso(now), call_id),
+            )
+            _log(conn, call_id, row[0], EventStatus.FAILED, "", [], error, None, now)
+            _give_up_write(conn, call_id, now)
+        return True
+
 
 def _contact_refusal(
-    conn: Connection, call_id: str, contact_id: str, call_time: str
+    conn: Connection, call_id: str, contact_id: str, call_time: str, landing_since: datetime
 ) -> WritePlan | None:
+    """Why this call may not write to its contact now, if it may not: a newer call's effect is
+    there, or another call's write is unresolved or may still land (given up on, but sent
+    since `landing_since`)."""
     newest = conn.execute(
         "SELECT call_time, call_id FROM contact_state WHERE contact_id = ?", (contact_id,)
     ).fetchone()
@@ -210,8 +272,16 @@ def _contact_refusal(
             detail=f"call {newest[1]} of {newest[0]} is newer and already applied",
         )
     unresolved = conn.execute(
-        "SELECT call_id FROM write WHERE contact_id = ? AND call_id != ? AND state IN (?, ?)",
-        (contact_id, call_id, WriteState.SENDING, WriteState.UNKNOWN),
+        "SELECT call_id FROM write WHERE contact_id = ? AND call_id != ?"
+        " AND (state IN (?, ?) OR (state = ? AND sent_at > ?))",
+        (
+            contact_id,
+            call_id,
+            WriteState.SENDING,
+            WriteState.UNKNOWN,
+            WriteState.GIVEN_UP,
+            _iso(landing_since),
+        ),
     ).fetchone()
     if unresolved is not None:
         return WritePlan(

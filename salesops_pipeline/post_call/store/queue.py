@@ -15,6 +15,7 @@ from salesops_pipeline.post_call.status import (
     HandlingStatus,
 )
 from salesops_pipeline.post_call.storage import QUEUE_LOCK, Connection
+from salesops_pipeline.post_call.store import base
 from salesops_pipeline.post_call.store.base import (
     _EVENT_SELECT,
     LEASE,
@@ -31,6 +32,19 @@ from salesops_pipeline.post_call.store.base import (
     _queue,
     lane_key,
     payload_digest,
+)
+
+# The queue entries a lane may have to hand out, with their lane (out of `?` lanes): those of
+# the open events, found from the events (an index of their status, then one of the queue's
+# callIds), and the replays, found apart. What it reads grows with the open events and the
+# kept replays, not with the queue's history. CROSS JOIN keeps SQLite starting from the events;
+# the replay's reason is spelled out, as in the partial index `queue_replay`, for SQLite to
+# use it.
+_WORK = (
+    "SELECT q.seq, q.call_id, q.lane_key % ? AS lane FROM event e CROSS JOIN queue q"
+    " WHERE e.status IN (?, ?) AND q.call_id = e.call_id"
+    " UNION SELECT q.seq, q.call_id, q.lane_key % ? AS lane FROM queue q"
+    f" WHERE q.reason = '{REPLAY}'"
 )
 
 
@@ -74,13 +88,11 @@ class EventQueue(StoreBase):
         read; lanes with nothing to do are left out."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT q.lane_key % ? AS lane, MAX(q.seq) FROM queue q"
-                " JOIN event e ON e.call_id = q.call_id"
-                " LEFT JOIN lane p ON p.lanes = ? AND p.lane = q.lane_key % ?"
-                " WHERE q.seq > COALESCE(p.position, 0)"
-                " AND (e.status IN (?, ?) OR q.reason = ?)"
-                " GROUP BY 1",
-                (lanes, lanes, lanes, *OPEN_STATUSES, REPLAY),
+                f"SELECT w.lane, MAX(w.seq) FROM ({_WORK}) w"
+                " LEFT JOIN lane p ON p.lanes = ? AND p.lane = w.lane"
+                " WHERE w.seq > COALESCE(p.position, 0)"
+                " GROUP BY w.lane",
+                (lanes, *OPEN_STATUSES, lanes, lanes),
             ).fetchall()
         return dict(rows)
 
@@ -98,14 +110,16 @@ class EventQueue(StoreBase):
         """The open events queued in `lane` after position `after`, and those replayed (their
         handling records what they already are), each once, in queue order, reading at most
         `limit` entries; and the position read up to (None: nothing new)."""
+        # Entries of events already final are never handed out, so they need not be read: the
+        # position returned is the last entry handed out, and every entry before it that is
+        # not read belongs to an event that was final when read (a replay queues it anew).
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT q.seq, q.call_id, e.status IN (?, ?) OR q.reason = ? FROM queue q"
-                " JOIN event e ON e.call_id = q.call_id"
-                " WHERE q.seq > ? AND q.lane_key % ? = ? ORDER BY q.seq LIMIT ?",
-                (*OPEN_STATUSES, REPLAY, after, lanes, lane, limit),
+                f"SELECT w.seq, w.call_id FROM ({_WORK}) w"
+                " WHERE w.seq > ? AND w.lane = ? ORDER BY w.seq LIMIT ?",
+                (lanes, *OPEN_STATUSES, lanes, after, lane, limit),
             ).fetchall()
-        call_ids = list(dict.fromkeys(call_id for _, call_id, is_open in rows if is_open))
+        call_ids = list(dict.fromkeys(call_id for _, call_id in rows))
         return call_ids, (rows[-1][0] if rows else None)
 
     def advance_lane(self, lane: int, lanes: int, position: int) -> None:
@@ -144,7 +158,8 @@ class EventQueue(StoreBase):
     def replay(self, call_id: str) -> bool:
         """Queue an event again, whatever its status; False if the callId is unknown.
 
-        A failed event gets a fresh set of attempts. An event already applied is not applied
+        A failed (or dismissed) event gets a fresh set of attempts. An event already applied is
+        not applied
         twice: its handling records that and stops.
         """
         now = _now()
@@ -152,13 +167,15 @@ class EventQueue(StoreBase):
             self._store.lock(conn, QUEUE_LOCK)
             if conn.execute("SELECT 1 FROM event WHERE call_id = ?", (call_id,)).fetchone() is None:
                 return False
-            failed, retrying = EventStatus.FAILED, EventStatus.RETRYING
+            # A dismissed event is a failed one a person gave up on: replaying it changes their
+            # mind.
+            failed = f"'{EventStatus.FAILED}', '{EventStatus.DISMISSED}'"
             conn.execute(
-                "UPDATE event SET status = CASE WHEN status = ? THEN ? ELSE status END,"
-                " attempts = CASE WHEN status = ? THEN 0 ELSE attempts END,"
-                " crashes = CASE WHEN status = ? THEN 0 ELSE crashes END,"
+                f"UPDATE event SET status = CASE WHEN status IN ({failed}) THEN ? ELSE status END,"
+                f" attempts = CASE WHEN status IN ({failed}) THEN 0 ELSE attempts END,"
+                f" crashes = CASE WHEN status IN ({failed}) THEN 0 ELSE crashes END,"
                 " next_attempt_at = ? WHERE call_id = ?",
-                (failed, retrying, failed, failed, _iso(now + STALE_AFTER), call_id),
+                (EventStatus.RETRYING, _iso(now + STALE_AFTER), call_id),
             )
             _queue(conn, call_id, REPLAY, now)
         return True
@@ -176,16 +193,30 @@ class EventQueue(StoreBase):
         return [call_id for call_id, _ in rows]
 
     def claim(self, call_id: str, owner: str) -> EventRecord | None:
-        """Take an open event for handling; None if it is final or another holder's lease runs."""
+        """Take an open event for handling; None if it is final, if another holder's lease
+        runs, or if its attempts are spent. Every claim is an attempt, so the limit holds even
+        for handlings that never finished (their leases ran out): such an event is failed."""
         now = _now()
         with self.transaction() as conn:
             updated = conn.execute(
                 "UPDATE event SET lease_owner = ?, lease_until = ?, attempts = attempts + 1,"
-                " updated_at = ? WHERE call_id = ? AND status IN (?, ?)"
+                " updated_at = ? WHERE call_id = ? AND status IN (?, ?) AND attempts < ?"
                 " AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)",
-                (owner, _iso(now + LEASE), _iso(now), call_id, *OPEN_STATUSES, _iso(now), owner),
+                (
+                    owner,
+                    _iso(now + LEASE),
+                    _iso(now),
+                    call_id,
+                    *OPEN_STATUSES,
+                    base.MAX_ATTEMPTS,
+                    _iso(now),
+                    owner,
+                ),
             ).rowcount
-        return self.get(call_id) if updated else None
+        if updated:
+            return self.get(call_id)
+        self.fail_if_spent(call_id, owner)
+        return None
 
     def record_skip(self, call_id: str, reason: str, run_id: str | None) -> None:
         """Log that a queued event was not handled (already final, or held by another run)."""

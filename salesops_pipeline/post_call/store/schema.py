@@ -14,6 +14,7 @@ version.
 - `conflict`: a callId delivered again with a different payload, kept for inspection;
 - `quarantine`: bodies refused at the door, raw, with the reason;
 - `alert`: the conditions the operators were told of;
+- `status_count`: events per status, and those retention pruned, kept by triggers;
 - `meta`: the inbox's epoch, which tells one inbox from the next.
 """
 
@@ -24,6 +25,7 @@ from functools import cache
 
 from salesops_pipeline.post_call.status import OPEN_STATUSES
 from salesops_pipeline.post_call.storage import PostgresConnection, postgres_ddl
+from salesops_pipeline.post_call.store.base import REPLAY
 
 # The open statuses as SQL literals (fixed enum values), where a partial index and the queries
 # that use it must spell the same condition.
@@ -58,6 +60,11 @@ CREATE TABLE IF NOT EXISTS queue (
     queued_at TEXT NOT NULL,
     lane_key INTEGER NOT NULL DEFAULT 0
 );
+-- The lanes start from the open events and find their entries here, so that what they read
+-- grows with the open events, not with the queue's history. Pruning deletes by it too.
+CREATE INDEX IF NOT EXISTS queue_call ON queue (call_id);
+-- A replay is handled whatever its event's status: the few replays are found apart.
+CREATE INDEX IF NOT EXISTS queue_replay ON queue (seq) WHERE reason = '{REPLAY}';
 -- How far the post-call runs of each lane have read the queue, per number of lanes.
 CREATE TABLE IF NOT EXISTS lane (
     lanes INTEGER NOT NULL,
@@ -124,8 +131,81 @@ CREATE TABLE IF NOT EXISTS quarantine (
     content_type TEXT,
     raw_body BLOB NOT NULL
 );
+-- Retention prunes the oldest deliveries of both.
+CREATE INDEX IF NOT EXISTS conflict_received ON conflict (received_at);
+CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received_at);
 CREATE TABLE IF NOT EXISTS alert (condition TEXT PRIMARY KEY, raised_at TEXT NOT NULL);
+-- Events per status, kept by triggers on `event` so that counting never reads the history.
+-- `pruned` adds the events retention deleted, so that the totals of finished events only grow.
+-- On PostgreSQL each session adds to a shard of its own: lanes finishing events side by side
+-- do not queue on one row.
+CREATE TABLE IF NOT EXISTS status_count (
+    status TEXT NOT NULL,
+    shard INTEGER NOT NULL DEFAULT 0,
+    events INTEGER NOT NULL DEFAULT 0,
+    pruned INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (status, shard)
+);
 """
+
+_SQLITE_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS status_count_insert AFTER INSERT ON event BEGIN
+    INSERT INTO status_count (status, shard, events) VALUES (NEW.status, 0, 1)
+        ON CONFLICT (status, shard) DO UPDATE SET events = events + 1;
+END""",
+    """CREATE TRIGGER IF NOT EXISTS status_count_update AFTER UPDATE OF status ON event
+WHEN NEW.status != OLD.status BEGIN
+    INSERT INTO status_count (status, shard, events) VALUES (OLD.status, 0, -1)
+        ON CONFLICT (status, shard) DO UPDATE SET events = events - 1;
+    INSERT INTO status_count (status, shard, events) VALUES (NEW.status, 0, 1)
+        ON CONFLICT (status, shard) DO UPDATE SET events = events + 1;
+END""",
+)
+
+# The two rows a change of status touches are taken in the order of their status, whichever
+# way the change goes, so that two transactions never wait for each other's.
+_POSTGRES_TRIGGERS = (
+    """CREATE OR REPLACE FUNCTION count_event_status() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    my_shard BIGINT := mod(pg_backend_pid(), 8);
+    first_status TEXT;
+    first_delta BIGINT;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        first_status := NEW.status; first_delta := 1;
+    ELSIF OLD.status < NEW.status THEN
+        first_status := OLD.status; first_delta := -1;
+    ELSE
+        first_status := NEW.status; first_delta := 1;
+    END IF;
+    INSERT INTO status_count (status, shard, events) VALUES (first_status, my_shard, first_delta)
+        ON CONFLICT (status, shard) DO UPDATE SET events = status_count.events + first_delta;
+    IF TG_OP = 'UPDATE' THEN
+        IF first_delta = 1 THEN
+            first_status := OLD.status; first_delta := -1;
+        ELSE
+            first_status := NEW.status; first_delta := 1;
+        END IF;
+        INSERT INTO status_count (status, shard, events)
+            VALUES (first_status, my_shard, first_delta)
+            ON CONFLICT (status, shard) DO UPDATE SET events = status_count.events + first_delta;
+    END IF;
+    RETURN NULL;
+END $$ SET search_path FROM CURRENT""",
+    "DROP TRIGGER IF EXISTS status_count_insert ON event",
+    "CREATE TRIGGER status_count_insert AFTER INSERT ON event"
+    " FOR EACH ROW EXECUTE FUNCTION count_event_status()",
+    "DROP TRIGGER IF EXISTS status_count_update ON event",
+    "CREATE TRIGGER status_count_update AFTER UPDATE OF status ON event"
+    " FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)"
+    " EXECUTE FUNCTION count_event_status()",
+)
+
+# What the counts start from when an inbox of an earlier version gets them.
+_SEED_COUNTS = (
+    "INSERT INTO status_count (status, shard, events) SELECT status, 0, COUNT(*) FROM event"
+    " GROUP BY status"
+)
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
@@ -149,6 +229,10 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        for trigger in _SQLITE_TRIGGERS:
+            conn.execute(trigger)
+        if "status_count" not in tables:
+            conn.execute(_SEED_COUNTS)
         if legacy_ledger:
             conn.execute(
                 "INSERT OR IGNORE INTO transfer (call_id, contact_id, agent, state, at)"
@@ -168,14 +252,22 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
 def _postgres_schema_version() -> str:
     """Changes whenever the schema does: a database already at this version is left alone.
     Computed on first use, so that SQLite users never pay for it."""
-    return hashlib.sha256(";".join(postgres_ddl(SCHEMA)).encode()).hexdigest()[:16]
+    ddl = [*postgres_ddl(SCHEMA), *_POSTGRES_TRIGGERS]
+    return hashlib.sha256(";".join(ddl).encode()).hexdigest()[:16]
 
 
 def _ensure_postgres_schema(conn: PostgresConnection) -> None:
-    """Create what is missing. No earlier PostgreSQL inbox exists, so there is nothing to
-    migrate."""
+    """Create what is missing; an inbox made before the status counts gets them from its
+    events."""
+    [(counted,)] = conn.execute("SELECT to_regclass('status_count')").fetchall()
     for statement in postgres_ddl(SCHEMA):
         conn.execute(statement)
+    # The triggers lock `event` against writers until this transaction ends: no event escapes
+    # both the seed and the triggers.
+    for statement in _POSTGRES_TRIGGERS:
+        conn.execute(statement)
+    if counted is None:
+        conn.execute(_SEED_COUNTS)
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO NOTHING",
         (secrets.token_hex(4),),

@@ -76,8 +76,25 @@ class Statistics(StoreBase):
         return sorted(_latency(received, done) for _, received, done in rows)
 
     def counts(self) -> dict[str, int]:
+        """Events in the inbox per status, from the counts the triggers keep: a few rows,
+        however long the history."""
         with self.connect() as conn:
-            return dict(conn.execute("SELECT status, COUNT(*) FROM event GROUP BY status"))
+            return dict(
+                conn.execute(
+                    "SELECT status, CAST(SUM(events) AS BIGINT) FROM status_count"
+                    " GROUP BY status HAVING SUM(events) > 0"
+                )
+            )
+
+    def finished_totals(self) -> dict[str, int]:
+        """Events that ended in each final status, those retention pruned included: totals
+        that pruning never lowers (a failed event replayed leaves `failed`, as before)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT status, CAST(SUM(events + pruned) AS BIGINT) FROM status_count"
+                f" WHERE status NOT IN ({_OPEN_LITERALS}) GROUP BY status"
+            ).fetchall()
+        return {status: total for status, total in rows if total > 0}
 
     def quarantined(self) -> list[dict]:
         with self.connect() as conn:

@@ -42,7 +42,7 @@ class _InboxCollector:
     def figures(self) -> tuple[PostCallLag, dict[str, int]]:
         with self._lock:
             if self._figures is None or time.monotonic() - self._read_at >= self.max_age:
-                self._figures = (self.inbox.lag(), self.inbox.counts())
+                self._figures = (self.inbox.lag(), self.inbox.finished_totals())
                 self._read_at = time.monotonic()
             return self._figures
 
@@ -63,7 +63,8 @@ class _InboxCollector:
         )
         events = CounterMetricFamily(
             "salesops_post_call_events",
-            "Post-call events finished, by how they ended (the backlog has the others).",
+            "Post-call events finished, by how they ended, pruned ones included (the backlog"
+            " has the others).",
             labels=["status"],
         )
         for status in FINAL_STATUSES:

@@ -1,11 +1,13 @@
 """The sandbox provider's HTTP API: the voice provider's and the CRM's endpoints.
 
 Beside the provider's API it has `/_sandbox/*` endpoints, behind the same key, to add raw
-records and to inject faults (429 with Retry-After, 5xx, slow answers), so that retries,
-timeouts and malformed data can be shown and tested against a real server.
+records, to change the CRM's agents, and to inject faults (429 with Retry-After, 5xx, slow
+answers, writes applied late), so that retries, timeouts and malformed data can be shown and
+tested against a real server.
 """
 
 import asyncio
+import contextlib
 import json
 import random
 import secrets
@@ -49,7 +51,10 @@ class Fault(BaseModel):
     - wait `delay_seconds` first (with `status` null: then handle them normally);
     - with `drop_after_apply`: handle them, then break the connection before the answer
       completes, as a crashing proxy would;
-    - with `empty_after_apply`: handle them, then answer 204 with no body.
+    - with `empty_after_apply`: handle them, then answer 204 with no body;
+    - with `apply_after_seconds` (contact PATCHes): answer nothing, and apply the change that
+      many seconds later, whether the client is still there or not, as a provider whose queue
+      is late would; the connection is then dropped. The write log shows it when applied.
     """
 
     method: str = "GET"
@@ -60,6 +65,7 @@ class Fault(BaseModel):
     delay_seconds: float = Field(default=0.0, ge=0, le=120)
     drop_after_apply: bool = False
     empty_after_apply: bool = False
+    apply_after_seconds: float | None = Field(default=None, gt=0, le=120)
     probability: float = Field(default=1.0, gt=0, le=1)
     times: int = Field(default=1, ge=1)
 
@@ -109,6 +115,15 @@ class FaultBox:
             self._faults.clear()
 
 
+class AgentChange(BaseModel):
+    """What `/_sandbox/agents/{agent}` may change of a CRM agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    active: bool | None = None
+    team: str | None = None
+
+
 class _BrokenAnswer(Response):
     """An answer cut short: the headers promise more body than is sent, so the server closes
     the connection mid-answer and the client never learns the outcome."""
@@ -149,6 +164,37 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
     app.state.faults = FaultBox()
     # Every change applied, in order: what a test or a benchmark checks "written once" against.
     app.state.applied_patches = []
+    # Writes held by `apply_after_seconds`, kept until applied (the loop keeps weak references).
+    app.state.late_writes = set()
+
+    def apply_patch(contact_id: str, patch: ContactPatch, idempotency_key: str | None):
+        """The contact's new JSON body once `patch` is applied; None if there is no contact."""
+        changes = {name: getattr(patch, name) for name in patch.model_fields_set}
+        if isinstance(changes.get("retryDate"), datetime):
+            changes["retryDate"] = provider_local(changes["retryDate"]).isoformat()
+        if not changes:
+            raise HTTPException(status_code=422, detail="nothing to change")
+        body = store.patch_contact(contact_id, changes, idempotency_key)
+        if body is not None:
+            app.state.applied_patches.append((contact_id, changes))
+        return body
+
+    async def apply_late(request: Request, seconds: float) -> Response:
+        contact_id = request.url.path.removeprefix("/voice/contacts/")
+        raw, key = await request.body(), request.headers.get("Idempotency-Key")
+
+        async def later() -> None:
+            await asyncio.sleep(seconds)
+            # A body the endpoint would refuse is dropped here too: nothing to apply.
+            with contextlib.suppress(ValueError, HTTPException):
+                patch = ContactPatch.model_validate_json(raw)
+                await asyncio.to_thread(apply_patch, contact_id, patch, key)
+
+        task = asyncio.create_task(later())
+        app.state.late_writes.add(task)
+        task.add_done_callback(app.state.late_writes.discard)
+        await asyncio.wait({task})
+        return _BrokenAnswer()
 
     def require_key(x_api_key: str | None = Header(default=None)) -> None:
         if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), api_key.encode()):
@@ -162,6 +208,12 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
         if fault is not None:
             if fault.delay_seconds:
                 await asyncio.sleep(fault.delay_seconds)
+            if (
+                fault.apply_after_seconds is not None
+                and request.method == "PATCH"
+                and request.url.path.startswith("/voice/contacts/")
+            ):
+                return await apply_late(request, fault.apply_after_seconds)
             if fault.drop_after_apply:
                 await call_next(request)
                 return _BrokenAnswer()
@@ -224,15 +276,9 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
         patch: ContactPatch,
         idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
     ) -> Response:
-        changes = {name: getattr(patch, name) for name in patch.model_fields_set}
-        if isinstance(changes.get("retryDate"), datetime):
-            changes["retryDate"] = provider_local(changes["retryDate"]).isoformat()
-        if not changes:
-            raise HTTPException(status_code=422, detail="nothing to change")
-        body = store.patch_contact(contact_id, changes, idempotency_key)
+        body = apply_patch(contact_id, patch, idempotency_key)
         if body is None:
             raise HTTPException(status_code=404, detail=f"contact {contact_id} not found")
-        app.state.applied_patches.append((contact_id, changes))
         return Response(content=body, media_type="application/json")
 
     @app.get("/crm/agents", dependencies=auth)
@@ -277,6 +323,17 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
     def clear_faults() -> dict:
         app.state.faults.clear()
         return {"cleared": True}
+
+    @app.patch("/_sandbox/agents/{agent}", dependencies=auth)
+    def change_agent(agent: str, change: AgentChange) -> Response:
+        """Change a CRM agent (found by id or username): deactivate it, move it to a team."""
+        changes = change.model_dump(exclude_unset=True)
+        if not changes:
+            raise HTTPException(status_code=422, detail="nothing to change")
+        body = store.set_agent(agent, changes)
+        if body is None:
+            raise HTTPException(status_code=404, detail=f"agent {agent} not found")
+        return Response(content=body, media_type="application/json")
 
     @app.post("/_sandbox/campaigns/{campaign}/contacts", dependencies=auth, status_code=201)
     async def add_contacts(campaign: str, request: Request) -> dict:

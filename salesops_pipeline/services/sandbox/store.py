@@ -4,6 +4,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 SCHEMA = """
@@ -108,11 +109,37 @@ class SandboxStore:
             conn.execute("UPDATE contact SET body = ? WHERE id = ?", (text, contact_id))
             conn.execute(
                 "INSERT INTO write_log (contact_id, changes, idempotency_key, at)"
-                " VALUES (?, ?, ?, datetime('now'))",
-                (contact_id, json.dumps(changes), idempotency_key),
+                " VALUES (?, ?, ?, ?)",
+                (
+                    contact_id,
+                    json.dumps(changes),
+                    idempotency_key,
+                    # To the millisecond: tests time writes against what they changed.
+                    datetime.now(UTC).isoformat(timespec="milliseconds"),
+                ),
             )
             conn.execute("COMMIT")
             return text
+
+    def set_agent(self, agent: str, changes: dict) -> str | None:
+        """Change a CRM agent (`active`, `team`), found by id or username; its new JSON body,
+        or None if there is no such agent."""
+        with self.connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute("SELECT seq, body FROM crm_agent ORDER BY seq").fetchall()
+            for seq, body in rows:
+                record = json.loads(body)
+                if agent in (record.get("id"), record.get("username")):
+                    record.update(changes)
+                    text = json.dumps(record)
+                    conn.execute(
+                        "UPDATE crm_agent SET team = ?, body = ? WHERE seq = ?",
+                        (record.get("team"), text, seq),
+                    )
+                    conn.execute("COMMIT")
+                    return text
+            conn.execute("ROLLBACK")
+            return None
 
     def write_log(self) -> list[dict]:
         with self.connect() as conn:
