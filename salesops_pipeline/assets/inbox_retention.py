@@ -19,11 +19,13 @@ from salesops_pipeline.timezone import BUSINESS_TIMEZONE_NAME
 def prune_inbox(context: dg.OpExecutionContext, inbox: InboxResource) -> dict:
     """Delete from the post-call inbox what is finished and older than the retention: finished
     events with their writes, outcomes and queue entries, and the refused or conflicting
-    deliveries kept for inspection. Failed events, the contacts' newest applied calls and the
-    transfer ledger stay. Deletes in short batches, so that webhooks and post-call runs never
-    wait long for the inbox."""
+    deliveries kept for inspection, and the transfers that no longer count in any support
+    agent's load. Failed events and the contacts' newest applied calls stay. Deletes in short
+    batches, so that webhooks and post-call runs never wait long for the inbox."""
     days = settings.inbox_retention_days()
-    pruned = inbox.get_inbox().prune(timedelta(days=days))
+    pruned = inbox.get_inbox().prune(
+        timedelta(days=days), load_period=timedelta(days=settings.support_load_days())
+    )
     context.log.info(f"older than {days} days: {pruned.text()}")
     context.add_output_metadata(
         {

@@ -146,7 +146,9 @@ def _inbox(args: argparse.Namespace) -> int:
     if args.prune:
         # The setting is checked before anything is read or deleted.
         days = settings.inbox_retention_days()
-        pruned = _existing_inbox().prune(timedelta(days=days))
+        pruned = _existing_inbox().prune(
+            timedelta(days=days), load_period=timedelta(days=settings.support_load_days())
+        )
         print(f"Older than {days} days: {pruned.text()}")
         return 0
     inbox = _existing_inbox()

@@ -33,6 +33,7 @@ def test_every_benchmark_runs_at_smoke_scale(tmp_path):
         "## Progress: salesops duplicates",
         "## Progress: salesops demo-db",
         "## Inbox on SQLite: hot queries",
+        "## Day (smoke, 1 min, no stack): the contract",
     ):
         assert title in out
     # Without PostgreSQL's server programs the replicas benchmark says why it has no table.

@@ -5,10 +5,11 @@ It owns the pruning of what is finished and old: events in a final status other 
 `queue` rows, and the deliveries kept for inspection (`quarantine`, `conflict`) received before
 it. A failed event stays until a person replays or dismisses it; dismissing is here too.
 
-It never touches `contact_state` (newest call wins must outlive the calls), the transfer ledger,
-nor the open events and their queue entries, so that what a lane reads is unchanged. Deletion
-runs in bounded batches, each its own short transaction, so that the intake and the runs never
-wait long for the write lock.
+It prunes the transfer ledger only of transfers that no longer count in any agent's load (older
+than the load period) and are older than the retention. It never touches `contact_state`
+(newest call wins must outlive the calls), nor the open events and their queue entries, so
+that what a lane reads is unchanged. Deletion runs in bounded batches, each its own short
+transaction, so that the intake and the runs never wait long for the write lock.
 """
 
 import time
@@ -16,13 +17,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from salesops_pipeline.post_call.status import EventStatus
-from salesops_pipeline.post_call.storage import QUEUE_LOCK, Connection
+from salesops_pipeline.post_call.storage import QUEUE_LOCK, TRANSFER_CHOICE_LOCK, Connection
 from salesops_pipeline.post_call.store.base import REPLAY, StoreBase, _iso, _log, _now
 from salesops_pipeline.post_call.store.schema import _OPEN_LITERALS
 
-# Events per batch. Measured on SQLite (synchronous=FULL) with a million finished events: a
-# batch of 1,000 holds the write lock about 60 ms, commit included (benchmarks/RESULTS.md).
-PRUNE_BATCH = 1000
+# Events per batch at most, and the write lock a batch aims to hold: a batch that held it
+# longer (a slow disk, a busy machine) makes the next ones smaller, down to MIN_BATCH; quick
+# ones let them grow back. Measured on SQLite (synchronous=FULL) with a million finished
+# events: 1,000 events held it up to 183 ms on a busy machine, about 0.1 ms an event
+# (benchmarks/RESULTS.md).
+PRUNE_BATCH = 500
+LOCK_TARGET_S = 0.05
+MIN_BATCH = 20
 # Refused or conflicting deliveries per batch: a refused body may weigh up to 64 KB.
 DELIVERY_BATCH = 100
 # Old finished events, oldest first, read from the partial index `event_finished` (its
@@ -47,11 +53,14 @@ class Pruned:
     write lock."""
 
     rows: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys((*_EVENT_TABLES, "conflict", "quarantine"), 0)
+        default_factory=lambda: dict.fromkeys(
+            (*_EVENT_TABLES, "conflict", "quarantine", "transfer"), 0
+        )
     )
     events_by_status: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     longest_lock_s: float = 0.0
+    largest_batch: int = 0
 
     def text(self) -> str:
         counts = ", ".join(f"{table} {n:,}" for table, n in self.rows.items())
@@ -73,19 +82,49 @@ class Retention(StoreBase):
         now: datetime | None = None,
         batch: int = PRUNE_BATCH,
         delivery_batch: int = DELIVERY_BATCH,
+        load_period: timedelta | None = None,
     ) -> Pruned:
         """Delete what is finished and older than `older_than`: `batch` events, or
-        `delivery_batch` deliveries, per transaction."""
-        cutoff = _iso((now or _now()) - older_than)
+        `delivery_batch` deliveries, per transaction; and the transfers older than both
+        `older_than` and `load_period` (the support loads' period), which count for no one."""
+        now = now or _now()
+        cutoff = _iso(now - older_than)
+        transfers_cutoff = _iso(now - max(older_than, load_period or older_than))
         pruned = Pruned()
-        while self._prune_events(cutoff, batch, pruned):
-            pass
+        size = batch
+        while True:
+            deleted, seconds = self._prune_events(cutoff, size, pruned)
+            if deleted < size:
+                break
+            if seconds > LOCK_TARGET_S:
+                size = max(min(MIN_BATCH, batch), int(size * LOCK_TARGET_S / seconds))
+            elif seconds < LOCK_TARGET_S / 2:
+                size = min(batch, size * 2)
         for table in ("conflict", "quarantine"):
             while self._prune_deliveries(table, cutoff, delivery_batch, pruned):
                 pass
+        while self._prune_transfers(transfers_cutoff, batch, pruned):
+            pass
         return pruned
 
-    def _prune_events(self, cutoff: str, batch: int, pruned: Pruned) -> bool:
+    def _prune_transfers(self, cutoff: str, batch: int, pruned: Pruned) -> bool:
+        with self.transaction() as conn:
+            # As the choice of an agent does, which reads the ledger.
+            self._store.lock(conn, TRANSFER_CHOICE_LOCK)
+            started = time.perf_counter()
+            deleted = conn.execute(
+                "DELETE FROM transfer WHERE call_id IN (SELECT call_id FROM transfer"
+                " WHERE at < ? ORDER BY at LIMIT ?)",
+                (cutoff, batch),
+            ).rowcount
+        if deleted:
+            pruned._batch(time.perf_counter() - started)
+            pruned.rows["transfer"] += deleted
+        return deleted == batch
+
+    def _prune_events(self, cutoff: str, batch: int, pruned: Pruned) -> tuple[int, float]:
+        """Prune up to `batch` events in one transaction: how many, and how long it held the
+        lock."""
         with self.transaction() as conn:
             # SQLite: the lock was taken at BEGIN. PostgreSQL: the queue's, as every writer of
             # the queue takes it, so that a replay never queues an event being deleted.
@@ -101,7 +140,8 @@ class Retention(StoreBase):
                 by_status: dict[str, int] = {}
                 for _, status in rows:
                     by_status[status] = by_status.get(status, 0) + 1
-                for status, n in by_status.items():
+                # In the order of their status, as the triggers take them.
+                for status, n in sorted(by_status.items()):
                     pruned.events_by_status[status] = pruned.events_by_status.get(status, 0) + n
                     conn.execute(
                         "INSERT INTO status_count (status, shard, events, pruned)"
@@ -110,9 +150,11 @@ class Retention(StoreBase):
                         " pruned = status_count.pruned + excluded.pruned",
                         (status, -n, n),
                     )
+        seconds = time.perf_counter() - started
         if rows:
-            pruned._batch(time.perf_counter() - started)
-        return len(rows) == batch
+            pruned._batch(seconds)
+            pruned.largest_batch = max(pruned.largest_batch, len(rows))
+        return len(rows), seconds
 
     def _prune_deliveries(self, table: str, cutoff: str, batch: int, pruned: Pruned) -> bool:
         with self.transaction() as conn:

@@ -162,43 +162,41 @@ WHEN NEW.status != OLD.status BEGIN
 END""",
 )
 
-# The two rows a change of status touches are taken in the order of their status, whichever
-# way the change goes, so that two transactions never wait for each other's.
+# Stored events are counted once per statement, from its new rows: a batch of the intake adds
+# to its status's row once, not once per event (each change of a row in one transaction leaves
+# a version the next one must step over). A change of status is counted per row: the two rows
+# it touches are taken in the order of their status, whichever way the change goes, so that two
+# transactions never wait for each other's.
 _POSTGRES_TRIGGERS = (
-    """CREATE OR REPLACE FUNCTION count_event_status() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE OR REPLACE FUNCTION count_stored_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO status_count (status, shard, events)
+        SELECT status, mod(pg_backend_pid(), 8), COUNT(*) FROM stored
+        GROUP BY status ORDER BY status
+        ON CONFLICT (status, shard) DO UPDATE SET events = status_count.events + excluded.events;
+    RETURN NULL;
+END $$ SET search_path FROM CURRENT""",
+    """CREATE OR REPLACE FUNCTION count_status_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     my_shard BIGINT := mod(pg_backend_pid(), 8);
-    first_status TEXT;
-    first_delta BIGINT;
+    ordered TEXT[] := ARRAY[LEAST(OLD.status, NEW.status), GREATEST(OLD.status, NEW.status)];
+    one TEXT;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        first_status := NEW.status; first_delta := 1;
-    ELSIF OLD.status < NEW.status THEN
-        first_status := OLD.status; first_delta := -1;
-    ELSE
-        first_status := NEW.status; first_delta := 1;
-    END IF;
-    INSERT INTO status_count (status, shard, events) VALUES (first_status, my_shard, first_delta)
-        ON CONFLICT (status, shard) DO UPDATE SET events = status_count.events + first_delta;
-    IF TG_OP = 'UPDATE' THEN
-        IF first_delta = 1 THEN
-            first_status := OLD.status; first_delta := -1;
-        ELSE
-            first_status := NEW.status; first_delta := 1;
-        END IF;
+    FOREACH one IN ARRAY ordered LOOP
         INSERT INTO status_count (status, shard, events)
-            VALUES (first_status, my_shard, first_delta)
-            ON CONFLICT (status, shard) DO UPDATE SET events = status_count.events + first_delta;
-    END IF;
+            VALUES (one, my_shard, CASE WHEN one = NEW.status THEN 1 ELSE -1 END)
+            ON CONFLICT (status, shard) DO UPDATE SET events = status_count.events
+                + CASE WHEN excluded.status = NEW.status THEN 1 ELSE -1 END;
+    END LOOP;
     RETURN NULL;
 END $$ SET search_path FROM CURRENT""",
     "DROP TRIGGER IF EXISTS status_count_insert ON event",
-    "CREATE TRIGGER status_count_insert AFTER INSERT ON event"
-    " FOR EACH ROW EXECUTE FUNCTION count_event_status()",
+    "CREATE TRIGGER status_count_insert AFTER INSERT ON event REFERENCING NEW TABLE AS stored"
+    " FOR EACH STATEMENT EXECUTE FUNCTION count_stored_events()",
     "DROP TRIGGER IF EXISTS status_count_update ON event",
     "CREATE TRIGGER status_count_update AFTER UPDATE OF status ON event"
     " FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)"
-    " EXECUTE FUNCTION count_event_status()",
+    " EXECUTE FUNCTION count_status_change()",
 )
 
 # What the counts start from when an inbox of an earlier version gets them.
