@@ -187,11 +187,7 @@ class WriteLedger(StoreBase):
         now = _now()
         with self.transaction() as conn:
             # Settling a write decides what its contact's next call may do: under its lock.
-            written = conn.execute(
-                "SELECT contact_id FROM write WHERE call_id = ?", (call_id,)
-            ).fetchone()
-            if written is not None:
-                self._store.lock(conn, contact_lock(written[0]))
+            self._lock_written_contact(conn, call_id)
             row = conn.execute(
                 "SELECT attempts, lease_owner FROM event WHERE call_id = ?"
                 + self._store.for_update,
@@ -228,16 +224,21 @@ class WriteLedger(StoreBase):
             _log(conn, call_id, attempts, logged, decision, writes, error, run_id, now)
         return status
 
+    def _lock_written_contact(self, conn: Connection, call_id: str) -> None:
+        """Take the lock of the contact the event's write goes to, if it has one: a write's
+        contact never changes, so it is read before the lock."""
+        written = conn.execute(
+            "SELECT contact_id FROM write WHERE call_id = ?", (call_id,)
+        ).fetchone()
+        if written is not None:
+            self._store.lock(conn, contact_lock(written[0]))
+
     def fail_if_spent(self, call_id: str, owner: str) -> bool:
         """Fail an open event whose attempts are spent and that nobody else holds; its write,
         if one went out, is given up on (it may have landed). True if it was failed."""
         now = _now()
         with self.transaction() as conn:
-            written = conn.execute(
-                "SELECT contact_id FROM write WHERE call_id = ?", (call_id,)
-            ).fetchone()
-            if written is not None:
-                self._store.lock(conn, contact_lock(written[0]))
+            self._lock_written_contact(conn, call_id)
             row = conn.execute(
                 "SELECT attempts FROM event WHERE call_id = ? AND status IN (?, ?)"
                 " AND attempts >= ? AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
