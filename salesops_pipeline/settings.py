@@ -98,7 +98,8 @@ def _number(
         value = None
     if value is None or value < minimum or (maximum is not None and value > maximum):
         bounds = f"of at least {minimum}" + (f" and at most {maximum}" if maximum else "")
-        raise SettingError(f"{name}={text!r}: expected a {kind.__name__} {bounds}")
+        what = "a whole number" if kind is int else "a number"
+        raise SettingError(f"{name}={text!r}: expected {what} {bounds}")
     return value
 
 

@@ -93,7 +93,7 @@ def test_a_retention_that_makes_no_sense_stops_before_anything_is_pruned(
         code, out, err = _run(capsys, *argv)
         assert (code, out) == (1, "")
         assert err == (
-            "salesops: SALESOPS_INBOX_RETENTION_DAYS='0': expected a int of at least 1\n"
+            "salesops: SALESOPS_INBOX_RETENTION_DAYS='0': expected a whole number of at least 1\n"
         )
     assert any_inbox.get("old") is not None
     assert any_inbox.get("failed").status == EventStatus.FAILED
