@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 from urllib.parse import quote
 
 from salesops_pipeline.clients import (
@@ -29,7 +30,6 @@ from salesops_pipeline.clients import (
     ApiRequestError,
     ApiWriteNotApplied,
     ApiWriteUnknown,
-    CrmAgent,
     CrmClient,
     VoiceClient,
 )
@@ -112,6 +112,23 @@ def idempotency_key(call_id: str) -> str:
     return "post-call-" + quote(call_id, safe=_KEY_SAFE)
 
 
+T = TypeVar("T")
+
+
+class _Fresh(Generic[T]):
+    """A value read from another system, read again once `max_age` seconds old: a run may stay
+    open for minutes while the CRM and the provider change under it."""
+
+    def __init__(self, read: Callable[[], T], max_age: float):
+        self._read, self._max_age = read, max_age
+        self._value: tuple[T, float] | None = None
+
+    def get(self) -> T:
+        if self._value is None or time.monotonic() - self._value[1] >= self._max_age:
+            self._value = (self._read(), time.monotonic())
+        return self._value[0]
+
+
 @dataclass
 class Outcome:
     call_id: str
@@ -160,10 +177,11 @@ class PostCallProcessor:
         self.landing = landing_window(
             voice.write_deadline_seconds, settings.write_landing_margin_seconds
         )
-        # What was read from the CRM and the provider, with when (monotonic seconds): a run may
-        # stay open for minutes while they change.
-        self._support_agents: tuple[list[CrmAgent], float] | None = None
-        self._holders: tuple[dict[str, str | None], str, float] | None = None
+        self._support_agents = _Fresh(
+            lambda: self.crm.list_agents(team=self.settings.support_team).items,
+            settings.agents_max_age_seconds,
+        )
+        self._holders = _Fresh(self._read_campaign_holders, settings.load_campaign_max_age_seconds)
 
     # Public --------------------------------------------------------------------------------
 
@@ -236,11 +254,11 @@ class PostCallProcessor:
             raise PermanentFailure(f"unknown contact {event.contactId}") from None
         changes = self._changes(decision)
         if decision.transfer_to_support:
-            holders, listed_since = self._campaign_holders()
+            choose = self._chooser(event.contactId)
             counted = (
                 self.inbox.counted_transfers(self._load_since()) if self.inbox.exists() else {}
             )
-            agent = self._choose_agent(event.contactId, holders, listed_since, counted)
+            agent = choose(counted)
             if agent is None:
                 raise PermanentFailure("no active support agent to transfer to")
             changes["assignedAgent"] = agent
@@ -278,9 +296,7 @@ class PostCallProcessor:
             choose = self._chooser(write.contact_id)
 
             def keep_or_choose(current: str, counted: dict[str, tuple[str, str]]) -> str | None:
-                if any(a.username == current and self._is_candidate(a) for a in self._agents()):
-                    return current
-                return choose(counted)
+                return choose(counted, keep=current)
 
         return self.inbox.resend_write(
             record.call_id,
@@ -486,70 +502,46 @@ class PostCallProcessor:
 
     # Support transfers ---------------------------------------------------------------------
 
-    def _agents(self) -> list[CrmAgent]:
-        """The CRM's support agents, read again once `agents_max_age_seconds` old."""
-        now = time.monotonic()
-        if (
-            self._support_agents is None
-            or now - self._support_agents[1] >= self.settings.agents_max_age_seconds
-        ):
-            agents = self.crm.list_agents(team=self.settings.support_team).items
-            self._support_agents = (agents, time.monotonic())
-        return self._support_agents[0]
-
-    def _campaign_holders(self) -> tuple[dict[str, str | None], str]:
+    def _read_campaign_holders(self) -> tuple[dict[str, str | None], str]:
         """The load campaign's contacts and their agents as the provider lists them, and from
         when on this pipeline's transfers count on top of that list: a transfer sent since a
-        landing window before the read began may not show in it yet. Read again once
-        `load_campaign_max_age_seconds` old."""
-        now = time.monotonic()
-        if (
-            self._holders is None
-            or now - self._holders[2] >= self.settings.load_campaign_max_age_seconds
-        ):
-            listed_since = (datetime.now(UTC) - self.landing).isoformat(timespec="milliseconds")
-            holders = {
-                contact.id: contact.assigned_agent
-                for page in self.voice.iter_contact_pages(campaign_id=self.settings.load_campaign)
-                for contact in page.items
-                if contact.id
-            }
-            self._holders = (holders, listed_since, time.monotonic())
-        return self._holders[0], self._holders[1]
+        landing window before the read began may not show in it yet."""
+        listed_since = (datetime.now(UTC) - self.landing).isoformat(timespec="milliseconds")
+        holders = {
+            contact.id: contact.assigned_agent
+            for page in self.voice.iter_contact_pages(campaign_id=self.settings.load_campaign)
+            for contact in page.items
+            if contact.id
+        }
+        return holders, listed_since
 
     def _load_since(self) -> str:
         """The oldest transfer that still counts in an agent's load."""
         oldest = datetime.now(UTC) - timedelta(days=self.settings.support_load_days)
         return oldest.isoformat(timespec="milliseconds")
 
-    def _chooser(self, contact_id: str) -> Callable[[dict[str, tuple[str, str]]], str | None]:
+    def _chooser(self, contact_id: str) -> Callable[..., str | None]:
         """What chooses the agent for `contact_id` under the inbox's lock, given the transfers
-        that count; the provider and the CRM are read first, with no lock held."""
-        holders, listed_since = self._campaign_holders()
-        self._agents()
+        that count (and, for a transfer sent again, the agent chosen before, kept while still a
+        candidate). The provider and the CRM are read now, with no lock held: the choice itself
+        reads nothing."""
+        holders, listed_since = self._holders.get()
+        agents = self._support_agents.get()
+        team = self.settings.support_team
 
-        def choose(counted: dict[str, tuple[str, str]]) -> str | None:
-            return self._choose_agent(contact_id, holders, listed_since, counted)
+        def choose(counted: dict[str, tuple[str, str]], keep: str | None = None) -> str | None:
+            loads = support_loads(holders, listed_since, counted, contact_id)
+            candidates = [
+                SupportCandidate(
+                    a.username,
+                    can_take_support_contacts(a.active, a.team, team),
+                    loads.get(a.username, 0),
+                )
+                for a in agents
+            ]
+            return least_loaded_agent(candidates, keep=keep)
 
         return choose
-
-    def _is_candidate(self, agent: CrmAgent) -> bool:
-        return can_take_support_contacts(agent.active, agent.team, self.settings.support_team)
-
-    def _choose_agent(
-        self,
-        contact_id: str,
-        holders: dict[str, str | None],
-        listed_since: str,
-        counted: dict[str, tuple[str, str]],
-    ) -> str | None:
-        loads = support_loads(holders, listed_since, counted, contact_id)
-        return least_loaded_agent(
-            [
-                SupportCandidate(a.username, self._is_candidate(a), loads.get(a.username, 0))
-                for a in self._agents()
-            ]
-        )
 
     def _finish(
         self,

@@ -105,14 +105,18 @@ def ordering_key(moment: datetime | None, fallback_utc: str) -> str:
     return aware.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def least_loaded_agent(candidates: list[SupportCandidate]) -> str | None:
+def least_loaded_agent(candidates: list[SupportCandidate], keep: str | None = None) -> str | None:
     """Q2.2: the active support agent with the fewest contacts; ties go to the first username.
+    A transfer sent again keeps the agent chosen before (`keep`) while that agent is still an
+    active candidate, so that a contact is not moved for nothing.
 
     None when no support agent is active.
     """
     active = [c for c in candidates if c.active]
     if not active:
         return None
+    if any(c.username == keep for c in active):
+        return keep
     return min(active, key=lambda c: (c.load, c.username)).username
 
 

@@ -629,3 +629,27 @@ def test_a_call_id_of_any_characters_is_written_under_a_key_that_names_it(provid
     assert key.isascii() and key.isprintable() and unquote(key) == f"post-call-{call_id}"
     assert idempotency_key("100%") != idempotency_key("100%25")
     assert contact(provider)["retryDate"] == "2025-04-22T15:00:00"
+
+
+def test_agents_read_again_are_never_read_under_the_inbox_lock(provider, inbox):
+    # Agents that go stale at once: every read of them is slow, and none may hold the lock.
+    arm_fault(
+        provider, method="GET", path_prefix="/crm/agents", status=None, delay_seconds=1, times=5
+    )
+    inbox.accept("t1", transfer("t1", "07/04/2025 10:00:00"))
+    done = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            processor(provider, inbox, agents_max_age_seconds=0).process("t1").status
+        )
+    )
+    worker.start()
+    checked = 0
+    while worker.is_alive():
+        slow_reads = len(provider.app.state.faults.log)
+        if slow_reads > checked:  # a slow read of the agents is under way
+            assert_inbox_free(inbox, contact_id=CONTACT, call_id="t1")
+            checked = slow_reads
+        time.sleep(0.05)
+    worker.join()
+    assert done == ["applied"] and checked >= 1

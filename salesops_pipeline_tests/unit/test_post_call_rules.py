@@ -241,3 +241,10 @@ def test_agent_with_no_contact_has_load_zero():
     loads = support_loads({"c1": "anna"}, LISTED, {}, moving_contact="c2")
     candidates = [_candidate(name, loads.get(name, 0)) for name in ("anna", "bob")]
     assert least_loaded_agent(candidates) == "bob"
+
+
+def test_a_transfer_sent_again_keeps_its_agent_only_while_a_candidate():
+    candidates = [_candidate("anna", 0), _candidate("bob", 5), _candidate("zoe", 1, active=False)]
+    assert least_loaded_agent(candidates, keep="bob") == "bob"  # still active: not moved
+    assert least_loaded_agent(candidates, keep="zoe") == "anna"  # inactive now: chosen again
+    assert least_loaded_agent(candidates, keep="gone") == "anna"  # no longer in support
