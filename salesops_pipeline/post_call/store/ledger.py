@@ -71,14 +71,9 @@ class WriteLedger(StoreBase):
         since `transfers_since`: contact → (agent, when)) and picks the agent.
         """
         with self.transaction() as conn:
-            if choose_agent is not None:
-                self._store.lock(conn, TRANSFER_CHOICE_LOCK)
-            self._store.lock(conn, contact_lock(contact_id))
-            # After the wait for the locks: `sent_at` must not predate the send.
-            now = _now()
-            if not _renew(conn, call_id, owner, now):
-                return WritePlan(refusal=Refusal.LEASE_LOST)
-            refusal = _contact_refusal(conn, call_id, contact_id, call_time, now - landing)
+            now, refusal = self._may_write(
+                conn, call_id, owner, contact_id, call_time, landing, choose_agent is not None
+            )
             if refusal is not None:
                 return refusal
             changes = dict(changes)
@@ -128,13 +123,9 @@ class WriteLedger(StoreBase):
             ).fetchone()
             changes = json.loads(changes)
             rechoose = rechoose_agent is not None and "assignedAgent" in changes
-            if rechoose:
-                self._store.lock(conn, TRANSFER_CHOICE_LOCK)
-            self._store.lock(conn, contact_lock(contact_id))
-            now = _now()
-            if not _renew(conn, call_id, owner, now):
-                return WritePlan(refusal=Refusal.LEASE_LOST)
-            refusal = _contact_refusal(conn, call_id, contact_id, call_time, now - landing)
+            now, refusal = self._may_write(
+                conn, call_id, owner, contact_id, call_time, landing, rechoose
+            )
             if refusal is not None:
                 return refusal
             if rechoose:
@@ -223,6 +214,28 @@ class WriteLedger(StoreBase):
             logged = status if count_attempt else HandlingStatus.DEFERRED
             _log(conn, call_id, attempts, logged, decision, writes, error, run_id, now)
         return status
+
+    def _may_write(
+        self,
+        conn: Connection,
+        call_id: str,
+        owner: str,
+        contact_id: str,
+        call_time: str,
+        landing: timedelta,
+        choosing_agent: bool,
+    ) -> tuple[datetime, WritePlan | None]:
+        """Take the locks a write's decision needs (the support agents' choice first, when it
+        chooses one, then the contact's), renew the lease, and say why the write may not go
+        now, if it may not. Returns the moment taken after the locks, which a `sent_at` must
+        not predate."""
+        if choosing_agent:
+            self._store.lock(conn, TRANSFER_CHOICE_LOCK)
+        self._store.lock(conn, contact_lock(contact_id))
+        now = _now()
+        if not _renew(conn, call_id, owner, now):
+            return now, WritePlan(refusal=Refusal.LEASE_LOST)
+        return now, _contact_refusal(conn, call_id, contact_id, call_time, now - landing)
 
     def _lock_written_contact(self, conn: Connection, call_id: str) -> None:
         """Take the lock of the contact the event's write goes to, if it has one: a write's

@@ -159,8 +159,7 @@ class EventQueue(StoreBase):
         """Queue an event again, whatever its status; False if the callId is unknown.
 
         A failed (or dismissed) event gets a fresh set of attempts. An event already applied is
-        not applied
-        twice: its handling records that and stops.
+        not applied twice: its handling records that and stops.
         """
         now = _now()
         with self.transaction() as conn:
