@@ -136,31 +136,21 @@ def apply_post_call_events(
     settings = LaneSettings(
         lanes=config.lanes, batch=config.batch, idle_seconds=config.idle_seconds
     )
-    with processor:
-        try:
-            outcomes = drain_lane(processor, config.lane, settings, on_batch=report)
-        except BaseException as error:
-            _free_after_failure(context, processor, error)
-            raise
-    return dict(Counter(o.status for o in outcomes))
-
-
-def _free_after_failure(
-    context: dg.OpExecutionContext, processor: PostCallProcessor, error: BaseException
-) -> None:
-    """Give back at once what a failing (or cancelled) run still holds: its events would
-    otherwise stay leased after it ends, skipped by the lane's next run, and wait for their
-    stale time. Counted as a crash, as for a run that died: handling them may be what failed
-    the run. An inbox still unreachable keeps the worker registered, and the sensor frees its
-    events once this process is gone."""
-    reason = f"run {context.run_id} failed: {type(error).__name__}"
     try:
-        released = processor.inbox.release_dead_worker(processor.owner, reason)
-    except processor.inbox.errors() as unreachable:
-        context.log.warning(f"post-call events of this run not released now: {unreachable}")
-        return
-    if released:
-        context.log.warning(f"released {len(released)} post-call events: {', '.join(released)}")
+        with processor:
+            outcomes = drain_lane(processor, config.lane, settings, on_batch=report)
+    except BaseException:
+        if processor.release_error is not None:
+            context.log.warning(
+                f"post-call events of this run not released now: {processor.release_error}"
+            )
+        elif processor.released:
+            context.log.warning(
+                f"released {len(processor.released)} post-call events:"
+                f" {', '.join(processor.released)}"
+            )
+        raise
+    return dict(Counter(o.status for o in outcomes))
 
 
 @dg.job(

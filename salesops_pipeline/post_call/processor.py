@@ -174,6 +174,8 @@ class PostCallProcessor:
         self.run_id = run_id
         self.worker = this_worker(run_id)
         self.owner = self.worker.owner
+        self.released: list[str] = []
+        self.release_error: BaseException | None = None
         self.landing = landing_window(
             voice.write_deadline_seconds, settings.write_landing_margin_seconds
         )
@@ -190,8 +192,23 @@ class PostCallProcessor:
         self.inbox.register_worker(self.worker)
         return self
 
-    def __exit__(self, *_) -> None:
-        self.inbox.unregister_worker(self.owner)
+    def __exit__(self, _type, error: BaseException | None, _traceback) -> None:
+        """Unregister. A processor stopped by an error (its run failed or was cancelled) first
+        gives back what it still holds, as for a worker that died: its events would otherwise
+        stay leased after it ends, skipped by the lane's next run until their stale time. Each
+        counts as a crash, since handling it may be what failed the run. An inbox that cannot
+        be reached keeps the worker registered: its events are freed once this process is gone.
+        `released` and `release_error` say what happened."""
+        if error is None:
+            self.inbox.unregister_worker(self.owner)
+            return
+        who = f"run {self.run_id}" if self.run_id else "its processor"
+        try:
+            self.released = self.inbox.release_dead_worker(
+                self.owner, f"{who} failed: {type(error).__name__}"
+            )
+        except self.inbox.errors() as unreachable:
+            self.release_error = unreachable
 
     def process_batch(self, call_ids: Iterable[str]) -> list[Outcome]:
         """Handle events in call order (so that each contact's calls apply oldest first)."""
