@@ -36,8 +36,8 @@ import requests
 from benchmarks.common import cache_dir, table
 from salesops_pipeline.clients.wire import format_webhook_datetime
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.post_call.rules import callback_date
 from salesops_pipeline.post_call.status import OPEN_STATUSES
+from salesops_pipeline_tests.support.post_call_outcome import callback_event
 
 QUIET_EVERY = 30.0
 BURST_RATE = 50.0
@@ -179,21 +179,10 @@ def plan(minutes: float, seed: int = 1) -> Day:
         if kind == "pair":
             contact_id = contact("A")
             second_end = end + timedelta(minutes=rng.randint(1, 90))
-            pair = []
-            for label, call_end, days in (("a", end, 3), ("b", second_end, 5)):
-                # Asked for a later day, so the rules keep it as it is.
-                asked = call_end.replace(hour=10, minute=0, second=0) + timedelta(days=days)
-                pair.append(
-                    {
-                        "callId": f"day-p{n}{label}",
-                        "contactId": contact_id,
-                        "wrapup": "Rappel",
-                        "callStart": format_webhook_datetime(call_end - timedelta(minutes=4)),
-                        "callEnd": format_webhook_datetime(call_end),
-                        "callBackDate": format_webhook_datetime(asked),
-                    }
-                )
-            day.expected_retry[contact_id] = callback_date(second_end, asked).isoformat()
+            older, _ = callback_event(f"day-p{n}a", contact_id, end, days=3)
+            newer, expected = callback_event(f"day-p{n}b", contact_id, second_end, days=5)
+            pair = [older, newer]
+            day.expected_retry[contact_id] = expected.isoformat()
             day.newest.add(f"day-p{n}b")
             if rng.random() < 0.5:
                 pair.reverse()  # the newer call's event arrives first

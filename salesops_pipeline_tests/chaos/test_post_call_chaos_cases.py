@@ -29,10 +29,10 @@ import requests
 
 from salesops_pipeline.clients.wire import format_webhook_datetime
 from salesops_pipeline.post_call.inbox import Inbox, lane_key, lane_of
-from salesops_pipeline.post_call.rules import callback_date
 from salesops_pipeline_tests.conftest import REPO_ROOT
 from salesops_pipeline_tests.support.post_call_outcome import (
     ACTIVE_SUPPORT,
+    callback_event,
     provider,
     wait_until_final,
 )
@@ -80,18 +80,10 @@ def _sandbox(stack, method: str, path: str, body: dict | None = None) -> dict:
 
 
 def _callback(call_id: str, contact: str, end: datetime, days: int) -> tuple[dict, str]:
-    """A `Rappel` call ending at `end` that asks for a day `days` later, and the retryDate
-    the contact must then show."""
-    asked = end.replace(hour=10, minute=0, second=0) + timedelta(days=days)
-    event = {
-        "callId": call_id,
-        "contactId": contact,
-        "wrapup": "Rappel",
-        "callStart": format_webhook_datetime(end - timedelta(minutes=4)),
-        "callEnd": format_webhook_datetime(end),
-        "callBackDate": format_webhook_datetime(asked),
-    }
-    return event, callback_date(end, asked).isoformat()
+    """A `Rappel` call and the retryDate the contact must then show, as the provider writes
+    it."""
+    event, expected = callback_event(call_id, contact, end, days)
+    return event, expected.isoformat()
 
 
 def _received(log: list[dict]) -> Counter:

@@ -16,6 +16,21 @@ from salesops_pipeline.services.sandbox.seed import SUPPORT_AGENTS
 ACTIVE_SUPPORT = {name for name, active, _ in SUPPORT_AGENTS if active}
 
 
+def callback_event(call_id: str, contact: str, end: datetime, days: int) -> tuple[dict, datetime]:
+    """A `Rappel` call ending at `end` that asks for 10:00 `days` later, and the retryDate the
+    contact must then show (a later day, so the rules keep it as asked)."""
+    asked = end.replace(hour=10, minute=0, second=0) + timedelta(days=days)
+    event = {
+        "callId": call_id,
+        "contactId": contact,
+        "wrapup": "Rappel",
+        "callStart": format_webhook_datetime(end - timedelta(minutes=4)),
+        "callEnd": format_webhook_datetime(end),
+        "callBackDate": format_webhook_datetime(asked),
+    }
+    return event, callback_date(end, asked)
+
+
 def scenario(
     contact_ids: list[str], rng: random.Random, *, pairs: int, transfers: int, others: int
 ) -> tuple[list[dict], dict, dict]:
@@ -29,22 +44,11 @@ def scenario(
         contact = next(contacts)
         first_end = base + timedelta(minutes=n)
         second_end = first_end + timedelta(minutes=rng.randint(1, 90))
-        pair = []
-        for label, end, days in (("a", first_end, 3), ("b", second_end, 5)):
-            # Asked for a later day, so the rules keep it as it is.
-            asked = end.replace(hour=10, minute=0, second=0) + timedelta(days=days)
-            pair.append(
-                {
-                    "callId": f"pair-{n}-{label}",
-                    "contactId": contact,
-                    "wrapup": "Rappel",
-                    "callStart": format_webhook_datetime(end - timedelta(minutes=4)),
-                    "callEnd": format_webhook_datetime(end),
-                    "callBackDate": format_webhook_datetime(asked),
-                }
-            )
+        older, _ = callback_event(f"pair-{n}-a", contact, first_end, days=3)
+        newer, expected = callback_event(f"pair-{n}-b", contact, second_end, days=5)
+        pair = [older, newer]
         # The newer call ("b") is what the contact must end with.
-        expected_retry[contact] = callback_date(second_end, asked)
+        expected_retry[contact] = expected
         if rng.random() < 0.5:
             pair.reverse()  # the newer call's event arrives first
         events.extend(pair)
