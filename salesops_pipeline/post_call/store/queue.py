@@ -214,7 +214,15 @@ class EventQueue(StoreBase):
             ).rowcount
         if updated:
             return self.get(call_id)
-        self.fail_if_spent(call_id, owner)
+        # Most refused claims are of events final or held elsewhere: only a spent one is
+        # worth a write transaction.
+        with self.connect() as conn:
+            spent = conn.execute(
+                "SELECT 1 FROM event WHERE call_id = ? AND status IN (?, ?) AND attempts >= ?",
+                (call_id, *OPEN_STATUSES, base.MAX_ATTEMPTS),
+            ).fetchone()
+        if spent is not None:
+            self.fail_if_spent(call_id, owner)
         return None
 
     def record_skip(self, call_id: str, reason: str, run_id: str | None) -> None:
