@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import requests
 
 from salesops_pipeline.clients.wire import format_webhook_datetime
@@ -109,8 +108,6 @@ def _post_call_runs(stack) -> list[dict]:
     ]
 
 
-# Its deadlines leave minutes of room: it runs beside the in-process layers.
-@pytest.mark.shares_cores
 def test_a_write_applied_late_after_a_kill_never_reverts_a_newer_call(tmp_path):
     began = time.monotonic()
     home = tmp_path / "salesops_home"
