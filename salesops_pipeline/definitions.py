@@ -7,6 +7,7 @@ binds the resources they share.
 import dagster as dg
 
 from salesops_pipeline.assets import campaigns, inbox_retention, post_call, sales
+from salesops_pipeline.post_call.lanes import configured_lane_settings
 from salesops_pipeline.resources import (
     AlertsResource,
     InboxResource,
@@ -16,6 +17,10 @@ from salesops_pipeline.resources import (
     SalesDatabaseResource,
     WarehouseResource,
 )
+
+# Post-call settings that make no sense fail the code location's load with their reason,
+# rather than every tick of the sensor.
+configured_lane_settings()
 
 defs = dg.Definitions.merge(
     campaigns.defs,

@@ -90,6 +90,25 @@ def connection(url: str, pool: str = "default") -> Iterator:
         conn.close()
 
 
+def listening_connection(url: str, channel: str):
+    """A connection of its own, outside the pools, that receives `channel`'s notifications:
+    it stays open and idle for as long as its reader waits."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        url,
+        connect_timeout=5,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+        application_name="salesops-listen",
+    )
+    conn.autocommit = True
+    conn.cursor().execute(f"LISTEN {channel}")
+    return conn
+
+
 def dispose(url: str) -> None:
     """Close this process's pooled connections to `url` (a test drops its database after)."""
     with _engines_lock:

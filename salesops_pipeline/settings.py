@@ -4,6 +4,7 @@ Everything is read from the environment when it is needed, never at import time,
 definitions load anywhere and a `.env` file or a changed variable is honoured on the next run.
 """
 
+import math
 import os
 from pathlib import Path
 
@@ -84,6 +85,10 @@ def webhook_secret() -> str | None:
 POST_CALL_LANES_ENV = "SALESOPS_POST_CALL_LANES"
 POST_CALL_IDLE_ENV = "SALESOPS_POST_CALL_IDLE_SECONDS"
 POST_CALL_BATCH_ENV = "SALESOPS_POST_CALL_BATCH"
+POST_CALL_RUNS_ENV = "SALESOPS_POST_CALL_RUNS"
+POST_CALL_WARM_HOURS_ENV = "SALESOPS_POST_CALL_WARM_HOURS"
+# The call centre's working hours, Paris time: post-call runs stay open through them.
+DEFAULT_WARM_HOURS = "08:00-20:00"
 
 
 def _number(
@@ -95,6 +100,8 @@ def _number(
     try:
         value = kind(text)
     except ValueError:
+        value = None
+    if value is not None and not math.isfinite(value):
         value = None
     if value is None or value < minimum or (maximum is not None and value > maximum):
         bounds = f"of at least {minimum}" + (f" and at most {maximum}" if maximum else "")
@@ -113,6 +120,17 @@ def post_call_idle_seconds() -> float:
 
 def post_call_batch() -> int:
     return _number(POST_CALL_BATCH_ENV, 200, minimum=1)
+
+
+def post_call_runs() -> int:
+    """How many runs the post-call lanes are spread over (at most one per lane)."""
+    return _number(POST_CALL_RUNS_ENV, 1, minimum=1)
+
+
+def post_call_warm_hours() -> str:
+    """When post-call runs stay open, events or not: `always`, `never`, or windows of Paris
+    time such as `08:00-20:00` (read by post_call/warm.py)."""
+    return os.environ.get(POST_CALL_WARM_HOURS_ENV) or DEFAULT_WARM_HOURS
 
 
 SUPPORT_LOAD_DAYS_ENV = "SALESOPS_SUPPORT_LOAD_DAYS"

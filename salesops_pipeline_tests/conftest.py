@@ -112,6 +112,9 @@ def isolated_home(restored_environment, tmp_path, monkeypatch) -> Path:
         "SALESOPS_DATABASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
+    # What the post-call sensor asks for must not depend on the hour the tests run at: warm
+    # runs are tested where a test asks for them.
+    monkeypatch.setenv("SALESOPS_POST_CALL_WARM_HOURS", "never")
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     monkeypatch.chdir(workdir)

@@ -3,7 +3,7 @@ lane, and the asset showing what each pass did."""
 
 import time
 from collections import Counter
-from datetime import UTC
+from datetime import UTC, datetime
 
 import dagster as dg
 from pydantic import Field
@@ -26,8 +26,15 @@ from salesops_pipeline.post_call.alerts import (
 )
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.lag import PostCallLag, percentile
-from salesops_pipeline.post_call.lanes import LaneSettings, drain_lane
+from salesops_pipeline.post_call.lanes import (
+    Handover,
+    LaneSettings,
+    LaneWake,
+    drain_lanes,
+    group_name,
+)
 from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
+from salesops_pipeline.post_call.warm import WarmHours
 from salesops_pipeline.post_call.workers import release_dead_workers
 from salesops_pipeline.resources import (
     AlertsResource,
@@ -51,10 +58,15 @@ post_call_outcomes = dg.AssetSpec(
 
 
 class PostCallLaneConfig(dg.Config):
-    lane: int = Field(description="The lane this run drains")
-    lanes: int = Field(description="How many lanes the work is spread over")
-    idle_seconds: float = Field(description="Stop once the lane has been idle this long")
+    lanes: list[int] = Field(description="The lanes this run drains, one thread each")
+    lane_count: int = Field(description="How many lanes the work is spread over")
+    idle_seconds: float = Field(
+        description="Outside the warm hours, stop once the lanes have been idle this long"
+    )
     batch: int = Field(description="Queue entries read per pass")
+    warm_hours: str = Field(
+        default="never", description="When the run stays open, events or not (Paris time)"
+    )
 
 
 def outcomes_markdown(outcomes: list[Outcome]) -> str:
@@ -98,22 +110,35 @@ def apply_post_call_events(
     post_call_rules: PostCallRulesResource,
 ) -> dict:
     """Reschedule requested callbacks and hand contacts to support, event by event, each
-    contact's calls oldest first, for the contacts of one lane.
+    contact's calls oldest first, for the contacts of this run's lanes.
 
     Each event is handled on its own: one that fails is recorded (and retried later when the
     failure is temporary) without stopping the others. An event older than a call already
-    applied to its contact ends superseded, writing nothing. The run keeps taking the lane's
-    new events until the lane has been idle for a while, and reports each pass here.
+    applied to its contact ends superseded, writing nothing. Within the warm hours the run
+    stays open and takes each new event as it arrives; outside them it stops once its lanes
+    have been idle for a while. It reports each pass here.
     """
-    processor = PostCallProcessor(
-        inbox=inbox.get_inbox(),
-        voice=provider.get_voice_client(),
-        crm=provider.get_crm_client(),
-        settings=post_call_rules.get_settings(),
-        run_id=context.run_id,
+    settings = LaneSettings(
+        lanes=config.lane_count,
+        runs=1,
+        batch=config.batch,
+        idle_seconds=config.idle_seconds,
+        warm_hours=WarmHours.parse(config.warm_hours),
     )
+    store = inbox.get_inbox()
+    rules = post_call_rules.get_settings()
+    processors = {
+        lane: PostCallProcessor(
+            inbox=store,
+            voice=provider.get_voice_client(),
+            crm=provider.get_crm_client(),
+            settings=rules,
+            run_id=context.run_id,
+        )
+        for lane in config.lanes
+    }
 
-    def report(outcomes: list[Outcome], position: int) -> None:
+    def report(lane: int, outcomes: list[Outcome], position: int) -> None:
         for outcome in outcomes:
             context.log.info(f"post-call {outcome.call_id}: {outcome.status} ({outcome.decision})")
             if outcome.error:
@@ -122,35 +147,83 @@ def apply_post_call_events(
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=post_call_outcomes.key,
-                description=f"lane {config.lane} of {config.lanes}, to queue position {position}",
+                description=(f"lane {lane} of {config.lane_count}, to queue position {position}"),
                 metadata={
                     "events": len(outcomes),
                     **{f"events_{status}": n for status, n in sorted(counts.items())},
                     "writes": sum(len(o.writes) for o in outcomes),
-                    **lag_metadata(processor.inbox, outcomes),
+                    **lag_metadata(store, outcomes),
                     "outcomes": dg.MetadataValue.md(outcomes_markdown(outcomes)),
                 },
             )
         )
 
-    settings = LaneSettings(
-        lanes=config.lanes, batch=config.batch, idle_seconds=config.idle_seconds
-    )
+    wake = LaneWake(
+        lambda: store.changes(settings.wake_poll_seconds), settings.wake_fallback_seconds
+    ).start()
     try:
-        with processor:
-            outcomes = drain_lane(processor, config.lane, settings, on_batch=report)
+        outcomes = drain_lanes(
+            processors,
+            settings,
+            report,
+            wake=wake,
+            handover=_handover(context, store, group_name(config.lanes)),
+        )
     except BaseException:
-        if processor.release_error is not None:
-            context.log.warning(
-                f"post-call events of this run not released now: {processor.release_error}"
-            )
-        elif processor.released:
-            context.log.warning(
-                f"released {len(processor.released)} post-call events:"
-                f" {', '.join(processor.released)}"
-            )
+        for processor in processors.values():
+            if processor.release_error is not None:
+                context.log.warning(
+                    f"post-call events of this run not released now: {processor.release_error}"
+                )
+            elif processor.released:
+                context.log.warning(
+                    f"released {len(processor.released)} post-call events:"
+                    f" {', '.join(processor.released)}"
+                )
         raise
+    finally:
+        wake.close()
     return dict(Counter(o.status for o in outcomes))
+
+
+def _handover(context: dg.OpExecutionContext, store: Inbox, group: str) -> Handover:
+    """Give this run's lanes to a successor once it has been open for its time limit.
+
+    The run retags its lanes as handed over: the run queue then lets a successor in (one run
+    per lane tag), and post_call_sensor, which sees the lanes without a run, asks for one.
+    This run goes on draining until the successor has registered its workers, so that
+    events never wait for a run to start."""
+    instance, run_id = context.instance, context.run_id
+
+    def retire() -> bool:
+        try:
+            instance.add_run_tags(run_id, {POST_CALL_LANE_TAG: handed_over(group)})
+        except Exception as error:  # noqa: BLE001 - the run then stops at its limit
+            context.log.warning(f"lanes {group}: not handed over, the run stops: {error}")
+            return False
+        context.log.info(f"lanes {group}: time limit reached, handing over to a new run")
+        return True
+
+    def successor_ready() -> bool:
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(
+                job_name=post_call_job.name,
+                tags={POST_CALL_LANE_TAG: group},
+                statuses=[dg.DagsterRunStatus.STARTED],
+            ),
+            limit=5,
+        )
+        return any(
+            r.dagster_run.run_id != run_id and store.run_had_worker(r.dagster_run.run_id)
+            for r in records
+        )
+
+    return Handover(retire=retire, successor_ready=successor_ready)
+
+
+def handed_over(group: str) -> str:
+    """The lane tag of a run that is handing its lanes to a successor."""
+    return f"{group}:handing-over"
 
 
 @dg.job(
@@ -159,8 +232,8 @@ def apply_post_call_events(
     # is most of an event's wait.
     executor_def=dg.in_process_executor,
     description=(
-        "Apply the post-call events of one lane of the inbox until it is idle (requested by"
-        " post_call_sensor)."
+        "Apply the post-call events of a group of the inbox's lanes, staying open through the"
+        " warm hours and until the lanes are idle (requested by post_call_sensor)."
     ),
 )
 def post_call_job():
@@ -218,14 +291,35 @@ def _key_for(instance: dg.DagsterInstance, key: str) -> str:
     return key
 
 
+def _warm_key_for(instance: dg.DagsterInstance, group: str, key: str) -> str | None:
+    """The run key to keep `group`'s lanes warm with, when no run drains them.
+
+    Each run of the group earns one successor: the key names the group's last run (one that
+    ended, or one handing its lanes over). None while that run failed and a run retry will
+    start it again."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            job_name=post_call_job.name,
+            tags={POST_CALL_LANE_TAG: [group, handed_over(group)]},
+        ),
+        limit=1,
+    )
+    if not records:
+        return key
+    last = records[0].dagster_run
+    if last.status == dg.DagsterRunStatus.FAILURE and last.tags.get(WILL_RETRY_TAG) == "true":
+        return None
+    return f"{key}-after-{last.run_id[:8]}"
+
+
 @dg.sensor(
     job=post_call_job,
     minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Requests a post_call_job run for each lane of the inbox that has new events and no run"
-        " draining it, queues again the events whose retry is due, and frees at once the events"
-        " held by runs that died."
+        "Requests a post_call_job run for each group of the inbox's lanes that has new events,"
+        " or is within the warm hours, and no run draining it; queues again the events whose"
+        " retry is due, and frees at once the events held by runs that died."
     ),
 )
 def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
@@ -267,32 +361,43 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
     requeued = store.requeue_due()
     epoch = store.epoch()
     waiting = store.lanes_with_work(lanes.lanes)
-    # A lane's run is requested up to the last position waiting in it: a new key only when new
-    # events arrived (or when the run asked for them failed), so a key is never asked twice
-    # within an inbox, and the epoch tells one inbox file from the next (dagster issue #15982).
-    keys = {
-        lane: f"post-call-{epoch}-lane{lane}of{lanes.lanes}-{last}"
-        for lane, last in waiting.items()
-        if str(lane) not in busy_lanes
-    }
+    warm = lanes.warm_hours.contains(datetime.now(UTC))
+    # A group's run is requested up to the last position waiting in its lanes: a new key only
+    # when new events arrived (or when the run asked for them failed), so a key is never asked
+    # twice within an inbox, and the epoch tells one inbox file from the next (dagster issue
+    # #15982). Within the warm hours a group without a run gets one, events or not.
+    keys = {}
+    for group in lanes.groups():
+        name = group_name(group)
+        if name in busy_lanes:
+            continue
+        last = max((waiting[lane] for lane in group if lane in waiting), default=None)
+        base = f"post-call-{epoch}-lane{name}of{lanes.lanes}"
+        if last is not None:
+            keys[name] = (_key_for(context.instance, f"{base}-{last}"), f"{base}-{last}")
+        elif warm:
+            run_key = _warm_key_for(context.instance, name, f"{base}-warm")
+            if run_key is not None:
+                keys[name] = (run_key, f"{base}-warm")
     run_requests = [
         dg.RunRequest(
-            run_key=_key_for(context.instance, key),
+            run_key=run_key,
             run_config={
                 "ops": {
                     "apply_post_call_events": {
                         "config": {
-                            "lane": lane,
-                            "lanes": lanes.lanes,
+                            "lanes": [int(lane) for lane in name.split(",")],
+                            "lane_count": lanes.lanes,
                             "idle_seconds": lanes.idle_seconds,
                             "batch": lanes.batch,
+                            "warm_hours": lanes.warm_hours.spec,
                         }
                     }
                 }
             },
-            tags={POST_CALL_LANE_TAG: str(lane), POST_CALL_KEY_TAG: key},
+            tags={POST_CALL_LANE_TAG: name, POST_CALL_KEY_TAG: key},
         )
-        for lane, key in sorted(keys.items())
+        for name, (run_key, key) in sorted(keys.items())
     ]
     if not run_requests:
         detail = f" ({requeued} queued again)" if requeued else ""
@@ -300,6 +405,8 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
             (
                 "new post-call events wait for the runs of their lanes"
                 if waiting
+                else "no new post-call events, and every warm lane has its run"
+                if warm
                 else "no new post-call events"
             )
             + detail

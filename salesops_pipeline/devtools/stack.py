@@ -296,6 +296,10 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
     parts dies on its own, or an intake replica keeps dying (exit 1)."""
     # Checked before anything is written: the stack already running is left untouched.
     check_ports(host, ports)
+    # Post-call settings that make no sense stop the stack here, not at the sensor's tick.
+    from salesops_pipeline.post_call.lanes import configured_lane_settings
+
+    configured_lane_settings()
     try:
         database_url = settings.database_url()
     except ValueError as error:

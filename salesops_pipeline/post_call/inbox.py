@@ -107,6 +107,12 @@ class Inbox(
         """Whether anything ever created the inbox here (reading creates it otherwise)."""
         return self._store.exists()
 
+    def changes(self, poll: float):
+        """A watch of this inbox that a waiting run sleeps on: its `wait(timeout)` returns
+        True as soon as new work may have been queued (SQLite: any commit of another
+        connection, seen within `poll` seconds; PostgreSQL: a notification)."""
+        return self._store.changes(poll)
+
     def errors(self) -> tuple[type[BaseException], ...]:
         """What this inbox raises when its storage is unreachable, full or refusing."""
         return self._store.errors()

@@ -1,30 +1,195 @@
-"""Post-call work spread over lanes, each drained by one run at a time.
+"""Post-call work spread over lanes, the lanes over runs.
 
 Every event of a contact falls in the same lane (a hash of its contactId), so a contact's
-calls are always handled by one run, oldest first, while the lanes run side by side. A run
-does not stop at the events it was started for: it keeps taking what its lane receives until
-the lane has been idle for a while, so that under load an event waits for an open run rather
-than for a new one to start. The inbox's contract (one write per event, newest call wins,
-transfers chosen under its lock) holds whatever the lanes do: they only spare start-ups.
+calls are always handled by one thread of one run, oldest first, while the lanes run side by
+side. A run drains a group of lanes, one thread each (all of them by default: one process
+holds them all, so that a warm run costs one process, not one per lane).
+
+A run does not stop at the events it was started for. Within the warm hours it stays open,
+events or not; outside them it stops once all its lanes have been idle for a while. A lane
+with nothing to do sleeps until the inbox changes (`LaneWake`), so a warm run takes an event
+within a fraction of a second and costs next to nothing while it waits.
+
+A run that has been open for `max_seconds` hands its lanes over: it asks for a successor and
+keeps draining until the successor has started, so that no event waits for a run to start.
+
+The inbox's contract (one write per event, newest call wins, transfers chosen under its lock)
+holds whatever the lanes and runs do: they only spare start-ups.
 """
 
+import contextlib
+import math
+import queue
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from salesops_pipeline import settings as env
+from salesops_pipeline.errors import SettingError
 from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
+from salesops_pipeline.post_call.warm import NEVER, WarmHours
+
+NEVER_WARM = WarmHours.parse(NEVER)
 
 
 @dataclass(frozen=True)
 class LaneSettings:
     lanes: int = 4
+    # How many runs the lanes are spread over: run g drains the lanes l with l % runs == g.
+    runs: int = 1
     # Queue entries read per pass: a pass's events are ordered by call time, then handled.
     batch: int = 200
-    # A run stops once its lane has received nothing for this long; 0: after one pass.
+    # Outside the warm hours, a run stops once its lanes have received nothing for this long;
+    # 0: after one pass.
     idle_seconds: float = 20.0
-    # And after this long in any case, so that each run stays a readable unit in the UI.
+    # A run hands its lanes to a successor after this long, so that each run stays a readable
+    # unit in the UI.
     max_seconds: float = 600.0
-    poll_seconds: float = 0.2
+    warm_hours: WarmHours = field(default=NEVER_WARM)
+    # How often an idle lane's watch of the inbox looks for a change (SQLite); PostgreSQL
+    # wakes it with a notification.
+    wake_poll_seconds: float = 0.025
+    # An idle lane looks at the inbox at least this often, whatever its watch says.
+    wake_fallback_seconds: float = 1.0
+
+    def __post_init__(self):
+        problems = []
+        if not (isinstance(self.lanes, int) and self.lanes >= 1):
+            problems.append(f"lanes must be a whole number of at least 1 (got {self.lanes!r})")
+        if not (isinstance(self.runs, int) and 1 <= self.runs <= max(self.lanes, 1)):
+            problems.append(
+                f"runs must be a whole number from 1 to the number of lanes, {self.lanes}"
+                f" (got {self.runs!r})"
+            )
+        if not (isinstance(self.batch, int) and self.batch >= 1):
+            problems.append(f"batch must be a whole number of at least 1 (got {self.batch!r})")
+        for name in ("idle_seconds", "max_seconds", "wake_poll_seconds", "wake_fallback_seconds"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                problems.append(f"{name} must be a finite number of at least 0 (got {value!r})")
+        if not problems:
+            if self.max_seconds <= self.idle_seconds:
+                problems.append(
+                    f"idle_seconds ({self.idle_seconds:g}) must be shorter than a run's"
+                    f" {self.max_seconds:g} s"
+                )
+            if self.idle_seconds == 0 and not self.warm_hours.never:
+                problems.append(
+                    "idle_seconds 0 (one pass per run) cannot keep runs warm: set the warm"
+                    " hours to 'never', or let runs linger"
+                )
+            if self.wake_poll_seconds <= 0 or self.wake_fallback_seconds <= 0:
+                problems.append("the wake intervals must be more than 0")
+        if problems:
+            raise SettingError("post-call lanes: " + "; ".join(problems))
+
+    def groups(self) -> list[tuple[int, ...]]:
+        """The lanes of each run, run by run."""
+        return [
+            tuple(lane for lane in range(self.lanes) if lane % self.runs == g)
+            for g in range(self.runs)
+        ]
+
+
+def group_name(lanes: tuple[int, ...] | list[int]) -> str:
+    """How a run's lanes are named in its tags and keys: `2`, or `0,1,2,3`."""
+    return ",".join(str(lane) for lane in lanes)
+
+
+def configured_lane_settings(
+    *,
+    lanes: int | None = None,
+    runs: int | None = None,
+    batch: int | None = None,
+    idle_seconds: float | None = None,
+    warm_hours: str | None = None,
+) -> LaneSettings:
+    """The lane settings from the environment (SALESOPS_POST_CALL_*), each overridden where
+    given. Settings that make no sense together raise SettingError naming them."""
+    try:
+        return LaneSettings(
+            lanes=lanes or env.post_call_lanes(),
+            runs=runs or env.post_call_runs(),
+            batch=batch or env.post_call_batch(),
+            idle_seconds=env.post_call_idle_seconds() if idle_seconds is None else idle_seconds,
+            warm_hours=WarmHours.parse(
+                warm_hours if warm_hours is not None else env.post_call_warm_hours(),
+                setting=env.POST_CALL_WARM_HOURS_ENV,
+            ),
+        )
+    except SettingError as error:
+        raise SettingError(
+            f"{error} (SALESOPS_POST_CALL_LANES, _RUNS, _BATCH, _IDLE_SECONDS, _WARM_HOURS)"
+        ) from None
+
+
+class LaneWake:
+    """Wakes a run's idle lanes when the inbox changes.
+
+    One thread watches the inbox (`Inbox.changes`) and counts the changes it sees; a lane
+    notes the count before it reads its queue, and sleeps only while the count is the same,
+    so that nothing queued after its read goes unseen. A watch that fails is opened again;
+    meanwhile the lanes look every `fallback` seconds.
+    """
+
+    def __init__(self, open_watch: Callable[[], object] | None, fallback: float):
+        self._open_watch = open_watch
+        self._fallback = fallback
+        self._count = 0
+        self._changed = threading.Condition()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "LaneWake":
+        if self._open_watch is not None:
+            self._thread = threading.Thread(target=self._watch, name="post-call-wake", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def count(self) -> int:
+        with self._changed:
+            return self._count
+
+    def nudge(self) -> None:
+        with self._changed:
+            self._count += 1
+            self._changed.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Sleep until the count moves past `seen`, for at most `timeout` seconds."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._count != seen or self._closed.is_set(),
+                timeout=min(max(timeout, 0.0), self._fallback),
+            )
+
+    def _watch(self) -> None:
+        watch = None
+        while not self._closed.is_set():
+            try:
+                if watch is None:
+                    watch = self._open_watch()
+                if watch.wait(0.5):
+                    self.nudge()
+            except Exception:  # noqa: BLE001 - the lanes fall back to looking every second
+                if watch is not None:
+                    with contextlib.suppress(Exception):  # already broken
+                        watch.close()
+                watch = None
+                self._closed.wait(self._fallback)
+        if watch is not None:
+            watch.close()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def drain_lane(
@@ -34,21 +199,38 @@ def drain_lane(
     on_batch: Callable[[list[Outcome], int], None] = lambda outcomes, position: None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    wake: LaneWake | None = None,
+    stop: threading.Event | None = None,
+    now: Callable[[], datetime] = _utcnow,
 ) -> list[Outcome]:
-    """Handle the open events of `lane` pass after pass, recording how far the lane has read,
-    until it has been idle for `idle_seconds` or has run `max_seconds`. `on_batch` gets each
-    pass's outcomes and the queue position reached."""
+    """Handle the open events of `lane` pass after pass, recording how far the lane has read.
+    `on_batch` gets each pass's outcomes and the queue position reached.
+
+    On its own, it stops once the lane has been idle for `idle_seconds` outside the warm
+    hours, or has run `max_seconds`. Within a run (`stop` given) the run decides when its
+    lanes stop, and the lane goes on until `stop` is set; `idle_seconds` 0 still makes one
+    pass. An idle lane sleeps on `wake` when given, else for `wake_poll_seconds`."""
     inbox = processor.inbox
     position = inbox.lane_position(lane, settings.lanes)
     started = last_work = clock()
     outcomes: list[Outcome] = []
-    while True:
+    while stop is None or not stop.is_set():
+        seen = wake.count() if wake is not None else 0
         call_ids, read_to = inbox.open_in_lane(lane, settings.lanes, position, settings.batch)
-        now = clock()
         if read_to is None:
-            if now - last_work >= settings.idle_seconds:
+            if settings.idle_seconds == 0:
                 return outcomes
-            sleep(settings.poll_seconds)
+            if (
+                stop is None
+                and clock() - last_work >= settings.idle_seconds
+                and not settings.warm_hours.contains(now())
+            ):
+                return outcomes
+            if wake is not None:
+                wake.wait(seen, settings.wake_fallback_seconds)
+            else:
+                sleep(settings.wake_poll_seconds)
         else:
             batch = [processor.process(call_id) for call_id in processor.in_call_order(call_ids)]
             # Recorded once the pass is handled: a run that dies mid-pass leaves its events to
@@ -61,5 +243,117 @@ def drain_lane(
             last_work = clock()
             if settings.idle_seconds == 0:
                 return outcomes
-        if clock() - started >= settings.max_seconds:
+        if stop is None and clock() - started >= settings.max_seconds:
             return outcomes
+    return outcomes
+
+
+@dataclass
+class Handover:
+    """How a run that has been open for `max_seconds` gives its lanes to the next one:
+    `retire()` lets the orchestrator start a successor (False: it cannot, and the run stops),
+    `successor_ready()` says when the successor has started handling events."""
+
+    retire: Callable[[], bool]
+    successor_ready: Callable[[], bool]
+
+
+class LaneFailed(Exception):
+    """A lane's thread stopped on an error; the run fails with it."""
+
+
+def drain_lanes(
+    processors: dict[int, PostCallProcessor],
+    settings: LaneSettings,
+    on_batch: Callable[[int, list[Outcome], int], None],
+    *,
+    wake: LaneWake | None = None,
+    handover: Handover | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = _utcnow,
+    tick: float = 0.5,
+) -> list[Outcome]:
+    """Drain each lane of `processors` (lane → its processor) in a thread of its own until the
+    run should stop, and return every outcome.
+
+    The run stops once all its lanes have been idle for `idle_seconds` outside the warm hours
+    (after one pass each when it is 0), or, once open for `max_seconds`, when its successor
+    has started (`handover`; without one, at `max_seconds`). `on_batch(lane, outcomes,
+    position)` is called on this thread, the caller's, for each pass of any lane. A lane that
+    fails stops the others, and its error is raised here once they have stopped."""
+    stop = threading.Event()
+    passes: queue.Queue = queue.Queue()
+    errors: list[BaseException] = []
+
+    def run_lane(lane: int, processor: PostCallProcessor) -> None:
+        try:
+            with processor:
+                drain_lane(
+                    processor,
+                    lane,
+                    settings,
+                    on_batch=lambda outcomes, position: passes.put((lane, outcomes, position)),
+                    clock=clock,
+                    wake=wake,
+                    stop=stop,
+                    now=now,
+                )
+        except BaseException as error:  # noqa: BLE001 - raised again on the caller's thread
+            errors.append(error)
+            stop.set()
+        finally:
+            passes.put(None)
+
+    threads = [
+        threading.Thread(target=run_lane, args=(lane, processor), name=f"post-call-lane-{lane}")
+        for lane, processor in sorted(processors.items())
+    ]
+    outcomes: list[Outcome] = []
+    started = last_work = clock()
+    retiring = False
+    running = len(threads)
+    for thread in threads:
+        thread.start()
+    try:
+        while running:
+            try:
+                item = passes.get(timeout=tick)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                running -= 1
+            elif item:
+                lane, batch, position = item
+                outcomes.extend(batch)
+                last_work = clock()
+                on_batch(lane, batch, position)
+            if stop.is_set():
+                continue
+            if (
+                settings.idle_seconds > 0
+                and clock() - last_work >= settings.idle_seconds
+                and not settings.warm_hours.contains(now())
+            ):
+                stop.set()
+            elif clock() - started >= settings.max_seconds:
+                if handover is None:
+                    stop.set()
+                elif not retiring:
+                    retiring = True
+                    if not handover.retire():
+                        stop.set()
+                elif handover.successor_ready():
+                    stop.set()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    while not passes.empty():
+        item = passes.get()
+        if item:
+            lane, batch, position = item
+            outcomes.extend(batch)
+            on_batch(lane, batch, position)
+    if errors:
+        raise errors[0]
+    return outcomes

@@ -7,7 +7,7 @@ from salesops_pipeline import settings
 from salesops_pipeline.clients.alerts import AlertWebhook
 from salesops_pipeline.post_call.alerts import Alerter
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.post_call.lanes import LaneSettings
+from salesops_pipeline.post_call.lanes import LaneSettings, configured_lane_settings
 from salesops_pipeline.post_call.processor import PostCallSettings
 
 
@@ -40,6 +40,17 @@ class InboxResource(dg.ConfigurableResource):
         description="Queue entries a run reads per pass."
         " Empty: SALESOPS_POST_CALL_BATCH, else 200.",
     )
+    runs: int | None = Field(
+        default=None,
+        description="Runs the lanes are spread over, each draining its lanes in threads."
+        " Empty: SALESOPS_POST_CALL_RUNS, else 1.",
+    )
+    warm_hours: str | None = Field(
+        default=None,
+        description="When runs stay open, events or not: 'always', 'never', or windows of"
+        " Paris time such as '08:00-20:00'. Empty: SALESOPS_POST_CALL_WARM_HOURS, else"
+        " 08:00-20:00.",
+    )
 
     def get_inbox(self) -> Inbox:
         if self.path:
@@ -49,14 +60,12 @@ class InboxResource(dg.ConfigurableResource):
         return Inbox.configured()
 
     def lane_settings(self) -> LaneSettings:
-        return LaneSettings(
-            lanes=self.lanes or settings.post_call_lanes(),
-            batch=self.batch or settings.post_call_batch(),
-            idle_seconds=(
-                settings.post_call_idle_seconds()
-                if self.idle_seconds is None
-                else self.idle_seconds
-            ),
+        return configured_lane_settings(
+            lanes=self.lanes,
+            runs=self.runs,
+            batch=self.batch,
+            idle_seconds=self.idle_seconds,
+            warm_hours=self.warm_hours,
         )
 
 

@@ -394,7 +394,7 @@ def test_a_burst_of_30_transfers_spreads_evenly_across_runs(level_sandbox, tmp_p
         config = {
             "ops": {
                 "apply_post_call_events": {
-                    "config": {"lane": 0, "lanes": 1, "idle_seconds": 0, "batch": 10}
+                    "config": {"lanes": [0], "lane_count": 1, "idle_seconds": 0, "batch": 10}
                 }
             }
         }

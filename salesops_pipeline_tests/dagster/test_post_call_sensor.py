@@ -17,6 +17,7 @@ from salesops_pipeline.assets.constants import POST_CALL_LANE_TAG
 from salesops_pipeline.assets.post_call import (
     WILL_RETRY_TAG,
     WORKERLESS_RUN_GRACE_SECONDS,
+    handed_over,
     post_call_job,
     post_call_sensor,
 )
@@ -30,7 +31,13 @@ from salesops_pipeline.post_call.inbox import (
 )
 from salesops_pipeline_tests.conftest import inbox_resource, sqlite_only
 
-LANE_CONFIG = {"lane": 0, "lanes": 2, "idle_seconds": 5.0, "batch": 200}
+LANE_CONFIG = {
+    "lanes": [0],
+    "lane_count": 2,
+    "idle_seconds": 5.0,
+    "batch": 200,
+    "warm_hours": "never",
+}
 
 
 @pytest.fixture
@@ -43,7 +50,7 @@ LANES = 2
 
 def _tick(inbox, instance=None):
     context = dg.build_sensor_context(
-        resources={"inbox": inbox_resource(inbox, lanes=LANES, idle_seconds=5)},
+        resources={"inbox": inbox_resource(inbox, lanes=LANES, runs=LANES, idle_seconds=5)},
         instance=instance or dg.DagsterInstance.ephemeral(),
     )
     return post_call_sensor(context)
@@ -87,9 +94,15 @@ def test_requests_one_run_per_lane_with_new_events(inbox):
     [request] = _tick(inbox).run_requests
     assert request.run_key == f"post-call-{epoch}-lane1of{LANES}-3"
     assert request.tags[POST_CALL_LANE_TAG] == "1"
-    assert _lane_config(request) == {"lane": 1, "lanes": LANES, "idle_seconds": 5.0, "batch": 200}
+    assert _lane_config(request) == {
+        "lanes": [1],
+        "lane_count": LANES,
+        "idle_seconds": 5.0,
+        "batch": 200,
+        "warm_hours": "never",
+    }
     _accept(inbox, 1, start=3, lane=0)
-    lanes = {_lane_config(r)["lane"]: r.run_key for r in _tick(inbox).run_requests}
+    lanes = {_lane_config(r)["lanes"][0]: r.run_key for r in _tick(inbox).run_requests}
     assert lanes == {0: f"post-call-{epoch}-lane0of{LANES}-4", 1: request.run_key}
 
 
@@ -100,7 +113,7 @@ def test_a_lane_being_drained_gets_no_second_run(inbox):
     [draining, _] = sorted(_tick(inbox, instance).run_requests, key=lambda r: r.run_key)
     instance.create_run_for_job(post_call_job, run_config=draining.run_config, tags=draining.tags)
     [other] = _tick(inbox, instance).run_requests
-    assert _lane_config(other)["lane"] == 1
+    assert _lane_config(other)["lanes"] == [1]
 
 
 def test_a_drained_lane_asks_for_nothing_until_new_events_arrive(inbox):
@@ -329,3 +342,101 @@ def test_a_run_that_never_had_a_worker_is_failed(inbox, monkeypatch, event, stat
     monkeypatch.setattr("salesops_pipeline.assets.post_call.time.time", lambda: later)
     _tick(inbox, instance=instance)
     assert instance.get_run_by_id(stuck.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+# Groups of lanes, warm hours and handovers ----------------------------------------------------
+
+
+def _warm_tick(inbox, instance, warm_hours="always", runs=1):
+    context = dg.build_sensor_context(
+        resources={
+            "inbox": inbox_resource(
+                inbox, lanes=LANES, runs=runs, idle_seconds=5, warm_hours=warm_hours
+            )
+        },
+        instance=instance,
+    )
+    return post_call_sensor(context)
+
+
+def _finish_run(instance, request, status=dg.DagsterRunStatus.SUCCESS, tags=None):
+    run = instance.create_run_for_job(
+        post_call_job, run_config=request.run_config, tags={**request.tags, **(tags or {})}
+    )
+    instance.handle_run_event(
+        run.run_id,
+        dg.DagsterEvent(
+            event_type_value="PIPELINE_SUCCESS"
+            if status == dg.DagsterRunStatus.SUCCESS
+            else "PIPELINE_FAILURE",
+            job_name=post_call_job.name,
+        ),
+    )
+    return instance.get_run_by_id(run.run_id)
+
+
+def test_one_run_drains_every_lane_by_default(inbox):
+    _accept(inbox, 1, lane=0)
+    _accept(inbox, 1, start=1, lane=1)
+    [request] = _warm_tick(inbox, dg.DagsterInstance.ephemeral(), warm_hours="never").run_requests
+    assert _lane_config(request)["lanes"] == [0, 1]
+    assert request.tags[POST_CALL_LANE_TAG] == "0,1"
+    assert request.run_key.endswith(f"-lane0,1of{LANES}-2")
+
+
+def test_within_warm_hours_every_group_gets_a_run_without_events(inbox):
+    instance = dg.DagsterInstance.ephemeral()
+    assert _skipped(_warm_tick(inbox, instance, warm_hours="never"))
+    requests = _warm_tick(inbox, instance, runs=2).run_requests
+    assert sorted(r.tags[POST_CALL_LANE_TAG] for r in requests) == ["0", "1"]
+    assert all(r.run_key.endswith("-warm") for r in requests)
+    assert {_lane_config(r)["warm_hours"] for r in requests} == {"always"}
+    # While they are queued or running, nothing more is asked.
+    for request in requests:
+        instance.create_run_for_job(post_call_job, run_config=request.run_config, tags=request.tags)
+    result = _warm_tick(inbox, instance, runs=2)
+    assert _skipped(result)
+    assert "every warm lane has its run" in result.skip_message
+
+
+def test_a_warm_run_that_ended_earns_exactly_one_successor(inbox):
+    instance = dg.DagsterInstance.ephemeral()
+    [first] = _warm_tick(inbox, instance).run_requests
+    ended = _finish_run(instance, first)
+    [successor] = _warm_tick(inbox, instance).run_requests
+    assert successor.run_key == f"{first.run_key}-after-{ended.run_id[:8]}"
+    instance.create_run_for_job(post_call_job, run_config=successor.run_config, tags=successor.tags)
+    assert _skipped(_warm_tick(inbox, instance))
+
+
+def test_a_warm_run_that_failed_waits_for_its_run_retry(inbox):
+    instance = dg.DagsterInstance.ephemeral()
+    [first] = _warm_tick(inbox, instance).run_requests
+    failed = _finish_run(instance, first, dg.DagsterRunStatus.FAILURE, {WILL_RETRY_TAG: "true"})
+    assert failed.status == dg.DagsterRunStatus.FAILURE
+    assert _skipped(_warm_tick(inbox, instance))
+    instance.add_run_tags(failed.run_id, {WILL_RETRY_TAG: "false"})
+    [replacement] = _warm_tick(inbox, instance).run_requests
+    assert replacement.run_key.endswith(f"-after-{failed.run_id[:8]}")
+
+
+def test_a_run_handing_its_lanes_over_gets_one_successor_though_still_running(inbox):
+    instance = dg.DagsterInstance.ephemeral()
+    [first] = _warm_tick(inbox, instance).run_requests
+    running = instance.create_run_for_job(
+        post_call_job, run_config=first.run_config, tags=first.tags
+    )
+    assert _skipped(_warm_tick(inbox, instance))
+    instance.add_run_tags(running.run_id, {POST_CALL_LANE_TAG: handed_over("0,1")})
+    [successor] = _warm_tick(inbox, instance).run_requests
+    assert successor.tags[POST_CALL_LANE_TAG] == "0,1"
+    assert successor.run_key.endswith(f"-after-{running.run_id[:8]}")
+    # New events during the handover go to the successor's key, never the retiring run.
+    _accept(inbox, 1, lane=1)
+    [for_events] = _warm_tick(inbox, instance).run_requests
+    assert for_events.tags[POST_CALL_LANE_TAG] == "0,1"
+    assert not for_events.run_key.endswith("-warm")
+
+
+def test_outside_warm_hours_an_idle_inbox_asks_for_nothing(inbox):
+    assert _skipped(_warm_tick(inbox, dg.DagsterInstance.ephemeral(), warm_hours="never"))

@@ -295,6 +295,41 @@ def test_a_database_url_that_is_not_postgresql_is_one_clear_line(
     assert not isolated_home.exists()
 
 
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("SALESOPS_POST_CALL_LANES", "0", "SALESOPS_POST_CALL_LANES='0': expected a whole number"),
+        ("SALESOPS_POST_CALL_RUNS", "9", "runs must be a whole number from 1 to the number"),
+        ("SALESOPS_POST_CALL_IDLE_SECONDS", "-5", "SALESOPS_POST_CALL_IDLE_SECONDS='-5'"),
+        ("SALESOPS_POST_CALL_WARM_HOURS", "20:00-20:00", "the window 20:00-20:00 is empty"),
+        ("SALESOPS_POST_CALL_WARM_HOURS", "nine to five", "expected 'always', 'never' or"),
+    ],
+)
+def test_post_call_settings_that_make_no_sense_stop_the_start_in_one_line(
+    isolated_home, monkeypatch, capsys, name, value, expected
+):
+    monkeypatch.setenv(name, value)
+    argv = ["dev", "--intake-port", str(free_port()), "--dagster-port", str(free_port())]
+    assert main([*argv, "--sandbox-port", str(free_port())]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert expected in line
+    assert not isolated_home.exists()
+
+
+def test_the_definitions_refuse_to_load_with_such_settings(monkeypatch):
+    monkeypatch.setenv("SALESOPS_POST_CALL_WARM_HOURS", "always")
+    monkeypatch.setenv("SALESOPS_POST_CALL_IDLE_SECONDS", "0")
+    result = subprocess.run(
+        [sys.executable, "-c", "import salesops_pipeline.definitions"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "idle_seconds 0 (one pass per run) cannot keep runs warm" in result.stderr
+
+
 def test_stack_file_lists_every_intake_and_an_older_one_still_loads(isolated_home):
     isolated_home.mkdir(parents=True)
     urls = ["http://h:8020", "http://h:8021"]

@@ -164,6 +164,8 @@ def _start_stack_once(
         **{k: v for k, v in os.environ.items() if not k.startswith(_STACK_SETTINGS)},
         "SALESOPS_HOME": str(home),
         "PYTHONUNBUFFERED": "1",
+        # Warm post-call runs whatever the hour the tests run at; a test may ask otherwise.
+        "SALESOPS_POST_CALL_WARM_HOURS": "always",
         **(settings or {}),
     }
     if not generate_keys:

@@ -3,13 +3,23 @@ drains only its lane, takes the events that arrive while it runs, records how fa
 and stops once idle (after one pass when it may not linger) or after its time limit."""
 
 import json
+import threading
+import time
+from datetime import UTC, datetime
 
 import pytest
 
 from salesops_pipeline.post_call.inbox import Inbox, lane_key, lane_of
-from salesops_pipeline.post_call.lanes import LaneSettings, drain_lane
+from salesops_pipeline.post_call.lanes import (
+    Handover,
+    LaneSettings,
+    LaneWake,
+    drain_lane,
+    drain_lanes,
+)
 from salesops_pipeline.post_call.processor import Outcome
 from salesops_pipeline.post_call.status import EventStatus
+from salesops_pipeline.post_call.warm import WarmHours
 
 
 class FakeClock:
@@ -141,3 +151,171 @@ def test_a_replayed_final_event_is_handed_to_a_run_to_record_it(inbox):
     assert inbox.replay("call-0")
     assert inbox.lanes_with_work(1) == {0: 2}
     assert inbox.open_in_lane(0, 1, inbox.lane_position(0, 1), 10) == (["call-0"], 2)
+
+
+# Runs of several lanes, each in a thread, woken by the inbox ----------------------------------
+
+
+class SlowRecorder(Recorder):
+    """A processor whose handling takes a while, as a provider's answer does."""
+
+    def __init__(self, inbox, seconds=0.0, fail_on=None):
+        super().__init__(inbox)
+        self.seconds, self.fail_on = seconds, fail_on
+        self.threads: set[str] = set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def process(self, call_id):
+        self.threads.add(threading.current_thread().name)
+        if call_id == self.fail_on:
+            raise RuntimeError("the provider's client broke")
+        time.sleep(self.seconds)
+        return super().process(call_id)
+
+
+def _wake(inbox) -> LaneWake:
+    # A fallback far longer than any test waits: only the inbox's own signal wakes a lane.
+    return LaneWake(lambda: inbox.changes(0.01), fallback=30.0).start()
+
+
+def test_an_idle_lane_wakes_on_the_inbox_not_on_its_fallback(inbox):
+    watch = inbox.changes(0.01)
+    try:
+        assert watch.wait(0.2) is False
+        reopened_inbox = Inbox(inbox.path) if inbox.url is None else Inbox(url=inbox.url)
+        _accept(reopened_inbox, "call-0", _contacts_by_lane(1)[0])
+        assert watch.wait(5.0) is True
+        assert watch.wait(0.1) is False
+    finally:
+        watch.close()
+
+
+def test_a_run_drains_each_of_its_lanes_in_its_own_thread_until_idle(inbox):
+    contacts = _contacts_by_lane(2)
+    for n in range(3):
+        _accept(inbox, f"zero-{n}", contacts[0])
+        _accept(inbox, f"one-{n}", contacts[1])
+    processors = {0: SlowRecorder(inbox, 0.05), 1: SlowRecorder(inbox, 0.05)}
+    passes = []
+    wake = _wake(inbox)
+    try:
+        outcomes = drain_lanes(
+            processors,
+            LaneSettings(lanes=2, idle_seconds=0.5),
+            lambda lane, batch, position: passes.append((lane, [o.call_id for o in batch])),
+            wake=wake,
+        )
+    finally:
+        wake.close()
+    assert processors[0].handled == ["zero-0", "zero-1", "zero-2"]
+    assert processors[1].handled == ["one-0", "one-1", "one-2"]
+    assert processors[0].threads == {"post-call-lane-0"}
+    assert processors[1].threads == {"post-call-lane-1"}
+    assert sorted(passes) == [(0, ["zero-0", "zero-1", "zero-2"]), (1, ["one-0", "one-1", "one-2"])]
+    assert len(outcomes) == 6
+    assert inbox.lanes_with_work(2) == {}
+
+
+def test_within_warm_hours_a_run_stays_open_and_takes_a_late_event_at_once(inbox):
+    contacts = _contacts_by_lane(2)
+    processors = {0: SlowRecorder(inbox), 1: SlowRecorder(inbox)}
+    settings = LaneSettings(lanes=2, idle_seconds=0.2, warm_hours=WarmHours.parse("08:00-20:00"))
+    # Paris time: 10:00 in January, then 20:00.
+    moment = {"now": datetime(2026, 1, 15, 9, 0, tzinfo=UTC)}
+    taken = {}
+    wake = _wake(inbox)
+    runner = threading.Thread(
+        target=drain_lanes,
+        args=(processors, settings, lambda lane, batch, _: taken.update({lane: time.monotonic()})),
+        kwargs={"wake": wake, "now": lambda: moment["now"], "tick": 0.05},
+    )
+    runner.start()
+    try:
+        time.sleep(1.0)  # five times idle_seconds
+        assert runner.is_alive()
+        posted = time.monotonic()
+        _accept(inbox, "late", contacts[1])
+        deadline = time.monotonic() + 10
+        while 1 not in taken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert processors[1].handled == ["late"]
+        # Woken by the inbox: far sooner than the lanes' 30 s fallback.
+        assert taken[1] - posted < 5
+        # Past the warm hours, the run stops once its lanes are idle.
+        moment["now"] = datetime(2026, 1, 15, 19, 0, tzinfo=UTC)
+        runner.join(timeout=10)
+        assert not runner.is_alive()
+    finally:
+        wake.close()
+        moment["now"] = datetime(2026, 1, 15, 19, 0, tzinfo=UTC)
+        runner.join(timeout=10)
+
+
+def test_at_its_time_limit_a_run_hands_over_and_drains_until_its_successor_has_started(inbox):
+    contact = _contacts_by_lane(1)[0]
+    calls = []
+    ready = threading.Event()
+    handover = Handover(
+        retire=lambda: calls.append("retire") or True,
+        successor_ready=lambda: calls.append("asked") or ready.is_set(),
+    )
+    processors = {0: SlowRecorder(inbox)}
+    settings = LaneSettings(
+        lanes=1, idle_seconds=0.1, max_seconds=0.3, warm_hours=WarmHours.parse("always")
+    )
+    wake = _wake(inbox)
+    runner = threading.Thread(
+        target=drain_lanes,
+        args=(processors, settings, lambda *_: None),
+        kwargs={"wake": wake, "handover": handover, "tick": 0.05},
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "retire" not in calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert calls[:1] == ["retire"]
+        # Retired, it still takes its lanes' events while the successor starts.
+        _accept(inbox, "while-handing-over", contact)
+        while not processors[0].handled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert processors[0].handled == ["while-handing-over"]
+        assert runner.is_alive()
+        ready.set()
+        runner.join(timeout=5)
+        assert not runner.is_alive()
+        assert calls.count("retire") == 1
+    finally:
+        ready.set()
+        wake.close()
+        runner.join(timeout=5)
+
+
+def test_a_run_that_cannot_hand_over_stops_at_its_time_limit(inbox):
+    settings = LaneSettings(
+        lanes=1, idle_seconds=0.1, max_seconds=0.3, warm_hours=WarmHours.parse("always")
+    )
+    began = time.monotonic()
+    drain_lanes(
+        {0: SlowRecorder(inbox)},
+        settings,
+        lambda *_: None,
+        handover=Handover(retire=lambda: False, successor_ready=lambda: False),
+        tick=0.05,
+    )
+    assert time.monotonic() - began < 5
+
+
+def test_a_lane_that_fails_stops_the_others_and_fails_the_run(inbox):
+    contacts = _contacts_by_lane(2)
+    _accept(inbox, "breaks", contacts[0])
+    processors = {0: SlowRecorder(inbox, fail_on="breaks"), 1: SlowRecorder(inbox)}
+    settings = LaneSettings(lanes=2, idle_seconds=0.2, warm_hours=WarmHours.parse("always"))
+    with pytest.raises(RuntimeError, match="the provider's client broke"):
+        drain_lanes(processors, settings, lambda *_: None, tick=0.05)
+    assert inbox.lanes_with_work(2) == {0: 1}  # not read past: the next run takes it

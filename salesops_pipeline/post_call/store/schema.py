@@ -24,7 +24,7 @@ import sqlite3
 from functools import cache
 
 from salesops_pipeline.post_call.status import OPEN_STATUSES
-from salesops_pipeline.post_call.storage import PostgresConnection, postgres_ddl
+from salesops_pipeline.post_call.storage import QUEUED_CHANNEL, PostgresConnection, postgres_ddl
 from salesops_pipeline.post_call.store.base import REPLAY
 
 # The open statuses as SQL literals (fixed enum values), where a partial index and the queries
@@ -193,6 +193,16 @@ END $$ SET search_path FROM CURRENT""",
     "DROP TRIGGER IF EXISTS status_count_insert ON event",
     "CREATE TRIGGER status_count_insert AFTER INSERT ON event REFERENCING NEW TABLE AS stored"
     " FOR EACH STATEMENT EXECUTE FUNCTION count_stored_events()",
+    # Runs waiting for work sleep on QUEUED_CHANNEL: one notification per statement that
+    # queues, delivered when it commits.
+    f"""CREATE OR REPLACE FUNCTION notify_queued() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{QUEUED_CHANNEL}', '');
+    RETURN NULL;
+END $$""",
+    "DROP TRIGGER IF EXISTS queue_notify ON queue",
+    "CREATE TRIGGER queue_notify AFTER INSERT ON queue FOR EACH STATEMENT"
+    " EXECUTE FUNCTION notify_queued()",
     "DROP TRIGGER IF EXISTS status_count_update ON event",
     "CREATE TRIGGER status_count_update AFTER UPDATE OF status ON event"
     " FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)"
