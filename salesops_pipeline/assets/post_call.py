@@ -138,16 +138,26 @@ def apply_post_call_events(
         for lane in config.lanes
     }
 
-    def report(lane: int, outcomes: list[Outcome], position: int) -> None:
-        for outcome in outcomes:
-            context.log.info(f"post-call {outcome.call_id}: {outcome.status} ({outcome.decision})")
-            if outcome.error:
-                context.log.warning(f"post-call {outcome.call_id}: {outcome.error}")
+    def report(passes: list[tuple[int, list[Outcome], int]]) -> None:
+        # One log message and one materialization for every pass that ended since the last
+        # report, each event on a line of its own: a busy minute is a few hundred entries
+        # in the run's log, not one per event.
+        outcomes = [outcome for _, batch, _ in passes for outcome in batch]
+        context.log.info(
+            "\n".join(f"post-call {o.call_id}: {o.status} ({o.decision})" for o in outcomes)
+        )
+        failed = [o for o in outcomes if o.error]
+        if failed:
+            context.log.warning("\n".join(f"post-call {o.call_id}: {o.error}" for o in failed))
         counts = Counter(o.status for o in outcomes)
+        reached = ", ".join(
+            f"lane {lane} to queue position {position}"
+            for lane, position in sorted({lane: position for lane, _, position in passes}.items())
+        )
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=post_call_outcomes.key,
-                description=(f"lane {lane} of {config.lane_count}, to queue position {position}"),
+                description=f"{reached} (of {config.lane_count} lanes)",
                 metadata={
                     "events": len(outcomes),
                     **{f"events_{status}": n for status, n in sorted(counts.items())},

@@ -265,7 +265,7 @@ class LaneFailed(Exception):
 def drain_lanes(
     processors: dict[int, PostCallProcessor],
     settings: LaneSettings,
-    on_batch: Callable[[int, list[Outcome], int], None],
+    on_batch: Callable[[list[tuple[int, list[Outcome], int]]], None],
     *,
     wake: LaneWake | None = None,
     handover: Handover | None = None,
@@ -278,9 +278,10 @@ def drain_lanes(
 
     The run stops once all its lanes have been idle for `idle_seconds` outside the warm hours
     (after one pass each when it is 0), or, once open for `max_seconds`, when its successor
-    has started (`handover`; without one, at `max_seconds`). `on_batch(lane, outcomes,
-    position)` is called on this thread, the caller's, for each pass of any lane. A lane that
-    fails stops the others, and its error is raised here once they have stopped."""
+    has started (`handover`; without one, at `max_seconds`). `on_batch` is called on this
+    thread, the caller's, with the passes that ended since its last call, each as (lane,
+    outcomes, queue position reached). A lane that fails stops the others, and its error is
+    raised here once they have stopped."""
     stop = threading.Event()
     passes: queue.Queue = queue.Queue()
     errors: list[BaseException] = []
@@ -317,16 +318,20 @@ def drain_lanes(
     try:
         while running:
             try:
-                item = passes.get(timeout=tick)
+                items = [passes.get(timeout=tick)]
             except queue.Empty:
-                item = ()
-            if item is None:
-                running -= 1
-            elif item:
-                lane, batch, position = item
-                outcomes.extend(batch)
+                items = []
+            # Every pass that ended meanwhile is reported at once: under load the report keeps
+            # up with the lanes however many passes they make.
+            while items and not passes.empty():
+                items.append(passes.get_nowait())
+            running -= items.count(None)
+            done = [item for item in items if item]
+            if done:
+                for _, batch, _ in done:
+                    outcomes.extend(batch)
                 last_work = clock()
-                on_batch(lane, batch, position)
+                on_batch(done)
             if stop.is_set():
                 continue
             if (
@@ -348,12 +353,15 @@ def drain_lanes(
         stop.set()
         for thread in threads:
             thread.join()
+    done = []
     while not passes.empty():
-        item = passes.get()
+        item = passes.get_nowait()
         if item:
-            lane, batch, position = item
+            done.append(item)
+    if done:
+        for _, batch, _ in done:
             outcomes.extend(batch)
-            on_batch(lane, batch, position)
+        on_batch(done)
     if errors:
         raise errors[0]
     return outcomes

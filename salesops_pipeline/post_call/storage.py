@@ -11,6 +11,8 @@ agent, the contacts it writes to). Each statement after a lock sees what the loc
 holder committed, so the checks the inbox makes before it acts still hold when it acts.
 """
 
+import contextlib
+import os
 import re
 import select
 import sqlite3
@@ -65,8 +67,35 @@ def postgres_ddl(schema: str) -> list[str]:
     return [statement.strip() for statement in ddl.split(";") if statement.strip()]
 
 
+# One writer at a time per inbox file and process: the threads of one process (the lanes of
+# a run, the intake's workers) queue here and are handed the lock at once, rather than in
+# SQLite's busy handler, which sleeps up to 100 ms between looks. Other processes still wait
+# in the busy handler.
+_FILE_WRITERS: dict[str, threading.RLock] = {}
+_FILE_WRITERS_LOCK = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.RLock:
+    key = os.path.abspath(path)
+    with _FILE_WRITERS_LOCK:
+        return _FILE_WRITERS.setdefault(key, threading.RLock())
+
+
+class _Kept(threading.local):
+    """A thread's open connection to the file, and what tells it is still the file's."""
+
+    conn: sqlite3.Connection | None = None
+    identity: tuple[int, int, int] | None = None  # (pid, device, inode)
+    in_use: bool = False
+
+
 class SQLiteStore:
-    """One SQLite file in WAL mode, written with full synchronisation; one writer at a time."""
+    """One SQLite file in WAL mode, written with full synchronisation; one writer at a time.
+
+    Each thread keeps its connection open between uses: opening one and setting it up costs
+    more than most of the statements it runs. A connection is opened again when the file was
+    replaced (another inode), in a forked process, after an error, and for a use nested in
+    another, which then gets a connection of its own as before."""
 
     kind = "sqlite"
     for_update = ""
@@ -78,6 +107,8 @@ class SQLiteStore:
         # The schema version last seen complete: a file replaced by a new one (version 0)
         # gets its schema again, whichever process replaced it.
         self._schema_version: int | None = None
+        self._kept = _Kept()
+        self._writer = _writer_lock(path)
 
     def describe(self) -> str:
         return str(self.path)
@@ -88,26 +119,70 @@ class SQLiteStore:
     def errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error, OSError)
 
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
+    def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed event survives a power cut, not only a process crash.
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA busy_timeout = 30000")
-            version = conn.execute("PRAGMA schema_version").fetchone()[0]
-            if version != self._schema_version:
-                self._ensure_schema(conn)
-                self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
-            yield conn
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        return conn
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return (os.getpid(), stat.st_dev, stat.st_ino)
+
+    def _checked(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        version = conn.execute("PRAGMA schema_version").fetchone()[0]
+        if version != self._schema_version:
+            self._ensure_schema(conn)
+            self._schema_version = conn.execute("PRAGMA schema_version").fetchone()[0]
+        return conn
+
+    def _drop_kept(self) -> None:
+        kept = self._kept
+        if kept.conn is not None:
+            if kept.identity is not None and kept.identity[0] == os.getpid():
+                with contextlib.suppress(sqlite3.Error):
+                    kept.conn.close()
+            kept.conn, kept.identity = None, None
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        kept = self._kept
+        if kept.in_use:
+            # Nested in another use on this thread: a connection of its own, as before.
+            conn = self._open()
+            try:
+                yield self._checked(conn)
+            finally:
+                conn.close()
+            return
+        identity = self._identity()
+        if kept.conn is None or identity is None or identity != kept.identity:
+            self._drop_kept()
+            conn = self._open()
+            # The identity of what was opened (the file exists now).
+            kept.conn, kept.identity = conn, self._identity()
+        kept.in_use = True
+        try:
+            yield self._checked(kept.conn)
+        except BaseException:
+            self._drop_kept()
+            raise
+        finally:
+            kept.in_use = False
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self.connect() as conn:
+        with self._writer, self.connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn

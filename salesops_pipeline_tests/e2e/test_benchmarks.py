@@ -34,6 +34,8 @@ def test_every_benchmark_runs_at_smoke_scale(tmp_path):
         "## Progress: salesops demo-db",
         "## Inbox on SQLite: hot queries",
         "## Day (smoke, 1 min, no stack): the contract",
+        "## Prompt post-call (smoke): post to the provider's write",
+        "## Prompt post-call (smoke): without traffic",
     ):
         assert title in out
     # Without PostgreSQL's server programs the replicas benchmark says why it has no table.
@@ -48,6 +50,15 @@ def test_every_benchmark_runs_at_smoke_scale(tmp_path):
     assert row["lost"] == "0" and row["applied twice"] == "0"
     final, accepted = row["final / accepted"].split(" / ")
     assert final == accepted
+    # Every event the prompt benchmark posted through the warm lanes was written, once.
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("| rate ") and "| posted /" in line)
+    warm = [line for line in lines if "| warm lanes (ours)" in line]
+    assert warm
+    for line in warm:
+        row = dict(zip(_cells(header), _cells(line), strict=True))
+        posted, written = row["posted / written"].split(" / ")
+        assert posted == written and row["lost"] == "0" and row["applied twice"] == "0", row
 
 
 def _cells(line: str) -> list[str]:

@@ -207,7 +207,7 @@ def test_a_run_drains_each_of_its_lanes_in_its_own_thread_until_idle(inbox):
         outcomes = drain_lanes(
             processors,
             LaneSettings(lanes=2, idle_seconds=0.5),
-            lambda lane, batch, position: passes.append((lane, [o.call_id for o in batch])),
+            lambda done: passes.extend((lane, [o.call_id for o in b]) for lane, b, _ in done),
             wake=wake,
         )
     finally:
@@ -231,7 +231,11 @@ def test_within_warm_hours_a_run_stays_open_and_takes_a_late_event_at_once(inbox
     wake = _wake(inbox)
     runner = threading.Thread(
         target=drain_lanes,
-        args=(processors, settings, lambda lane, batch, _: taken.update({lane: time.monotonic()})),
+        args=(
+            processors,
+            settings,
+            lambda done: taken.update({lane: time.monotonic() for lane, _, _ in done}),
+        ),
         kwargs={"wake": wake, "now": lambda: moment["now"], "tick": 0.05},
     )
     runner.start()
