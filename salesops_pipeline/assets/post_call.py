@@ -172,7 +172,7 @@ def apply_post_call_events(
         lambda: store.changes(settings.wake_poll_seconds), settings.wake_fallback_seconds
     ).start()
     try:
-        outcomes = drain_lanes(
+        counts = drain_lanes(
             processors,
             settings,
             report,
@@ -193,7 +193,7 @@ def apply_post_call_events(
         raise
     finally:
         wake.close()
-    return dict(Counter(o.status for o in outcomes))
+    return dict(counts)
 
 
 def _handover(context: dg.OpExecutionContext, store: Inbox, group: str) -> Handover:

@@ -22,6 +22,7 @@ import math
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -237,7 +238,10 @@ def drain_lane(
             # the next run of the lane, besides the release of its leases.
             inbox.advance_lane(lane, settings.lanes, read_to)
             position = read_to
-            outcomes.extend(batch)
+            if stop is None:
+                # Within a run the outcomes go to `on_batch` only: a warm run's memory stays
+                # flat however many events it takes.
+                outcomes.extend(batch)
             if batch:
                 on_batch(batch, position)
             last_work = clock()
@@ -258,10 +262,6 @@ class Handover:
     successor_ready: Callable[[], bool]
 
 
-class LaneFailed(Exception):
-    """A lane's thread stopped on an error; the run fails with it."""
-
-
 def drain_lanes(
     processors: dict[int, PostCallProcessor],
     settings: LaneSettings,
@@ -272,9 +272,9 @@ def drain_lanes(
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = _utcnow,
     tick: float = 0.5,
-) -> list[Outcome]:
+) -> Counter:
     """Drain each lane of `processors` (lane → its processor) in a thread of its own until the
-    run should stop, and return every outcome.
+    run should stop, and return how many events ended in each status.
 
     The run stops once all its lanes have been idle for `idle_seconds` outside the warm hours
     (after one pass each when it is 0), or, once open for `max_seconds`, when its successor
@@ -309,7 +309,7 @@ def drain_lanes(
         threading.Thread(target=run_lane, args=(lane, processor), name=f"post-call-lane-{lane}")
         for lane, processor in sorted(processors.items())
     ]
-    outcomes: list[Outcome] = []
+    counts: Counter = Counter()
     started = last_work = clock()
     retiring = False
     running = len(threads)
@@ -329,7 +329,7 @@ def drain_lanes(
             done = [item for item in items if item]
             if done:
                 for _, batch, _ in done:
-                    outcomes.extend(batch)
+                    counts.update(o.status for o in batch)
                 last_work = clock()
                 on_batch(done)
             if stop.is_set():
@@ -360,8 +360,8 @@ def drain_lanes(
             done.append(item)
     if done:
         for _, batch, _ in done:
-            outcomes.extend(batch)
+            counts.update(o.status for o in batch)
         on_batch(done)
     if errors:
         raise errors[0]
-    return outcomes
+    return counts

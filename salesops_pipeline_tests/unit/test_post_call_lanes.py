@@ -204,7 +204,7 @@ def test_a_run_drains_each_of_its_lanes_in_its_own_thread_until_idle(inbox):
     passes = []
     wake = _wake(inbox)
     try:
-        outcomes = drain_lanes(
+        counts = drain_lanes(
             processors,
             LaneSettings(lanes=2, idle_seconds=0.5),
             lambda done: passes.extend((lane, [o.call_id for o in b]) for lane, b, _ in done),
@@ -217,7 +217,7 @@ def test_a_run_drains_each_of_its_lanes_in_its_own_thread_until_idle(inbox):
     assert processors[0].threads == {"post-call-lane-0"}
     assert processors[1].threads == {"post-call-lane-1"}
     assert sorted(passes) == [(0, ["zero-0", "zero-1", "zero-2"]), (1, ["one-0", "one-1", "one-2"])]
-    assert len(outcomes) == 6
+    assert counts == {EventStatus.APPLIED: 6}
     assert inbox.lanes_with_work(2) == {}
 
 
