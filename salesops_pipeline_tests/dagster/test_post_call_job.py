@@ -16,7 +16,7 @@ import requests
 
 from salesops_pipeline.assets.post_call import post_call_job, post_call_sensor
 from salesops_pipeline.clients.models import CrmAgent, Parsed
-from salesops_pipeline.post_call.inbox import Inbox
+from salesops_pipeline.post_call.inbox import Inbox, lane_key, lane_of
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
@@ -28,6 +28,7 @@ from salesops_pipeline.services.sandbox.seed import (
 from salesops_pipeline.services.sandbox.server import running_sandbox
 from salesops_pipeline.services.sandbox.store import SandboxStore
 from salesops_pipeline_tests.conftest import arm_fault, markdown_table_cells, post_call_processor
+from salesops_pipeline_tests.support.post_call_outcome import callback_event
 
 KEY = "intake-key"
 
@@ -437,3 +438,44 @@ def test_two_concurrent_runs_do_not_race_on_counts(level_sandbox, tmp_path):
     loads, transfers = _active_loads(inbox)
     assert len(transfers) == 30
     assert max(loads.values()) - min(loads.values()) <= 1
+
+
+def test_a_run_of_several_lanes_shows_every_event_in_its_log_and_outcomes(pipeline):
+    """One run drains both lanes, a thread each: every event is on a line of the run's log and
+    in a post_call_outcomes table, whichever lane it fell in."""
+    with pipeline.sandbox.app.state.store.connect() as conn:
+        contacts = [row[0] for row in conn.execute("SELECT id FROM contact ORDER BY id")]
+    by_lane: dict[int, list[str]] = {}
+    for contact in contacts:
+        by_lane.setdefault(lane_of(lane_key(json.dumps({"contactId": contact})), 2), []).append(
+            contact
+        )
+    end = datetime(2026, 3, 2, 9, 0)
+    call_ids = []
+    for lane in (0, 1):
+        for n, contact in enumerate(by_lane[lane][:3]):
+            event, _ = callback_event(f"lane{lane}-{n}", contact, end, days=2)
+            assert pipeline.post(event).status_code == 202
+            call_ids.append(event["callId"])
+    instance = dg.DagsterInstance.ephemeral()
+    result = post_call_job.execute_in_process(
+        run_config={
+            "ops": {
+                "apply_post_call_events": {
+                    "config": {"lanes": [0, 1], "lane_count": 2, "idle_seconds": 0, "batch": 50}
+                }
+            }
+        },
+        resources=pipeline.resources(),
+        instance=instance,
+    )
+    assert result.success
+    logged = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
+    for call_id in call_ids:
+        assert f"post-call {call_id}: applied" in logged
+    tables = "\n".join(
+        m.materialization.metadata["outcomes"].value
+        for m in result.get_asset_materialization_events()
+    )
+    assert all(f"| {call_id} | applied |" in tables for call_id in call_ids)
+    assert all(pipeline.inbox.get(call_id).status == "applied" for call_id in call_ids)
