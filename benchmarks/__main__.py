@@ -1,5 +1,5 @@
-"""`python -m benchmarks [--scale N] [--repeat R] [--only NAME ...]`: run the benchmarks and
-print their tables (markdown), one per hot path."""
+"""`python -m benchmarks [--scale N | --smoke] [--repeat R] [--only NAME ...]`: run the
+benchmarks and print their tables (markdown), one per hot path."""
 
 import argparse
 import platform
@@ -15,6 +15,7 @@ from benchmarks import (
     bench_intake,
     bench_post_call,
     bench_progress,
+    bench_prompt,
     bench_replicas,
     bench_sales,
 )
@@ -30,6 +31,7 @@ MODULES = {
     "post_call": bench_post_call,
     "progress": bench_progress,
     "day": bench_day,
+    "prompt": bench_prompt,
 }
 
 
@@ -49,13 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         default="1000000",
         help="rows per input (contacts per campaign, sessions); 'smoke' for a quick check",
     )
+    parser.add_argument("--smoke", action="store_true", help="a quick check: --scale smoke")
     parser.add_argument("--repeat", type=int, default=3, help="runs per method (median taken)")
     parser.add_argument("--only", nargs="*", choices=sorted(MODULES), help="run only these")
     parser.add_argument(
         "--minutes", type=float, default=30.0, help="length of the day (--only day)"
     )
     args = parser.parse_args(argv)
-    smoke = args.scale == "smoke"
+    smoke = args.smoke or args.scale == "smoke"
     scale = 2_000 if smoke else int(args.scale)
     repeat = 1 if smoke else args.repeat
     print(f"# Benchmarks at scale {scale:,}, {repeat} run(s) per method\n\nMachine: {machine()}")
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         if name == "day":
             text = bench_day.main(scale, repeat, smoke=smoke, minutes=args.minutes)
-        elif name in ("post_call", "intake", "replicas", "inbox"):
+        elif name in ("post_call", "intake", "replicas", "inbox", "prompt"):
             text = MODULES[name].main(scale, repeat, smoke=smoke)
         else:
             text = MODULES[name].main(scale, repeat)

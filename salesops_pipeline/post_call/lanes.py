@@ -46,8 +46,9 @@ class LaneSettings:
     # 0: after one pass.
     idle_seconds: float = 20.0
     # A run hands its lanes to a successor after this long, so that each run stays a readable
-    # unit in the UI.
-    max_seconds: float = 600.0
+    # unit in the UI (an hour of a working day). Each handover starts a process: a few seconds
+    # of CPU an hour.
+    max_seconds: float = 3600.0
     warm_hours: WarmHours = field(default=NEVER_WARM)
     # How often an idle lane's watch of the inbox looks for a change (SQLite); PostgreSQL
     # wakes it with a notification.

@@ -87,7 +87,7 @@ def test_runs_share_the_lanes_each_lane_in_exactly_one_run():
         ({"idle_seconds": -1.0}, "idle_seconds must be a finite number of at least 0"),
         ({"idle_seconds": float("nan")}, "idle_seconds must be a finite number"),
         ({"idle_seconds": float("inf")}, "idle_seconds must be a finite number"),
-        ({"idle_seconds": 600.0}, "must be shorter than a run's 600 s"),
+        ({"idle_seconds": 3600.0}, "must be shorter than a run's 3600 s"),
         (
             {"idle_seconds": 0.0, "warm_hours": WarmHours.parse("always")},
             "one pass per run\\) cannot keep runs warm",
