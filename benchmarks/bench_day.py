@@ -396,7 +396,9 @@ def render(title: str, day: Day, result: Score, inbox_rows: list[list[str]], not
 def fill_inbox(path: Path, events: int, age_days: int) -> float:
     """`events` finished events (with their outcome, queue and write rows) ended `age_days` ago
     and over the day before, written in one transaction; seconds taken."""
-    Inbox(path).counts()  # the schema, as the intake creates it
+    schema = Inbox(path)
+    schema.counts()  # the schema, as the intake creates it
+    schema.close()  # the journal mode changes only with the file to itself
     started = time.perf_counter()
     oldest = (datetime.now(UTC) - timedelta(days=age_days + 1)).strftime("%Y-%m-%d %H:%M:%S")
     conn = sqlite3.connect(path, isolation_level=None)

@@ -1,5 +1,5 @@
-"""Post-call (Q2): the sensor that turns the inbox's lanes into runs, the job that drains a
-lane, and the asset showing what each pass did."""
+"""Post-call (Q2): the sensor that turns the inbox's lanes into runs (kept open through the
+warm hours), the job that drains a group of lanes, and the asset showing what each pass did."""
 
 import time
 from collections import Counter
@@ -64,6 +64,9 @@ class PostCallLaneConfig(dg.Config):
         description="Outside the warm hours, stop once the lanes have been idle this long"
     )
     batch: int = Field(description="Queue entries read per pass")
+    max_seconds: float = Field(
+        default=3600.0, description="Hand the lanes to a successor run after this long"
+    )
     warm_hours: str = Field(
         default="never", description="When the run stays open, events or not (Paris time)"
     )
@@ -123,6 +126,7 @@ def apply_post_call_events(
         runs=1,
         batch=config.batch,
         idle_seconds=config.idle_seconds,
+        max_seconds=config.max_seconds,
         warm_hours=WarmHours.parse(config.warm_hours),
     )
     store = inbox.get_inbox()
@@ -400,6 +404,7 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
                             "lane_count": lanes.lanes,
                             "idle_seconds": lanes.idle_seconds,
                             "batch": lanes.batch,
+                            "max_seconds": lanes.max_seconds,
                             "warm_hours": lanes.warm_hours.spec,
                         }
                     }

@@ -107,6 +107,11 @@ class Inbox(
         """Whether anything ever created the inbox here (reading creates it otherwise)."""
         return self._store.exists()
 
+    def close(self) -> None:
+        """Close the connection the calling thread keeps to a SQLite inbox, for a tool that
+        needs the file to itself (its next use here opens one again)."""
+        self._store.close()
+
     def changes(self, poll: float):
         """A watch of this inbox that a waiting run sleeps on: its `wait(timeout)` returns
         True as soon as new work may have been queued (SQLite: any commit of another

@@ -75,7 +75,7 @@ class LaneSettings:
             if self.max_seconds <= self.idle_seconds:
                 problems.append(
                     f"idle_seconds ({self.idle_seconds:g}) must be shorter than a run's"
-                    f" {self.max_seconds:g} s"
+                    f" {self.max_seconds:g} s (max_seconds)"
                 )
             if self.idle_seconds == 0 and not self.warm_hours.never:
                 problems.append(
@@ -106,6 +106,7 @@ def configured_lane_settings(
     runs: int | None = None,
     batch: int | None = None,
     idle_seconds: float | None = None,
+    max_seconds: float | None = None,
     warm_hours: str | None = None,
 ) -> LaneSettings:
     """The lane settings from the environment (SALESOPS_POST_CALL_*), each overridden where
@@ -116,6 +117,7 @@ def configured_lane_settings(
             runs=runs or env.post_call_runs(),
             batch=batch or env.post_call_batch(),
             idle_seconds=env.post_call_idle_seconds() if idle_seconds is None else idle_seconds,
+            max_seconds=env.post_call_run_seconds() if max_seconds is None else max_seconds,
             warm_hours=WarmHours.parse(
                 warm_hours if warm_hours is not None else env.post_call_warm_hours(),
                 setting=env.POST_CALL_WARM_HOURS_ENV,
@@ -123,7 +125,8 @@ def configured_lane_settings(
         )
     except SettingError as error:
         raise SettingError(
-            f"{error} (SALESOPS_POST_CALL_LANES, _RUNS, _BATCH, _IDLE_SECONDS, _WARM_HOURS)"
+            f"{error} (SALESOPS_POST_CALL_LANES, _RUNS, _BATCH, _IDLE_SECONDS, _RUN_SECONDS,"
+            " _WARM_HOURS)"
         ) from None
 
 

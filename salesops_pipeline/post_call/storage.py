@@ -154,6 +154,10 @@ class SQLiteStore:
                     kept.conn.close()
             kept.conn, kept.identity = None, None
 
+    def close(self) -> None:
+        """Close the connection this thread keeps (the next use opens one again)."""
+        self._drop_kept()
+
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         kept = self._kept
@@ -333,6 +337,9 @@ class PostgresStore:
         """Wait for these advisory locks, held until this transaction ends."""
         for name in names:
             conn.execute("SELECT pg_advisory_xact_lock(?)", (postgres.advisory_key(name),))
+
+    def close(self) -> None:
+        """Nothing kept: connections go back to the pool after each use."""
 
     def changes(self, poll: float) -> PostgresChanges:
         # The trigger that notifies is part of the schema: make sure of it first.

@@ -45,6 +45,11 @@ class InboxResource(dg.ConfigurableResource):
         description="Runs the lanes are spread over, each draining its lanes in threads."
         " Empty: SALESOPS_POST_CALL_RUNS, else 1.",
     )
+    run_seconds: float | None = Field(
+        default=None,
+        description="How long a run stays open before it hands its lanes to a successor."
+        " Empty: SALESOPS_POST_CALL_RUN_SECONDS, else 3600.",
+    )
     warm_hours: str | None = Field(
         default=None,
         description="When runs stay open, events or not: 'always', 'never', or windows of"
@@ -65,6 +70,7 @@ class InboxResource(dg.ConfigurableResource):
             runs=self.runs,
             batch=self.batch,
             idle_seconds=self.idle_seconds,
+            max_seconds=self.run_seconds,
             warm_hours=self.warm_hours,
         )
 

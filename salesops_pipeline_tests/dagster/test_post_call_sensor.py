@@ -99,6 +99,7 @@ def test_requests_one_run_per_lane_with_new_events(inbox):
         "lane_count": LANES,
         "idle_seconds": 5.0,
         "batch": 200,
+        "max_seconds": 3600.0,
         "warm_hours": "never",
     }
     _accept(inbox, 1, start=3, lane=0)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
+from salesops_pipeline.assets.constants import POST_CALL_LANE_TAG
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.services.sandbox.seed import REFERENCE_CONTACT_ID
 from salesops_pipeline_tests.conftest import REPO_ROOT, fixture_path
@@ -32,6 +33,7 @@ EVENT_TIMEOUT = 60.0
 # interval stays above the daemon's own 5 s loop, which no sensor is evaluated faster than.
 LAG_CHECK_INTERVAL = 10
 MAX_LAG = 5
+RUN_SECONDS = 45
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,8 @@ def stack(tmp_path_factory, chat):
             "SALESOPS_ALERT_WEBHOOK_URL": chat.url,
             "SALESOPS_POST_CALL_LAG_CHECK_S": str(LAG_CHECK_INTERVAL),
             "SALESOPS_MAX_POST_CALL_LAG_S": str(MAX_LAG),
+            # Warm runs hand over every RUN_SECONDS while the module's tests run.
+            "SALESOPS_POST_CALL_RUN_SECONDS": str(RUN_SECONDS),
         },
     )
     try:
@@ -258,6 +262,33 @@ def test_an_event_after_a_minute_of_silence_reaches_the_provider_within_seconds(
         assert waited < AFTER_SILENCE_DEADLINE, f"not at the provider after {waited:.1f} s"
         time.sleep(0.05)
     print(f"after {SILENCE:.0f} s of silence: applied {time.monotonic() - posted:.2f} s after")
+
+
+def test_warm_runs_hand_over_and_one_run_drains_the_lanes_at_a_time(stack):
+    """By now the module's stack has been up for minutes: its warm runs handed their lanes
+    over every RUN_SECONDS (the event after a minute of silence above came after at least one
+    handover), each retagged, one run at a time draining the lanes."""
+    data = stack.graphql(
+        """
+        { runsOrError(filter: {pipelineName: "post_call_job"}) {
+            ... on Runs { results { runId status startTime endTime tags { key value } } } } }
+        """
+    )
+    runs = [
+        {**r, "lanes": next(t["value"] for t in r["tags"] if t["key"] == POST_CALL_LANE_TAG)}
+        for r in data["runsOrError"]["results"]
+    ]
+    handed = [r for r in runs if r["lanes"] == "0,1,2,3:handing-over"]
+    assert len(handed) >= 2, runs
+    assert all(r["status"] == "SUCCESS" for r in handed if r["endTime"]), runs
+    draining = [r for r in runs if r["lanes"] == "0,1,2,3" and r["status"] == "STARTED"]
+    assert len(draining) == 1, runs
+    # Each run lasted about RUN_SECONDS and its successor started before it ended.
+    ended = sorted((r for r in handed if r["endTime"]), key=lambda r: r["startTime"])
+    starts = sorted(r["startTime"] for r in runs if r["startTime"])
+    for run in ended:
+        later = [t for t in starts if t > run["startTime"]]
+        assert later and later[0] < run["endTime"], (run, later[:1])
 
 
 def test_simulate_finds_the_stack_on_its_ports(stack):

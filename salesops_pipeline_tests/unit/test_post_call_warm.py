@@ -107,6 +107,8 @@ def test_lane_settings_that_make_no_sense_are_refused(settings, reason):
         ({"SALESOPS_POST_CALL_IDLE_SECONDS": "nan"}, "SALESOPS_POST_CALL_IDLE_SECONDS='nan'"),
         ({"SALESOPS_POST_CALL_IDLE_SECONDS": "inf"}, "SALESOPS_POST_CALL_IDLE_SECONDS='inf'"),
         ({"SALESOPS_POST_CALL_WARM_HOURS": "9h-18h"}, "SALESOPS_POST_CALL_WARM_HOURS='9h-18h'"),
+        ({"SALESOPS_POST_CALL_RUN_SECONDS": "5"}, "SALESOPS_POST_CALL_RUN_SECONDS='5': expected"),
+        ({"SALESOPS_POST_CALL_RUN_SECONDS": "15"}, "must be shorter than a run's 15 s"),
         (
             {"SALESOPS_POST_CALL_WARM_HOURS": "always", "SALESOPS_POST_CALL_IDLE_SECONDS": "0"},
             "cannot keep runs warm",
