@@ -265,9 +265,9 @@ def test_an_event_after_a_minute_of_silence_reaches_the_provider_within_seconds(
 
 
 def test_warm_runs_hand_over_and_one_run_drains_the_lanes_at_a_time(stack):
-    """By now the module's stack has been up for minutes: its warm runs handed their lanes
-    over every RUN_SECONDS (the event after a minute of silence above came after at least one
-    handover), each retagged, one run at a time draining the lanes."""
+    """By now the module's stack has been up for over a minute: its warm run handed its lanes
+    over after RUN_SECONDS, retagged, its successor started before it ended, and one run at a
+    time drains the lanes."""
     data = stack.graphql(
         """
         { runsOrError(filter: {pipelineName: "post_call_job"}) {
@@ -279,7 +279,7 @@ def test_warm_runs_hand_over_and_one_run_drains_the_lanes_at_a_time(stack):
         for r in data["runsOrError"]["results"]
     ]
     handed = [r for r in runs if r["lanes"] == "0,1,2,3:handing-over"]
-    assert len(handed) >= 2, runs
+    assert len(handed) >= 1, runs
     assert all(r["status"] == "SUCCESS" for r in handed if r["endTime"]), runs
     draining = [r for r in runs if r["lanes"] == "0,1,2,3" and r["status"] == "STARTED"]
     assert len(draining) == 1, runs
