@@ -121,6 +121,12 @@ def apply_post_call_events(
     stays open and takes each new event as it arrives; outside them it stops once its lanes
     have been idle for a while. It reports each pass here.
     """
+    group = group_name(config.lanes)
+    if context.dagster_run.tags.get(POST_CALL_LANE_TAG) == handed_over(group):
+        # A retry of a run that was handing its lanes over (Dagster copies its tags): the
+        # successor the sensor asks for takes the lanes; this one would drain beside it.
+        context.log.info(f"lanes {group}: handed over by the run this one retries; nothing to do")
+        return {}
     settings = LaneSettings(
         lanes=config.lane_count,
         runs=1,
@@ -181,7 +187,7 @@ def apply_post_call_events(
             settings,
             report,
             wake=wake,
-            handover=_handover(context, store, group_name(config.lanes)),
+            handover=_handover(context, store, group),
         )
     except BaseException:
         for processor in processors.values():
@@ -218,19 +224,27 @@ def _handover(context: dg.OpExecutionContext, store: Inbox, group: str) -> Hando
         context.log.info(f"lanes {group}: time limit reached, handing over to a new run")
         return True
 
+    mine = set(group.split(","))
+
     def successor_ready() -> bool:
-        records = instance.get_run_records(
-            filters=dg.RunsFilter(
-                job_name=post_call_job.name,
-                tags={POST_CALL_LANE_TAG: group},
-                statuses=[dg.DagsterRunStatus.STARTED],
-            ),
-            limit=5,
-        )
-        return any(
-            r.dagster_run.run_id != run_id and store.run_had_worker(r.dagster_run.run_id)
-            for r in records
-        )
+        # Any run now draining one of these lanes takes over: the successor, or a run of a new
+        # layout of the lanes (SALESOPS_POST_CALL_RUNS or _LANES changed meanwhile).
+        try:
+            records = instance.get_run_records(
+                filters=dg.RunsFilter(
+                    job_name=post_call_job.name, statuses=[dg.DagsterRunStatus.STARTED]
+                ),
+                limit=100,
+            )
+            return any(
+                r.dagster_run.run_id != run_id
+                and mine & set(r.dagster_run.tags.get(POST_CALL_LANE_TAG, "").split(","))
+                and store.run_had_worker(r.dagster_run.run_id)
+                for r in records
+            )
+        except Exception as error:  # noqa: BLE001 - asked again at the next tick
+            context.log.warning(f"lanes {group}: could not look for the successor: {error}")
+            return False
 
     return Handover(retire=retire, successor_ready=successor_ready)
 
@@ -260,6 +274,8 @@ WORKERLESS_RUN_GRACE_SECONDS = 45
 # The key a lane's run was first asked under, on every run asked for the same waiting events
 # (after a failure, and on Dagster's retries, which copy their run's tags).
 POST_CALL_KEY_TAG = "salesops/post-call-key"
+# A warm run that failed or was cancelled is replaced after this long.
+WARM_RETRY_AFTER_SECONDS = 30
 # Set by Dagster on a failed run when run retries will start it again.
 WILL_RETRY_TAG = "dagster/will_retry"
 # Runs of the job that are, or will soon be, draining their lane.
@@ -320,8 +336,17 @@ def _warm_key_for(instance: dg.DagsterInstance, group: str, key: str) -> str | N
     )
     if not records:
         return key
-    last = records[0].dagster_run
+    record = records[0]
+    last = record.dagster_run
     if last.status == dg.DagsterRunStatus.FAILURE and last.tags.get(WILL_RETRY_TAG) == "true":
+        return None
+    if (
+        last.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+        and record.end_time is not None
+        and time.time() - record.end_time < WARM_RETRY_AFTER_SECONDS
+    ):
+        # A fault that fails every run (a full disk, a broken inbox) starts one run per
+        # half-minute, not one per tick; events that arrive still get theirs at once.
         return None
     return f"{key}-after-{last.run_id[:8]}"
 

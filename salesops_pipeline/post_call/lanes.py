@@ -33,6 +33,10 @@ from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
 from salesops_pipeline.post_call.warm import NEVER, WarmHours
 
 NEVER_WARM = WarmHours.parse(NEVER)
+# The shipped run queue starts 8 runs at once; warm runs need two slots each while they hand
+# over, and the other jobs need the rest.
+MAX_RUNS = 4
+MAX_LANES = 64
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,14 @@ class LaneSettings:
                 f"runs must be a whole number from 1 to the number of lanes, {self.lanes}"
                 f" (got {self.runs!r})"
             )
+        elif self.runs > MAX_RUNS:
+            problems.append(
+                f"runs must be at most {MAX_RUNS} (got {self.runs}): each run holds a slot of"
+                " the run queue (8 runs at once) through the warm hours, and a second one"
+                " while it hands over"
+            )
+        if isinstance(self.lanes, int) and self.lanes > MAX_LANES:
+            problems.append(f"lanes must be at most {MAX_LANES}, a thread each (got {self.lanes})")
         if not (isinstance(self.batch, int) and self.batch >= 1):
             problems.append(f"batch must be a whole number of at least 1 (got {self.batch!r})")
         for name in ("idle_seconds", "max_seconds", "wake_poll_seconds", "wake_fallback_seconds"):
@@ -113,9 +125,9 @@ def configured_lane_settings(
     given. Settings that make no sense together raise SettingError naming them."""
     try:
         return LaneSettings(
-            lanes=lanes or env.post_call_lanes(),
-            runs=runs or env.post_call_runs(),
-            batch=batch or env.post_call_batch(),
+            lanes=env.post_call_lanes() if lanes is None else lanes,
+            runs=env.post_call_runs() if runs is None else runs,
+            batch=env.post_call_batch() if batch is None else batch,
             idle_seconds=env.post_call_idle_seconds() if idle_seconds is None else idle_seconds,
             max_seconds=env.post_call_run_seconds() if max_seconds is None else max_seconds,
             warm_hours=WarmHours.parse(
@@ -226,6 +238,9 @@ def drain_lane(
         if read_to is None:
             if settings.idle_seconds == 0:
                 return outcomes
+            # Positions never go back, except in an inbox made anew (a reset): read from
+            # where that one stands.
+            position = min(position, inbox.lane_position(lane, settings.lanes))
             if (
                 stop is None
                 and clock() - last_work >= settings.idle_seconds
@@ -314,12 +329,13 @@ def drain_lanes(
         for lane, processor in sorted(processors.items())
     ]
     counts: Counter = Counter()
-    started = last_work = clock()
+    started = last_work = next_look = clock()
     retiring = False
-    running = len(threads)
-    for thread in threads:
-        thread.start()
+    running = 0
     try:
+        for thread in threads:
+            thread.start()
+            running += 1
         while running:
             try:
                 items = [passes.get(timeout=tick)]
@@ -351,12 +367,15 @@ def drain_lanes(
                     retiring = True
                     if not handover.retire():
                         stop.set()
-                elif handover.successor_ready():
-                    stop.set()
+                elif clock() >= next_look:
+                    next_look = clock() + tick
+                    if handover.successor_ready():
+                        stop.set()
     finally:
         stop.set()
         for thread in threads:
-            thread.join()
+            if thread.is_alive():
+                thread.join()
     done = []
     while not passes.empty():
         item = passes.get_nowait()

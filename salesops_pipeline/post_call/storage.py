@@ -186,14 +186,21 @@ class SQLiteStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._writer, self.connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        # As long as SQLite's own wait for the lock: a thread behind others of its process
+        # gives up after the same 30 s as one alone would.
+        if not self._writer.acquire(timeout=30):
+            raise sqlite3.OperationalError("database is locked")
+        try:
+            with self.connect() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        finally:
+            self._writer.release()
 
     def lock(self, conn, *names: str) -> None:
         """Nothing to take: BEGIN IMMEDIATE already let this transaction in alone."""

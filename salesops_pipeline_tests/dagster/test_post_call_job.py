@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 import requests
 
-from salesops_pipeline.assets.post_call import post_call_job, post_call_sensor
+from salesops_pipeline.assets.constants import POST_CALL_LANE_TAG
+from salesops_pipeline.assets.post_call import handed_over, post_call_job, post_call_sensor
 from salesops_pipeline.clients.models import CrmAgent, Parsed
 from salesops_pipeline.post_call.inbox import Inbox, lane_key, lane_of
 from salesops_pipeline.resources import InboxResource, PostCallRulesResource, ProviderResource
@@ -479,3 +480,25 @@ def test_a_run_of_several_lanes_shows_every_event_in_its_log_and_outcomes(pipeli
     )
     assert all(f"| {call_id} | applied |" in tables for call_id in call_ids)
     assert all(pipeline.inbox.get(call_id).status == "applied" for call_id in call_ids)
+
+
+def test_a_retry_of_a_run_that_was_handing_over_leaves_the_lanes_to_its_successor(pipeline):
+    event, _ = callback_event("left-to-successor", REFERENCE_CONTACT_ID, datetime(2026, 3, 2), 2)
+    assert pipeline.post(event).status_code == 202
+    instance = dg.DagsterInstance.ephemeral()
+    result = post_call_job.execute_in_process(
+        run_config={
+            "ops": {
+                "apply_post_call_events": {
+                    "config": {"lanes": [0, 1], "lane_count": 2, "idle_seconds": 0, "batch": 50}
+                }
+            }
+        },
+        resources=pipeline.resources(),
+        instance=instance,
+        tags={POST_CALL_LANE_TAG: handed_over("0,1")},
+    )
+    assert result.success
+    assert result.output_for_node("apply_post_call_events") == {}
+    assert pipeline.inbox.get("left-to-successor").status == "pending"
+    assert pipeline.patches() == []

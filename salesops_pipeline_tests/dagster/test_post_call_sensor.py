@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from salesops_pipeline.assets import post_call as post_call_assets
 from salesops_pipeline.assets.constants import POST_CALL_LANE_TAG
 from salesops_pipeline.assets.post_call import (
     WILL_RETRY_TAG,
@@ -410,13 +411,17 @@ def test_a_warm_run_that_ended_earns_exactly_one_successor(inbox):
     assert _skipped(_warm_tick(inbox, instance))
 
 
-def test_a_warm_run_that_failed_waits_for_its_run_retry(inbox):
+def test_a_warm_run_that_failed_waits_for_its_run_retry_then_half_a_minute(inbox, monkeypatch):
     instance = dg.DagsterInstance.ephemeral()
     [first] = _warm_tick(inbox, instance).run_requests
     failed = _finish_run(instance, first, dg.DagsterRunStatus.FAILURE, {WILL_RETRY_TAG: "true"})
     assert failed.status == dg.DagsterRunStatus.FAILURE
     assert _skipped(_warm_tick(inbox, instance))
     instance.add_run_tags(failed.run_id, {WILL_RETRY_TAG: "false"})
+    # No retry coming: replaced, though not at once, so that a fault failing every run does
+    # not start one per tick.
+    assert _skipped(_warm_tick(inbox, instance))
+    monkeypatch.setattr(post_call_assets, "WARM_RETRY_AFTER_SECONDS", 0)
     [replacement] = _warm_tick(inbox, instance).run_requests
     assert replacement.run_key.endswith(f"-after-{failed.run_id[:8]}")
 

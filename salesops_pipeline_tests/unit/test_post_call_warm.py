@@ -84,6 +84,8 @@ def test_runs_share_the_lanes_each_lane_in_exactly_one_run():
         ({"lanes": 2, "runs": 3}, "runs must be a whole number from 1 to the number of lanes"),
         ({"runs": 0}, "runs must be a whole number from 1"),
         ({"batch": 0}, "batch must be a whole number of at least 1"),
+        ({"lanes": 8, "runs": 5}, "runs must be at most 4 \\(got 5\\): each run holds a slot"),
+        ({"lanes": 65}, "lanes must be at most 64"),
         ({"idle_seconds": -1.0}, "idle_seconds must be a finite number of at least 0"),
         ({"idle_seconds": float("nan")}, "idle_seconds must be a finite number"),
         ({"idle_seconds": float("inf")}, "idle_seconds must be a finite number"),
@@ -128,3 +130,12 @@ def test_the_defaults_one_run_of_four_lanes_warm_through_working_hours(monkeypat
     settings = configured_lane_settings()
     assert (settings.lanes, settings.runs, settings.idle_seconds) == (4, 1, 20.0)
     assert settings.warm_hours.spec == "08:00-20:00"
+
+
+def test_a_lane_count_of_0_in_the_resource_is_refused_not_taken_for_unset(monkeypatch):
+    from salesops_pipeline.resources import InboxResource
+
+    with pytest.raises(SettingError, match="lanes must be a whole number of at least 1"):
+        InboxResource(lanes=0).lane_settings()
+    with pytest.raises(SettingError, match="runs must be a whole number from 1"):
+        InboxResource(runs=0).lane_settings()
