@@ -33,7 +33,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.common import cache_dir, table
+from benchmarks.common import blank_sandbox_contact, cache_dir, table
 from salesops_pipeline.clients.wire import format_webhook_datetime
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.status import OPEN_STATUSES
@@ -648,17 +648,7 @@ def _live_day(stack, day: Day, path: Path, home: Path, prune_exists: bool) -> di
     for campaign, ids in day.contacts.items():
         for start in range(0, len(ids), 2000):
             records = [
-                {
-                    "id": contact_id,
-                    "campaign_id": campaign,
-                    "phone": None,
-                    "retryDate": None,
-                    "lastCallAt": None,
-                    "assignedAgent": None,
-                    "wrapup": None,
-                    "totalCalls": 0,
-                    "crm_id": f"crm-{contact_id}",
-                }
+                blank_sandbox_contact(contact_id, campaign)
                 for contact_id in ids[start : start + 2000]
             ]
             provider.post(

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.common import cache_dir, table
+from benchmarks.common import blank_sandbox_contact, cache_dir, table
 from salesops_pipeline.post_call.processor import idempotency_key
 from salesops_pipeline.post_call.status import OPEN_STATUSES
 from salesops_pipeline.timezone import BUSINESS_TIMEZONE
@@ -269,17 +269,7 @@ class Stack:
         ]
         for start in range(0, len(contacts), CONTACT_CHUNK):
             records = [
-                {
-                    "id": contact_id,
-                    "campaign_id": "A",
-                    "phone": None,
-                    "retryDate": None,
-                    "lastCallAt": None,
-                    "assignedAgent": None,
-                    "wrapup": None,
-                    "totalCalls": 0,
-                    "crm_id": f"crm-{contact_id}",
-                }
+                blank_sandbox_contact(contact_id, "A")
                 for contact_id in contacts[start : start + CONTACT_CHUNK]
             ]
             self._provider("POST", "/_sandbox/campaigns/A/contacts", json=records)

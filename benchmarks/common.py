@@ -155,3 +155,19 @@ def server_process(argv: list[str], env: dict[str, str], health_url: str) -> Ite
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def blank_sandbox_contact(contact_id: str, campaign: str) -> dict:
+    """A contact never called yet, as `POST /_sandbox/campaigns/{campaign}/contacts` takes it:
+    benchmarks add their own so that no other call of it can supersede theirs."""
+    return {
+        "id": contact_id,
+        "campaign_id": campaign,
+        "phone": None,
+        "retryDate": None,
+        "lastCallAt": None,
+        "assignedAgent": None,
+        "wrapup": None,
+        "totalCalls": 0,
+        "crm_id": f"crm-{contact_id}",
+    }

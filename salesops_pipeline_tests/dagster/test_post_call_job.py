@@ -441,6 +441,22 @@ def test_two_concurrent_runs_do_not_race_on_counts(level_sandbox, tmp_path):
     assert max(loads.values()) - min(loads.values()) <= 1
 
 
+def _run_both_lanes(pipeline, instance, tags=None) -> dg.ExecuteInProcessResult:
+    """One run of post_call_job over lanes 0 and 1 of 2, one pass each."""
+    return post_call_job.execute_in_process(
+        run_config={
+            "ops": {
+                "apply_post_call_events": {
+                    "config": {"lanes": [0, 1], "lane_count": 2, "idle_seconds": 0, "batch": 50}
+                }
+            }
+        },
+        resources=pipeline.resources(),
+        instance=instance,
+        tags=tags,
+    )
+
+
 def test_a_run_of_several_lanes_shows_every_event_in_its_log_and_outcomes(pipeline):
     """One run drains both lanes, a thread each: every event is on a line of the run's log and
     in a post_call_outcomes table, whichever lane it fell in."""
@@ -459,17 +475,7 @@ def test_a_run_of_several_lanes_shows_every_event_in_its_log_and_outcomes(pipeli
             assert pipeline.post(event).status_code == 202
             call_ids.append(event["callId"])
     instance = dg.DagsterInstance.ephemeral()
-    result = post_call_job.execute_in_process(
-        run_config={
-            "ops": {
-                "apply_post_call_events": {
-                    "config": {"lanes": [0, 1], "lane_count": 2, "idle_seconds": 0, "batch": 50}
-                }
-            }
-        },
-        resources=pipeline.resources(),
-        instance=instance,
-    )
+    result = _run_both_lanes(pipeline, instance)
     assert result.success
     logged = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
     for call_id in call_ids:
@@ -485,18 +491,8 @@ def test_a_run_of_several_lanes_shows_every_event_in_its_log_and_outcomes(pipeli
 def test_a_retry_of_a_run_that_was_handing_over_leaves_the_lanes_to_its_successor(pipeline):
     event, _ = callback_event("left-to-successor", REFERENCE_CONTACT_ID, datetime(2026, 3, 2), 2)
     assert pipeline.post(event).status_code == 202
-    instance = dg.DagsterInstance.ephemeral()
-    result = post_call_job.execute_in_process(
-        run_config={
-            "ops": {
-                "apply_post_call_events": {
-                    "config": {"lanes": [0, 1], "lane_count": 2, "idle_seconds": 0, "batch": 50}
-                }
-            }
-        },
-        resources=pipeline.resources(),
-        instance=instance,
-        tags={POST_CALL_LANE_TAG: handed_over("0,1")},
+    result = _run_both_lanes(
+        pipeline, dg.DagsterInstance.ephemeral(), tags={POST_CALL_LANE_TAG: handed_over("0,1")}
     )
     assert result.success
     assert result.output_for_node("apply_post_call_events") == {}

@@ -227,6 +227,20 @@ def test_browser_finds_every_group_and_the_sensor(stack, tmp_path):
     assert Path(ARTIFACTS / "dagster-assets.png").stat().st_size > 10_000
 
 
+def _post_callback_now(stack, call_id: str, callback: str) -> None:
+    """The reference contact's newest call, ended now, asking for a callback at `callback`."""
+    event = json.loads(fixture_path("events/post_call_2.1.json").read_text())
+    now = datetime.now(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M:%S")
+    event |= {"callId": call_id, "callStart": now, "callEnd": now, "callBackDate": callback}
+    response = requests.post(
+        f"{stack.intake_url}/webhooks/post-call",
+        json=event,
+        headers={"X-API-KEY": stack.intake_key},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+
+
 SILENCE = 60.0
 # Timing goals live in the benchmark: this only proves the warm path, far below the 5-8 s a
 # sensor tick and a run's start would take.
@@ -245,18 +259,8 @@ def test_an_event_after_a_minute_of_silence_reaches_the_provider_within_seconds(
     if quiet_for < SILENCE:
         time.sleep(SILENCE - quiet_for)
     assert inbox.lag().backlog == 0
-    event = json.loads(fixture_path("events/post_call_2.1.json").read_text())
-    now = datetime.now(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M:%S")
-    event |= {"callId": "after-silence-1", "callStart": now, "callEnd": now}
-    event["callBackDate"] = "16/04/2030 09:30:00"
     posted = _last_post["at"] = time.monotonic()
-    response = requests.post(
-        f"{stack.intake_url}/webhooks/post-call",
-        json=event,
-        headers={"X-API-KEY": stack.intake_key},
-        timeout=10,
-    )
-    assert response.status_code == 202, response.text
+    _post_callback_now(stack, "after-silence-1", "16/04/2030 09:30:00")
     while _contact(stack).get("retryDate") != "2030-04-16T09:30:00":
         waited = time.monotonic() - posted
         assert waited < AFTER_SILENCE_DEADLINE, f"not at the provider after {waited:.1f} s"
@@ -367,17 +371,7 @@ def test_a_stall_fails_post_call_lag_within_two_intervals_alerting_once(stack, c
     seen = len(chat.texts())
     _provider_refuses_writes(stack, True)
     # The reference contact's newest call, asking for a callback the provider now refuses.
-    event = json.loads(fixture_path("events/post_call_2.1.json").read_text())
-    now = datetime.now(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M:%S")
-    event |= {"callId": "stall-1", "callStart": now, "callEnd": now}
-    event["callBackDate"] = "15/04/2030 11:00:00"
-    response = requests.post(
-        f"{stack.intake_url}/webhooks/post-call",
-        json=event,
-        headers={"X-API-KEY": stack.intake_key},
-        timeout=10,
-    )
-    assert response.status_code == 202, response.text
+    _post_callback_now(stack, "stall-1", "15/04/2030 11:00:00")
     behind_from = time.time() + MAX_LAG
 
     # The check fails within two intervals of the lag passing its limit, with severity ERROR.
