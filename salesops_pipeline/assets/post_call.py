@@ -31,7 +31,9 @@ from salesops_pipeline.post_call.lanes import (
     LaneSettings,
     LaneWake,
     drain_lanes,
+    draining_lanes,
     group_name,
+    handed_over,
 )
 from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
 from salesops_pipeline.post_call.warm import WarmHours
@@ -224,7 +226,7 @@ def _handover(context: dg.OpExecutionContext, store: Inbox, group: str) -> Hando
         context.log.info(f"lanes {group}: time limit reached, handing over to a new run")
         return True
 
-    mine = set(group.split(","))
+    mine = draining_lanes(group)
 
     def successor_ready() -> bool:
         # Any run now draining one of these lanes takes over: the successor, or a run of a new
@@ -238,7 +240,7 @@ def _handover(context: dg.OpExecutionContext, store: Inbox, group: str) -> Hando
             )
             return any(
                 r.dagster_run.run_id != run_id
-                and mine & set(r.dagster_run.tags.get(POST_CALL_LANE_TAG, "").split(","))
+                and mine & draining_lanes(r.dagster_run.tags.get(POST_CALL_LANE_TAG))
                 and store.run_had_worker(r.dagster_run.run_id)
                 for r in records
             )
@@ -247,11 +249,6 @@ def _handover(context: dg.OpExecutionContext, store: Inbox, group: str) -> Hando
             return False
 
     return Handover(retire=retire, successor_ready=successor_ready)
-
-
-def handed_over(group: str) -> str:
-    """The lane tag of a run that is handing its lanes to a successor."""
-    return f"{group}:handing-over"
 
 
 @dg.job(
@@ -425,7 +422,7 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
                 "ops": {
                     "apply_post_call_events": {
                         "config": {
-                            "lanes": [int(lane) for lane in name.split(",")],
+                            "lanes": sorted(draining_lanes(name)),
                             "lane_count": lanes.lanes,
                             "idle_seconds": lanes.idle_seconds,
                             "batch": lanes.batch,

@@ -107,9 +107,24 @@ class LaneSettings:
         ]
 
 
+HANDING_OVER = ":handing-over"
+
+
 def group_name(lanes: tuple[int, ...] | list[int]) -> str:
     """How a run's lanes are named in its tags and keys: `2`, or `0,1,2,3`."""
     return ",".join(str(lane) for lane in lanes)
+
+
+def handed_over(group: str) -> str:
+    """The lane tag of a run that is handing its lanes to a successor."""
+    return f"{group}{HANDING_OVER}"
+
+
+def draining_lanes(tag: str | None) -> frozenset[int]:
+    """The lanes a run with this lane tag drains for good: none while it hands them over."""
+    if not tag or tag.endswith(HANDING_OVER):
+        return frozenset()
+    return frozenset(int(lane) for lane in tag.split(",") if lane.isdigit())
 
 
 def configured_lane_settings(

@@ -37,6 +37,9 @@ TRANSFER_CHOICE_LOCK = "transfer-choice"
 
 # PostgreSQL notifies this channel whenever entries are queued (a trigger on the queue).
 QUEUED_CHANNEL = "salesops_post_call_queued"
+# How long a writer waits for the inbox's write lock, whether behind another process (SQLite's
+# busy timeout) or behind another thread of its own.
+LOCK_WAIT_SECONDS = 30
 
 
 def contact_lock(contact_id: str) -> str:
@@ -121,12 +124,14 @@ class SQLiteStore:
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, timeout=LOCK_WAIT_SECONDS, isolation_level=None, check_same_thread=False
+        )
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed event survives a power cut, not only a process crash.
             conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_SECONDS * 1000}")
         except BaseException:
             conn.close()
             raise
@@ -188,7 +193,7 @@ class SQLiteStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         # As long as SQLite's own wait for the lock: a thread behind others of its process
         # gives up after the same 30 s as one alone would.
-        if not self._writer.acquire(timeout=30):
+        if not self._writer.acquire(timeout=LOCK_WAIT_SECONDS):
             raise sqlite3.OperationalError("database is locked")
         try:
             with self.connect() as conn:
@@ -218,7 +223,7 @@ class SQLiteChanges:
     def __init__(self, path: Path, poll: float):
         self._poll = poll
         self._conn = sqlite3.connect(
-            path, timeout=30, isolation_level=None, check_same_thread=False
+            path, timeout=LOCK_WAIT_SECONDS, isolation_level=None, check_same_thread=False
         )
         self._version = self._read()
 

@@ -323,3 +323,13 @@ def test_a_lane_that_fails_stops_the_others_and_fails_the_run(inbox):
     with pytest.raises(RuntimeError, match="the provider's client broke"):
         drain_lanes(processors, settings, lambda *_: None, tick=0.05)
     assert inbox.lanes_with_work(2) == {0: 1}  # not read past: the next run takes it
+
+
+def test_a_lane_tag_names_the_lanes_a_run_drains_for_good():
+    from salesops_pipeline.post_call.lanes import draining_lanes, group_name, handed_over
+
+    assert draining_lanes(group_name([0, 1, 2, 3])) == {0, 1, 2, 3}
+    assert draining_lanes("2") == {2}
+    # A run handing its lanes over drains them for the moment only: no successor.
+    assert draining_lanes(handed_over("0,1,2,3")) == frozenset()
+    assert draining_lanes(None) == draining_lanes("") == frozenset()
