@@ -28,6 +28,9 @@ defs = dg.Definitions.merge(
     post_call.defs,
     inbox_retention.defs,
     dg.Definitions(
+        # Every run is a handful of steps of seconds or less: one process runs them all, rather
+        # than a process per step that takes longer to start than the step to run.
+        executor=dg.in_process_executor,
         resources={
             "sales_db": SalesDatabaseResource(),
             "warehouse": WarehouseResource(),

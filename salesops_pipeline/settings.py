@@ -77,6 +77,30 @@ def intake_api_key() -> str | None:
     return os.environ.get(INTAKE_KEY_ENV) or None
 
 
+FRONTEND_API_URL_ENV = "SALESOPS_FRONTEND_API_URL"
+CHART_LINK_KEY_ENV = "SALESOPS_CHART_LINK_KEY"
+
+
+def frontend_api_url() -> str | None:
+    """Where a manager's browser reaches the frontend API (the intake); the progression's
+    asset page shows its chart from there. `salesops dev` sets it."""
+    value = os.environ.get(FRONTEND_API_URL_ENV)
+    return value.rstrip("/") if value else None
+
+
+def chart_link_key(api_key: str | None = None) -> str | None:
+    """The key that signs links to the progression chart: SALESOPS_CHART_LINK_KEY, else the one
+    that goes with `api_key` or X_API_KEY; None when none is set."""
+    if value := os.environ.get(CHART_LINK_KEY_ENV):
+        return value
+    api_key = api_key or intake_api_key()
+    if api_key is None:
+        return None
+    from salesops_pipeline.sales.chart_links import link_key_from
+
+    return link_key_from(api_key)
+
+
 def webhook_secret() -> str | None:
     return os.environ.get(WEBHOOK_SECRET_ENV) or None
 

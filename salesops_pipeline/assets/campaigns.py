@@ -16,12 +16,31 @@ PREVIEW_ROWS = 20
 DUPLICATES_TABLE = "cross_campaign_duplicates"
 
 
+voice_provider = dg.AssetSpec(
+    "voice_provider",
+    group_name=VOICE_CAMPAIGNS_GROUP,
+    owners=[SALES_OPS_OWNER],
+    kinds={"api"},
+    description=(
+        "The voice provider's API (REMOTE_API_HOST): each call campaign's contacts with their"
+        " numbers and last calls, as the provider holds them. Read by the campaigns' refresh;"
+        " post-call writes go back to it. Without REMOTE_API_HOST, `salesops dev` serves a"
+        " sandbox in its place."
+    ),
+)
+
+
 class CampaignPairConfig(dg.Config):
     campaign_a: str = Field(default="A", description="First campaign id at the voice provider")
     campaign_b: str = Field(default="B", description="Second campaign id at the voice provider")
 
 
-@dg.asset(group_name=VOICE_CAMPAIGNS_GROUP, owners=[SALES_OPS_OWNER], kinds={"api", "duckdb"})
+@dg.asset(
+    group_name=VOICE_CAMPAIGNS_GROUP,
+    owners=[SALES_OPS_OWNER],
+    kinds={"api", "duckdb"},
+    deps=[voice_provider],
+)
 def campaign_contacts(
     context: dg.AssetExecutionContext,
     config: CampaignPairConfig,
@@ -132,12 +151,12 @@ def duplicates_are_in_both_campaigns(warehouse: WarehouseResource) -> dg.AssetCh
 
 campaign_duplicates_job = dg.define_asset_job(
     name="campaign_duplicates_job",
-    selection=dg.AssetSelection.groups(VOICE_CAMPAIGNS_GROUP),
+    selection=dg.AssetSelection.groups(VOICE_CAMPAIGNS_GROUP).materializable(),
     description="Pull both campaigns' contacts from the provider and list the shared numbers.",
 )
 
 defs = dg.Definitions(
-    assets=[campaign_contacts, cross_campaign_duplicates],
+    assets=[voice_provider, campaign_contacts, cross_campaign_duplicates],
     asset_checks=[duplicates_are_in_both_campaigns],
     jobs=[campaign_duplicates_job],
 )

@@ -26,6 +26,7 @@ EXIT_INTERRUPTED = 130
 COMMANDS = {
     "team-sales": ("sales", "sessions and amounts per team and status (Q3.1)"),
     "progression": ("sales", "an agent's day-by-day progression over a month, as JSON (Q3.2)"),
+    "agents": ("sales", "the agents: usernames, teams, and who has targets in a month"),
     "demo-db": ("sales", "generate a demo sales DB in the company schema"),
     "duplicates": ("campaigns", "numbers present in both campaigns, with their last calls (Q1)"),
     "sandbox": ("services", "serve the sandbox voice provider and CRM (offline stand-in)"),
@@ -72,6 +73,7 @@ LOCAL_KEYS_FOR = {
     # The reports read the sales DB alone.
     "team-sales": (),
     "progression": (),
+    "agents": (),
     "demo-db": (),
 }
 

@@ -142,6 +142,7 @@ SECRETS_NOT_NEEDED = {
         settings.WEBHOOK_SECRET_ENV,
         settings.ALERT_WEBHOOK_URL_ENV,
         settings.DATABASE_URL_ENV,
+        settings.CHART_LINK_KEY_ENV,
     ),
     "intake": (settings.REMOTE_API_KEY_ENV, settings.ALERT_WEBHOOK_URL_ENV),
     "dagster": (settings.INTAKE_KEY_ENV, settings.WEBHOOK_SECRET_ENV),
@@ -317,6 +318,10 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
     env.setdefault(settings.DAGSTER_URL_ENV, f"http://{host}:{ports.dagster}")
     keys = resolve_stack_keys(home, env)
     env.update({key.name: key.value for key in keys})
+    # The progression's asset page shows its chart from the intake, through links Dagster
+    # signs with a key that can sign links and nothing else.
+    env.setdefault(settings.FRONTEND_API_URL_ENV, f"http://{host}:{ports.intake_ports[0]}")
+    env[settings.CHART_LINK_KEY_ENV] = settings.chart_link_key(env[settings.INTAKE_KEY_ENV])
     cli = [sys.executable, "-m", "salesops_pipeline.cli"]
     supervisor = Supervisor()
     # SIGTERM stops what was started, as Ctrl-C does, from the first child on: there is no
@@ -370,7 +375,12 @@ def banner(
         f"  Frontend API      {first}/docs",
         f"  Metrics           {first}/metrics (with X_API_KEY)",
         f"  Voice provider    {addresses.provider_url}",
-        f"  Sales DB          {sales_db}",
+        f"  Sales DB          {sales_db}"
+        + (
+            ""
+            if settings.configured_sales_db()
+            else f" (generated demo data: set {settings.SALES_DB_ENV})"
+        ),
     ]
     if database_url:
         # Dagster's runs are there too unless another instance was chosen.

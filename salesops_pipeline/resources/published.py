@@ -25,6 +25,14 @@ class PublishedReportsResource(dg.ConfigurableResource):
             published.replace_team_sales(url, report)
         return bool(url)
 
+    def publish_monthly_team_sales(self, report: TeamSalesReport) -> bool:
+        """Replace the published month of team sales; whether there was a database to publish
+        to."""
+        url = self.database_url()
+        if url:
+            published.replace_monthly_team_sales(url, report)
+        return bool(url)
+
     def publish_progression(
         self, month: str, rows: list[ProgressionRow], agents: list[str]
     ) -> bool:

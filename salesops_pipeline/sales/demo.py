@@ -95,6 +95,10 @@ HOLIDAYS = {
 
 # About one sale per agent and open day: agents hover around their target, as in real life.
 DEFAULT_SESSIONS = 6_000
+# Written into every demo DB's header (SQLite's `application_id`), so that a report can tell
+# generated figures from the company's wherever the file lies, without a table the company's
+# schema lacks.
+DEMO_APPLICATION_ID = 0x53414C44
 DEFAULT_SEED = 20250401
 # Sessions written per statement when progress is reported: often enough for a live count on
 # a large build, seldom enough to cost nothing measurable over one statement.
@@ -158,6 +162,7 @@ def generate_demo_db(
         # A throw-away file being built: durability buys nothing until the final rename.
         conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")
+        conn.execute(f"PRAGMA application_id = {DEMO_APPLICATION_ID}")
         conn.executescript(SCHEMA)
         _fill(conn, random.Random(seed), sessions, on_progress)
         conn.executescript(INDEXES)
@@ -288,10 +293,3 @@ def _fill(
             for i in range(1, sessions // 5 + 1)
         ),
     )
-
-
-def ensure_demo_db(path: Path) -> Path:
-    """The demo DB at `path`, generated with the default size on first use."""
-    if not path.is_file():
-        generate_demo_db(path)
-    return path

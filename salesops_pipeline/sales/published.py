@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from salesops_pipeline import postgres
 from salesops_pipeline.sales.reports import ProgressionRow, TeamSalesReport
-from salesops_pipeline.sales.warehouse import progression_records
+from salesops_pipeline.sales.warehouse import progression_records, team_sales_records
 
 # Texts are ordered byte by byte ("C"), as DuckDB orders them, whatever the server's locale.
 _DDL = {
@@ -27,6 +27,20 @@ _DDL = {
             team_unsubscription_rate DOUBLE PRECISION
         )
         """
+    ],
+    "monthly_team_sales": [
+        """
+        CREATE TABLE IF NOT EXISTS monthly_team_sales (
+            month TEXT COLLATE "C" NOT NULL,
+            team TEXT COLLATE "C" NOT NULL,
+            status TEXT COLLATE "C" NOT NULL,
+            sessions BIGINT NOT NULL,
+            amount DOUBLE PRECISION NOT NULL,
+            team_unsubscription_rate DOUBLE PRECISION
+        )
+        """,
+        # The months published, so that a month without a sale answers with no rows.
+        'CREATE TABLE IF NOT EXISTS monthly_team_sales_month (month TEXT COLLATE "C" PRIMARY KEY)',
     ],
     "agent_daily_progression": [
         """
@@ -52,6 +66,7 @@ _DDL = {
 }
 
 _TEAM_SALES_COLUMNS = ("team", "status", "sessions", "amount", "team_unsubscription_rate")
+_TEAM_SALES_ORDER = "ORDER BY team, status"
 
 # ProgressionRow's fields in order, the date written as the frontend shows it.
 _PROGRESSION_COLUMNS = (
@@ -79,15 +94,27 @@ def _insert(cursor, table: str, rows: list[tuple]) -> None:
 
 def replace_team_sales(url: str, report: TeamSalesReport) -> None:
     """Swap the whole published team_sales table for `report`, atomically."""
-    rows = [
-        (r.team, r.status, r.sessions, r.amount, report.unsubscription_rate(r.team))
-        for r in report.rows
-    ]
+    rows = team_sales_records(report)
     with postgres.connection(url) as conn:
         cursor = conn.cursor()
         _create(cursor, "team_sales")
         cursor.execute("DELETE FROM team_sales")
         _insert(cursor, "team_sales", rows)
+        conn.commit()
+
+
+def replace_monthly_team_sales(url: str, report: TeamSalesReport) -> None:
+    """Swap one published month of monthly_team_sales for `report`, atomically."""
+    rows = [(report.month, *row) for row in team_sales_records(report)]
+    with postgres.connection(url) as conn:
+        cursor = conn.cursor()
+        _create(cursor, "monthly_team_sales")
+        cursor.execute("DELETE FROM monthly_team_sales WHERE month = %s", (report.month,))
+        cursor.execute(
+            "INSERT INTO monthly_team_sales_month VALUES (%s) ON CONFLICT DO NOTHING",
+            (report.month,),
+        )
+        _insert(cursor, "monthly_team_sales", rows)
         conn.commit()
 
 
@@ -121,9 +148,43 @@ def stored_team_sales(url: str) -> list[dict] | None:
         if not _published(cursor, "team_sales"):
             return None
         cursor.execute(
-            f"SELECT {', '.join(_TEAM_SALES_COLUMNS)} FROM team_sales ORDER BY team, status"
+            f"SELECT {', '.join(_TEAM_SALES_COLUMNS)} FROM team_sales {_TEAM_SALES_ORDER}"
         )
         return [dict(zip(_TEAM_SALES_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def stored_monthly_team_sales(url: str, month: str) -> list[dict] | None:
+    """The published team sales of `month`; None when that month was never published."""
+    with postgres.connection(url) as conn:
+        cursor = conn.cursor()
+        if not _published(cursor, "monthly_team_sales_month"):
+            return None
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM monthly_team_sales_month WHERE month = %s)", (month,)
+        )
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute(
+            f"SELECT {', '.join(_TEAM_SALES_COLUMNS)} FROM monthly_team_sales WHERE month = %s"
+            f" {_TEAM_SALES_ORDER}",
+            (month,),
+        )
+        return [dict(zip(_TEAM_SALES_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def stored_progression_month(url: str, month: str) -> list[ProgressionRow] | None:
+    """Every agent's published rows of `month`, by agent then date; None when never published."""
+    with postgres.connection(url) as conn:
+        cursor = conn.cursor()
+        if not _published(cursor, "agent_daily_progression"):
+            return None
+        cursor.execute(
+            f"SELECT {_PROGRESSION_COLUMNS} FROM agent_daily_progression WHERE month = %s"
+            " ORDER BY agent, date",
+            (month,),
+        )
+        rows = [ProgressionRow(*row) for row in cursor.fetchall()]
+        return rows or None
 
 
 def stored_progression(url: str, month: str, agent: str) -> list[ProgressionRow] | None:

@@ -6,8 +6,10 @@ through Python. Money is summed exactly, so a report is the same however the wor
 The results are small, typed rows that the assets, the checks and the command line all share.
 """
 
+import difflib
 import re
 import sqlite3
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
@@ -65,6 +67,7 @@ class TeamSalesReport:
 
     teams: tuple[str, ...]
     rows: tuple[TeamStatusSales, ...]
+    month: str | None = None  # None: every sale ever made; else the sales booked that month
 
     def rows_of(self, team: str) -> list[TeamStatusSales]:
         return [row for row in self.rows if row.team == team]
@@ -92,7 +95,7 @@ _TEAM_SALES_SQL = f"""
 WITH per_owner AS (
     SELECT TRY_CAST(owner_id AS BIGINT) AS owner_id, CAST(status AS VARCHAR) AS status,
            COUNT(*) AS sessions, SUM({_amount("amount", "session.amount")}) AS amount
-    FROM {scanner.ALIAS}.session
+    FROM {{sessions}} AS session
     GROUP BY ALL
 ),
 membership AS (
@@ -113,20 +116,62 @@ ORDER BY team.name NULLS FIRST, per_owner.status NULLS FIRST, team.id
 """
 
 
-def team_sales(conn: sqlite3.Connection) -> TeamSalesReport:
-    """Q3.1: per team and status, the number of sessions and their total amount.
+# A sale belongs to the month it was booked in: the first day it counted toward its agent's
+# target (an unsubscription books it back out on a later day, in the same session). A session
+# never booked on a target has no such day and counts in the all-time report alone.
+_BOOKED_SESSIONS_SQL = f"""(
+    SELECT session.* FROM {scanner.ALIAS}.session AS session
+    JOIN (
+        SELECT TRY_CAST(operation.session_id AS BIGINT) AS session_id,
+               MIN(TRY_CAST(target.date AS DATE)) AS day
+        FROM {scanner.ALIAS}.target_operation AS operation
+        JOIN {scanner.ALIAS}.target AS target
+          ON TRY_CAST(target.id AS BIGINT) = TRY_CAST(operation.target_id AS BIGINT)
+        GROUP BY 1
+    ) AS booked ON booked.session_id = TRY_CAST(session.id AS BIGINT)
+    WHERE booked.day >= DATE '{{start}}' AND booked.day < DATE '{{end}}'
+)"""
+
+_UNBOOKED_SESSIONS_SQL = f"""
+SELECT COUNT(*) FROM {scanner.ALIAS}.session AS session
+WHERE NOT EXISTS (
+    SELECT 1 FROM {scanner.ALIAS}.target_operation AS operation
+    JOIN {scanner.ALIAS}.target AS target
+      ON TRY_CAST(target.id AS BIGINT) = TRY_CAST(operation.target_id AS BIGINT)
+    WHERE TRY_CAST(operation.session_id AS BIGINT) = TRY_CAST(session.id AS BIGINT)
+      AND TRY_CAST(target.date AS DATE) IS NOT NULL
+)
+"""
+
+
+def team_sales(conn: sqlite3.Connection, month: str | None = None) -> TeamSalesReport:
+    """Q3.1: per team and status, the number of sessions and their total amount; with `month`
+    (`YYYY-MM`), of the sales booked in that month alone.
 
     `conn` is the open sales DB (`open_sales_db`); the sessions are aggregated by DuckDB
     scanning the same file, read-only, which needs no index to be fast.
     """
+    if month is None:
+        sessions = f"{scanner.ALIAS}.session"
+    else:
+        start, end = parse_month(month)
+        sessions = _BOOKED_SESSIONS_SQL.replace("{start}", start.isoformat()).replace(
+            "{end}", end.isoformat()
+        )
     teams = tuple(name for (name,) in conn.execute("SELECT name FROM team ORDER BY name"))
     rows = tuple(
         TeamStatusSales(team=team, status=status, sessions=sessions, amount=float(amount))
         for team, status, sessions, amount in scanner.query(
-            scanner.database_file(conn), _TEAM_SALES_SQL
+            scanner.database_file(conn), _TEAM_SALES_SQL.replace("{sessions}", sessions)
         )
     )
-    return TeamSalesReport(teams=teams, rows=rows)
+    return TeamSalesReport(teams=teams, rows=rows, month=month)
+
+
+def unbooked_sessions(conn: sqlite3.Connection) -> int:
+    """Sessions never booked on a target day: in the all-time team sales, in no month's."""
+    [(count,)] = scanner.query(scanner.database_file(conn), _UNBOOKED_SESSIONS_SQL)
+    return int(count)
 
 
 def raw_team_totals(conn: sqlite3.Connection) -> dict[str, tuple[int, float]]:
@@ -329,6 +374,86 @@ def agent_usernames(conn: sqlite3.Connection) -> list[str]:
     # Text only: a number or a blob never equals the username `agent_exists` is asked about.
     sql = "SELECT DISTINCT username FROM agent WHERE typeof(username) = 'text' ORDER BY 1"
     return [name for (name,) in conn.execute(sql)]
+
+
+@dataclass(frozen=True)
+class AgentListing:
+    """An agent as a manager looks one up: username, teams, and targets in a given month."""
+
+    username: str
+    teams: tuple[str, ...]
+    has_targets: bool
+
+
+def agent_listing(conn: sqlite3.Connection, month: str) -> list[AgentListing]:
+    """Every agent, by username, with their teams and whether they have targets in `month`."""
+    start, end = parse_month(month)
+    teams: dict[object, set[str]] = defaultdict(set)
+    memberships = (
+        "SELECT DISTINCT agent_team.agent_id, team.name FROM agent_team"
+        " JOIN team ON team.id = agent_team.team_id WHERE typeof(team.name) = 'text'"
+    )
+    for agent_id, team in conn.execute(memberships):
+        teams[agent_id].add(team)
+    # date() reads `2025-04-30 10:00` as April 30th, as the progression does.
+    with_targets = {
+        owner
+        for (owner,) in conn.execute(
+            "SELECT DISTINCT owner_id FROM target WHERE date(date) >= ? AND date(date) < ?",
+            (start.isoformat(), end.isoformat()),
+        )
+    }
+    # The same username recorded twice is one agent to the reader: its rows are folded.
+    by_name: dict[str, tuple[set[str], bool]] = {}
+    agents = "SELECT id, username FROM agent WHERE typeof(username) = 'text'"
+    for agent_id, username in conn.execute(agents):
+        known_teams, targets = by_name.get(username, (set(), False))
+        by_name[username] = (known_teams | teams[agent_id], targets or agent_id in with_targets)
+    return [
+        AgentListing(username=name, teams=tuple(sorted(found)), has_targets=targets)
+        for name, (found, targets) in sorted(by_name.items())
+    ]
+
+
+class UnknownAgentError(InvalidInputError):
+    """No agent goes by the name given; `closest` holds the usernames it most resembles."""
+
+    def __init__(self, message: str, closest: list[str]):
+        super().__init__(message)
+        self.closest = closest
+
+
+def _short_name(username: str) -> str:
+    return username.split("@", 1)[0]
+
+
+def resolve_agent(conn: sqlite3.Connection, name: str, where: str = "") -> str:
+    """The username `name` stands for: the username itself, or the part before its `@` when
+    only one agent has it (either in any case). Otherwise an error naming the closest agents;
+    `where` (" in sales DB …") says where they were looked for."""
+    usernames = agent_usernames(conn)
+    if name in usernames:
+        return name
+    wanted = name.casefold()
+    found = [u for u in usernames if wanted in (u.casefold(), _short_name(u).casefold())]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise InvalidInputError(
+            f"{name!r} is several agents{where} ({', '.join(found)}): give the full username"
+        )
+    by_key: dict[str, str] = {}
+    for username in usernames:
+        by_key.setdefault(username.casefold(), username)
+        by_key.setdefault(_short_name(username).casefold(), username)
+    closest: list[str] = []
+    for key in difflib.get_close_matches(wanted, list(by_key), n=6, cutoff=0.6):
+        if by_key[key] not in closest:
+            closest.append(by_key[key])
+    hint = f"; closest: {', '.join(closest[:3])}" if closest else ""
+    raise UnknownAgentError(
+        f"Unknown agent {name!r}{where}{hint} (`salesops agents` lists them all)", closest[:3]
+    )
 
 
 def team_total_differences(

@@ -20,6 +20,19 @@ CREATE TABLE IF NOT EXISTS team_sales (
 )
 """
 
+MONTHLY_TEAM_SALES_DDL = """
+CREATE TABLE IF NOT EXISTS monthly_team_sales (
+    month VARCHAR NOT NULL,
+    team VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    sessions BIGINT NOT NULL,
+    amount DOUBLE NOT NULL,
+    team_unsubscription_rate DOUBLE
+);
+-- The months computed, so that a month without a sale answers with no rows, not "never".
+CREATE TABLE IF NOT EXISTS monthly_team_sales_month (month VARCHAR PRIMARY KEY)
+"""
+
 PROGRESSION_DDL = """
 CREATE TABLE IF NOT EXISTS agent_daily_progression (
     month VARCHAR NOT NULL,
@@ -38,14 +51,30 @@ CREATE TABLE IF NOT EXISTS agent_daily_progression (
 def replace_team_sales(conn: duckdb.DuckDBPyConnection, report: TeamSalesReport) -> None:
     """Swap the whole team_sales table for `report`, atomically."""
     conn.execute(TEAM_SALES_DDL)
-    rows = [
-        (r.team, r.status, r.sessions, r.amount, report.unsubscription_rate(r.team))
-        for r in report.rows
-    ]
+    rows = team_sales_records(report)
     with duckdb_transaction(conn):
         conn.execute("DELETE FROM team_sales")
         if rows:
             conn.executemany("INSERT INTO team_sales VALUES (?, ?, ?, ?, ?)", rows)
+
+
+def team_sales_records(report: TeamSalesReport) -> list[tuple]:
+    """`report`'s rows as stored, with each team's unsubscription rate."""
+    return [
+        (r.team, r.status, r.sessions, r.amount, report.unsubscription_rate(r.team))
+        for r in report.rows
+    ]
+
+
+def replace_monthly_team_sales(conn: duckdb.DuckDBPyConnection, report: TeamSalesReport) -> None:
+    """Swap one month of monthly_team_sales for `report` (a month's report), atomically."""
+    conn.execute(MONTHLY_TEAM_SALES_DDL)
+    rows = [(report.month, *row) for row in team_sales_records(report)]
+    with duckdb_transaction(conn):
+        conn.execute("DELETE FROM monthly_team_sales WHERE month = ?", [report.month])
+        conn.execute("INSERT OR IGNORE INTO monthly_team_sales_month VALUES (?)", [report.month])
+        if rows:
+            conn.executemany("INSERT INTO monthly_team_sales VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
 def progression_records(month: str, rows: Iterable[ProgressionRow]) -> list[tuple]:
@@ -182,10 +211,31 @@ def stored_progression_month(conn: duckdb.DuckDBPyConnection, month: str) -> lis
     return [ProgressionRow(*row) for row in rows]
 
 
+TEAM_SALES_COLUMNS = ("team", "status", "sessions", "amount", "team_unsubscription_rate")
+
+
 def stored_team_sales(conn: duckdb.DuckDBPyConnection) -> list[dict] | None:
     """The stored team sales rows; None when team_sales was never materialized."""
     if not _table_exists(conn, "team_sales"):
         return None
-    columns = ("team", "status", "sessions", "amount", "team_unsubscription_rate")
+    columns = TEAM_SALES_COLUMNS
     rows = conn.execute(f"SELECT {', '.join(columns)} FROM team_sales ORDER BY team, status")
+    return [dict(zip(columns, row, strict=True)) for row in rows.fetchall()]
+
+
+def stored_monthly_team_sales(conn: duckdb.DuckDBPyConnection, month: str) -> list[dict] | None:
+    """The stored team sales of `month`, as `stored_team_sales` answers; None when that month
+    was never materialized."""
+    if not _table_exists(conn, "monthly_team_sales_month"):
+        return None
+    if not conn.execute(
+        "SELECT COUNT(*) FROM monthly_team_sales_month WHERE month = ?", [month]
+    ).fetchone()[0]:
+        return None
+    columns = TEAM_SALES_COLUMNS
+    rows = conn.execute(
+        f"SELECT {', '.join(columns)} FROM monthly_team_sales WHERE month = ?"
+        " ORDER BY team, status",
+        [month],
+    )
     return [dict(zip(columns, row, strict=True)) for row in rows.fetchall()]

@@ -22,8 +22,11 @@ def test_definitions_load_and_resolve():
     lag = defs.resolve_sensor_def("post_call_lag_sensor")
     assert lag.default_status == dg.DefaultSensorStatus.RUNNING
     assert lag.minimum_interval_seconds <= 60  # the lag check at least every minute
-    freshness = defs.resolve_sensor_def("nightly_reports_freshness_sensor")
-    assert freshness.default_status == dg.DefaultSensorStatus.RUNNING
+    automation = defs.resolve_sensor_def("sales_reports_automation")
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING
+    morning = defs.resolve_schedule_def("morning_freshness_schedule")
+    assert morning.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert (morning.cron_schedule, morning.execution_timezone) == ("5 4 * * *", "Europe/Paris")
 
 
 def test_assets_are_grouped_owned_kinded_and_documented():
@@ -31,9 +34,12 @@ def test_assets_are_grouped_owned_kinded_and_documented():
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
     groups = {name: node.group_name for name, node in specs.items()}
     assert groups == {
+        "sales_database": SALES_REPORTING_GROUP,
         "team_sales": SALES_REPORTING_GROUP,
+        "monthly_team_sales": SALES_REPORTING_GROUP,
         "agent_daily_progression": SALES_REPORTING_GROUP,
         "progression_exports": SALES_REPORTING_GROUP,
+        "voice_provider": VOICE_CAMPAIGNS_GROUP,
         "campaign_contacts": VOICE_CAMPAIGNS_GROUP,
         "cross_campaign_duplicates": VOICE_CAMPAIGNS_GROUP,
         "post_call_outcomes": POST_CALL_GROUP,
@@ -47,8 +53,10 @@ def test_assets_are_grouped_owned_kinded_and_documented():
 def test_every_asset_has_checks():
     graph = defs.resolve_asset_graph()
     checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys}
+    # The two sources are outside the project: nothing here can check them but their readers.
     assert checked == {
         "team_sales",
+        "monthly_team_sales",
         "agent_daily_progression",
         "progression_exports",
         "cross_campaign_duplicates",
@@ -68,18 +76,19 @@ def test_the_frontend_files_wait_for_the_progression_checks():
     assert gating == {
         "progression_accumulates_daily_values": True,
         "progression_never_negative": True,
-        "freshness_check": False,
+        "fresh_for_the_morning": False,
     }
 
 
-def test_each_nightly_report_has_a_freshness_check():
+def test_each_monthly_report_has_a_freshness_check_and_team_sales_a_policy():
     graph = defs.resolve_asset_graph()
     fresh = {
         key.asset_key.to_user_string()
         for key in graph.asset_check_keys
-        if key.name == "freshness_check"
+        if key.name == "fresh_for_the_morning"
     }
-    assert fresh == {"team_sales", "agent_daily_progression", "progression_exports"}
+    assert fresh == {"monthly_team_sales", "agent_daily_progression", "progression_exports"}
+    assert graph.get(dg.AssetKey("team_sales")).freshness_policy is not None
 
 
 def test_provider_secrets_come_from_the_environment():

@@ -93,6 +93,55 @@ def test_event_reaches_the_provider_within_a_minute(stack):
     print(f"event applied {time.monotonic() - posted:.1f}s after it was posted")
 
 
+LEA = "lea.bernard@salesops.example"
+FIRST_REPORTS_TIMEOUT = 240.0
+
+
+def _this_month() -> str:
+    return datetime.now(ZoneInfo("Europe/Paris")).strftime("%Y-%m")
+
+
+def _current_month_answered(stack) -> bool:
+    response = requests.get(
+        f"{stack.intake_url}/api/progression",
+        params={"agent": LEA, "month": _this_month()},
+        headers={"X-API-KEY": stack.intake_key},
+        timeout=10,
+    )
+    return response.status_code == 200 and bool(response.json())
+
+
+def test_a_new_stack_computes_the_current_month_by_itself(stack):
+    started = time.monotonic()
+    _wait(
+        lambda: _current_month_answered(stack),
+        FIRST_REPORTS_TIMEOUT,
+        "the current month's progression was never computed",
+    )
+    print(f"current month answered {time.monotonic() - started:.0f}s into the test")
+    headers = {"X-API-KEY": stack.intake_key}
+    month = _this_month()
+    for params in ({}, {"month": month}):
+        answer = _wait(
+            lambda params=params: (
+                (
+                    r := requests.get(
+                        f"{stack.intake_url}/api/team-sales",
+                        params=params,
+                        headers=headers,
+                        timeout=10,
+                    )
+                ).status_code
+                == 200
+                and r.json()
+            ),
+            60,
+            f"team sales {params} never answered",
+        )
+        assert {row["team"] for row in answer} >= {"sales", "support"}
+    assert (stack.home / "exports" / "progression" / month / f"{LEA}.json").is_file()
+
+
 def _post_call_runs(stack) -> list[dict]:
     data = stack.graphql(
         """
@@ -193,9 +242,12 @@ def test_browser_finds_every_group_and_the_sensor(stack, tmp_path):
     with chromium(tmp_path / "chromium-profile") as driver:
         driver.get(f"{stack.dagster_url}/assets")
         for name in (
+            "sales_database",
             "team_sales",
+            "monthly_team_sales",
             "agent_daily_progression",
             "progression_exports",
+            "voice_provider",
             "campaign_contacts",
             "cross_campaign_duplicates",
             "post_call_outcomes",
@@ -225,6 +277,38 @@ def test_browser_finds_every_group_and_the_sensor(stack, tmp_path):
         assert driver.find_elements("xpath", "//button[normalize-space()='Materialize']")
         driver.save_screenshot(str(ARTIFACTS / "dagster-launchpad.png"))
     assert Path(ARTIFACTS / "dagster-assets.png").stat().st_size > 10_000
+
+
+@pytest.mark.browser
+def test_the_progression_chart_shows_on_its_asset_page(stack, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from salesops_pipeline_tests.support.browser import chromium, dismiss_welcome_dialog
+
+    _wait(lambda: _current_month_answered(stack), FIRST_REPORTS_TIMEOUT, "never computed")
+
+    def chart_shown(driver):
+        return [
+            image
+            for image in driver.find_elements("css selector", "img")
+            if "/api/progression/chart" in (image.get_attribute("src") or "")
+            and driver.execute_script(
+                "return arguments[0].complete && arguments[0].naturalWidth", image
+            )
+        ]
+
+    with chromium(tmp_path / "chromium-profile") as driver:
+        driver.get(f"{stack.dagster_url}/assets/agent_daily_progression")
+        dismiss_welcome_dialog(driver)
+        [image] = WebDriverWait(driver, 90).until(
+            chart_shown, message="no progression chart on the asset page"
+        )
+        assert f"month={_this_month()}" in image.get_attribute("src")
+        assert driver.execute_script("return arguments[0].naturalWidth", image) >= 600
+        driver.execute_script("arguments[0].scrollIntoView()", image)
+        time.sleep(1)
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "dagster-progression-chart.png"))
 
 
 def _post_callback_now(stack, call_id: str, callback: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from salesops_pipeline import settings
-from salesops_pipeline.assets.sales import agent_daily_progression, team_sales
+from salesops_pipeline.assets.sales import agent_daily_progression, monthly_team_sales, team_sales
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.resources import (
     PublishedReportsResource,
@@ -36,12 +36,16 @@ REQUESTS = [
     ("/api/progression", {"agent": "ghost@example.com", "month": "2025-04"}),  # unknown
     ("/api/progression", {"agent": "lea@example.com", "month": "2025-05"}),  # never computed
     ("/api/progression", {"agent": "lea@example.com", "month": "2025-13"}),
+    ("/api/team-sales", {"month": "2025-04"}),
+    ("/api/team-sales", {"month": "2025-05"}),  # never computed
+    ("/api/progression/chart", {"month": "2025-04"}),
+    ("/api/progression/chart", {"month": "2025-05"}),
 ]
 
 
 def _materialize(sales_db, home, url):
     assert dg.materialize(
-        [team_sales, agent_daily_progression],
+        [team_sales, monthly_team_sales, agent_daily_progression],
         partition_key="2025-04",
         resources={
             "sales_db": SalesDatabaseResource(path=str(sales_db)),

@@ -140,6 +140,7 @@ def create_intake_app(
             warehouse_path=warehouse_path or settings.warehouse_path(),
             sales_db_path=sales_db_path,
             authenticated=require_key,
+            chart_link_key=settings.chart_link_key(api_key),
             database_url=settings.database_url(),
         )
     )

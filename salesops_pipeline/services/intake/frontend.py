@@ -8,17 +8,21 @@ computes a report itself, so the frontend shows exactly what managers see in Dag
 import logging
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
+import anyio
 import duckdb
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from salesops_pipeline import postgres
 from salesops_pipeline.errors import InvalidInputError, SalesDatabaseError
-from salesops_pipeline.sales import published, reports
+from salesops_pipeline.sales import chart_links, published, reports
 from salesops_pipeline.sales import warehouse as wh
 from salesops_pipeline.sales.schema import open_sales_db
+from salesops_pipeline.timezone import BUSINESS_TIMEZONE
 
 logger = logging.getLogger("salesops.intake.frontend")
 
@@ -99,16 +103,26 @@ def _read_published(url: str, read: Callable[[str], object]):
         ) from None
 
 
+def _month_or_400(month: str) -> None:
+    try:
+        reports.parse_month(month)
+    except InvalidInputError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
+
+
 def frontend_router(
     *,
     warehouse_path: Path,
     sales_db_path: Callable[[], Path],
     authenticated: Callable,
+    chart_link_key: str,
     database_url: str | None = None,
 ) -> APIRouter:
     """The frontend's routes, reading the published tables at `database_url` when one is given,
-    else the warehouse file and the sales DB."""
-    router = APIRouter(prefix="/api", tags=["frontend"], dependencies=[Depends(authenticated)])
+    else the warehouse file and the sales DB. Every route takes the key; the chart also takes
+    the link the progression asset shows in the Dagster UI, which a browser opens without it."""
+    router = APIRouter(prefix="/api", tags=["frontend"])
+    keyed = [Depends(authenticated)]
 
     if database_url:
 
@@ -119,6 +133,16 @@ def frontend_router(
 
         def stored_team_sales():
             return _read_published(database_url, published.stored_team_sales)
+
+        def stored_monthly_team_sales(month: str):
+            return _read_published(
+                database_url, lambda url: published.stored_monthly_team_sales(url, month)
+            )
+
+        def stored_progression_month(month: str):
+            return _read_published(
+                database_url, lambda url: published.stored_progression_month(url, month)
+            )
 
         def agent_known(agent: str) -> bool:
             known = _read_published(database_url, lambda url: published.agent_known(url, agent))
@@ -135,11 +159,23 @@ def frontend_router(
         def stored_team_sales():
             return _read_warehouse(warehouse_path, wh.stored_team_sales)
 
+        def stored_monthly_team_sales(month: str):
+            return _read_warehouse(
+                warehouse_path, lambda conn: wh.stored_monthly_team_sales(conn, month)
+            )
+
+        def stored_progression_month(month: str):
+            rows = _read_warehouse(
+                warehouse_path, lambda conn: wh.stored_progression_month(conn, month)
+            )
+            return rows or None
+
         def agent_known(agent: str) -> bool:
             return _agent_known(sales_db_path, agent)
 
     @router.get(
         "/progression",
+        dependencies=keyed,
         response_model=list[ProgressionDay],
         summary="An agent's day-by-day progression toward target over a month (Q3.2)",
         responses={
@@ -156,10 +192,7 @@ def frontend_router(
         agent: str = Query(..., description="Agent username, e.g. martin.mougenot@…"),
         month: str = Query(..., description="Month as YYYY-MM", examples=["2025-04"]),
     ):
-        try:
-            reports.parse_month(month)
-        except InvalidInputError as error:
-            raise HTTPException(status_code=400, detail=str(error)) from None
+        _month_or_400(month)
         rows = stored_progression(month, agent)
         # What the warehouse holds is served as it is, sales DB or not: only an agent the month
         # has no rows for needs it, to tell an unknown agent from one without targets.
@@ -176,22 +209,96 @@ def frontend_router(
 
     @router.get(
         "/team-sales",
+        dependencies=keyed,
         response_model=list[TeamSalesRow],
-        summary="Sessions and amounts per team and status, with unsubscription rates (Q3.1)",
+        summary="Sessions and amounts per team and status, with unsubscription rates (Q3.1):"
+        " of every sale, or of the sales booked in one month",
         responses={
-            404: {"description": "Team sales not computed yet"},
+            400: {"description": "Malformed month"},
+            404: {"description": "Team sales (of that month) not computed yet"},
             503: {
                 "description": "The warehouse is being written (see Retry-After), or the"
                 " reports database is unavailable"
             },
         },
     )
-    def team_sales():
-        rows = stored_team_sales()
+    def team_sales(
+        month: str | None = Query(
+            None,
+            description="Month as YYYY-MM: the sales booked that month. Without it, every sale.",
+            examples=["2025-04"],
+        ),
+    ):
+        if month is None:
+            rows = stored_team_sales()
+            if rows is None:
+                raise HTTPException(
+                    status_code=404, detail="team sales not computed yet: materialize team_sales"
+                )
+            return rows
+        _month_or_400(month)
+        rows = stored_monthly_team_sales(month)
         if rows is None:
             raise HTTPException(
-                status_code=404, detail="team sales not computed yet: materialize team_sales"
+                status_code=404,
+                detail=f"team sales of {month} not computed yet: materialize"
+                f" monthly_team_sales for that month",
             )
         return rows
 
+    def chart_allowed(request: Request, month: str, signature: str | None) -> None:
+        """The key, or the signed link of that month's chart."""
+        if signature is not None:
+            if chart_links.valid(chart_link_key, month, signature):
+                return
+            raise HTTPException(status_code=401, detail="invalid chart link")
+        authenticated(request)
+
+    @router.get(
+        "/progression/chart",
+        response_class=Response,
+        summary="The month's progression chart, as a PNG: each agent against the month's target",
+        responses={
+            200: {"content": {"image/png": {}}, "description": "The chart"},
+            400: {"description": "Malformed month"},
+            401: {"description": "Missing or invalid key, or an invalid chart link"},
+            404: {"description": "Month not computed yet"},
+            503: {
+                "description": "The warehouse is being written (see Retry-After), or unavailable"
+            },
+        },
+    )
+    async def progression_chart(
+        request: Request,
+        month: str = Query(..., description="Month as YYYY-MM", examples=["2025-04"]),
+        signature: str | None = Query(
+            None, description="The signed link shown in the Dagster UI, instead of the key"
+        ),
+    ):
+        chart_allowed(request, month, signature)
+        _month_or_400(month)
+        # Reading and drawing take a thread of their own: the event loop keeps serving webhooks.
+        png = await anyio.to_thread.run_sync(_chart_png, stored_progression_month, month)
+        if png is None:
+            raise HTTPException(
+                status_code=404,
+                detail=f"no progression computed for {month} yet: materialize"
+                f" agent_daily_progression for that month",
+            )
+        # The figures change only when the month is materialized again: a short cache spares
+        # redrawing for every view of a page, yet a refresh shows the new run soon.
+        return Response(
+            png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"}
+        )
+
     return router
+
+
+def _chart_png(stored_progression_month: Callable[[str], object], month: str) -> bytes | None:
+    from salesops_pipeline.sales.charts import progression_chart_png
+
+    rows = stored_progression_month(month)
+    if rows is None:
+        return None
+    today = datetime.now(BUSINESS_TIMEZONE).date()
+    return progression_chart_png(month, rows, today=today)
