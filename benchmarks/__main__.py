@@ -17,6 +17,7 @@ from benchmarks import (
     bench_progress,
     bench_prompt,
     bench_replicas,
+    bench_report_runs,
     bench_sales,
 )
 
@@ -25,6 +26,7 @@ MODULES = {
     "duplicates": bench_duplicates,
     "ingestion": bench_ingestion,
     "sales": bench_sales,
+    "report_runs": bench_report_runs,
     "intake": bench_intake,
     "inbox": bench_inbox,
     "replicas": bench_replicas,

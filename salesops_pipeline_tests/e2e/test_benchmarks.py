@@ -27,6 +27,7 @@ def test_every_benchmark_runs_at_smoke_scale(tmp_path):
         "## Contacts ingestion",
         "## Sales: team_sales",
         "## Sales: agent_daily_progression",
+        "## Report runs: sales_reports_job",
         "## Intake",
         "## Post-call latency",
         "## CLI",
