@@ -283,7 +283,11 @@ def test_browser_finds_every_group_and_the_sensor(stack, tmp_path):
 def test_the_progression_chart_shows_on_its_asset_page(stack, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from salesops_pipeline_tests.support.browser import chromium, dismiss_welcome_dialog
+    from salesops_pipeline_tests.support.browser import (
+        chromium,
+        dismiss_welcome_dialog,
+        wait_for_text,
+    )
 
     _wait(lambda: _current_month_answered(stack), FIRST_REPORTS_TIMEOUT, "never computed")
 
@@ -309,6 +313,14 @@ def test_the_progression_chart_shows_on_its_asset_page(stack, tmp_path):
         time.sleep(1)
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dagster-progression-chart.png"))
+        # The lineage of the reports, from the company's sales DB.
+        driver.get(
+            f"{stack.dagster_url}/locations/salesops_pipeline/asset-groups/sales_reporting"
+        )
+        wait_for_text(driver, "sales_database")
+        wait_for_text(driver, "monthly_team_sales")
+        time.sleep(2)
+        driver.save_screenshot(str(ARTIFACTS / "dagster-sales-lineage.png"))
 
 
 def _post_callback_now(stack, call_id: str, callback: str) -> None:
