@@ -314,9 +314,7 @@ def test_the_progression_chart_shows_on_its_asset_page(stack, tmp_path):
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dagster-progression-chart.png"))
         # The lineage of the reports, from the company's sales DB.
-        driver.get(
-            f"{stack.dagster_url}/locations/salesops_pipeline/asset-groups/sales_reporting"
-        )
+        driver.get(f"{stack.dagster_url}/locations/salesops_pipeline/asset-groups/sales_reporting")
         wait_for_text(driver, "sales_database")
         wait_for_text(driver, "monthly_team_sales")
         time.sleep(2)
