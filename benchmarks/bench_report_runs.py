@@ -4,8 +4,8 @@ one month's team sales and progression with their checks, and the month's fronte
 Ours runs every step in the run's own process (`in_process_executor`). The baseline is the same
 job on Dagster's default executor, which starts a process per step: each loads Dagster and the
 project before doing a fraction of a second of work. Both run on the generated demo DB at its
-default size, through a Dagster instance on disk, each run in a fresh process. A run launched
-by the daemon also pays for its own process's start, the same for both: it is not counted here.
+default size, through a Dagster instance on disk, each run in a fresh process that imports
+Dagster and the project as a launched run's process does.
 """
 
 import os
@@ -48,11 +48,12 @@ def per_step():
 
 
 def _setup(params: dict) -> dict:
+    # The demo DB lies in the benchmarks' cache; the run's own state, in a folder of its own.
+    os.environ["SALESOPS_SALES_DB"] = str(_demo_db())
     home = Path(tempfile.mkdtemp(prefix="report-runs-"))
     (home / "dagster").mkdir()
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     os.environ["SALESOPS_HOME"] = str(home)
-    os.environ["SALESOPS_SALES_DB"] = str(_demo_db())
     return params
 
 
@@ -86,5 +87,6 @@ def main(scale: int, repeat: int) -> str:
         0,
         "",
         note=f"Each run materializes {', '.join(map(str, sorted(assets)))} assets with their"
-        " checks; wall time from the run's start to its end, the run's process already up.",
+        " checks. Wall time of the run in a fresh process, from importing Dagster and the"
+        " project to the run's end, as a launched run's process does.",
     )
