@@ -25,7 +25,10 @@ from salesops_pipeline.text import terminal_safe
 # up to MAX_AGENTS_BARRED, and the data stays whole in the warehouse.
 MAX_AGENTS_CHARTED = 16
 MAX_AGENTS_BARRED = 40
-PANEL_COLUMNS = 4
+PANEL_COLUMNS = 3
+# The asset page's main column in the Dagster UI is about 780 px wide in a 1440 px window; a
+# wider image is cut at its right edge there.
+WIDTH_INCHES, DPI = 9.25, 80
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def progression_chart_png(
     panel_rows = max(1, -(-len(panels) // PANEL_COLUMNS))
     barred = curves[:MAX_AGENTS_BARRED]
     bar_height = max(1.6, 0.28 * len(barred) + 0.8)
-    figure = Figure(figsize=(11, bar_height + 2.1 * panel_rows + 0.6), dpi=80)
+    figure = Figure(figsize=(WIDTH_INCHES, bar_height + 2.1 * panel_rows + 0.6), dpi=DPI)
     grid = figure.add_gridspec(
         1 + panel_rows, PANEL_COLUMNS, height_ratios=[bar_height] + [2.1] * panel_rows
     )
@@ -108,7 +111,7 @@ def progression_chart_png(
 def _message_png(text: str) -> bytes:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 1.2), dpi=80)
+    figure = Figure(figsize=(WIDTH_INCHES, 1.2), dpi=DPI)
     figure.text(0.02, 0.5, text, fontsize=13, va="center")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -129,9 +132,9 @@ def _standings(axis, curves: list[AgentCurve], total: int, as_percent) -> None:
         axis.text(value, position, f" {numbers.percent(value)}", va="center", fontsize=8)
     more = f" (the first {len(curves)} of {total})" if total > len(curves) else ""
     axis.set_title(
-        f"Booked so far against the target so far{more}; green at or above it. Below, each"
-        " agent's booked amount (line) and target (dashed) so far,\nas shares of the"
-        " agent's target for the whole month.",
+        f"Booked so far against the target so far{more}; green at or above it.\nBelow: each"
+        " agent's booked amount (line) and target (dashed) so far, in shares of the month's"
+        " target.",
         fontsize=9,
         loc="left",
     )

@@ -50,3 +50,12 @@ def test_nothing_reads_outside_the_repository():
         and climbing.search(path.read_text(errors="replace"))
     ]
     assert readers == []
+
+
+def test_every_picture_the_readme_shows_ships_with_it():
+    readme = (REPO_ROOT / "README.md").read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert pictures, "the README's tour shows the UI"
+    for picture in pictures:
+        assert (REPO_ROOT / picture).is_file(), picture
+        assert (REPO_ROOT / picture).read_bytes().startswith(b"\x89PNG"), picture

@@ -1,6 +1,7 @@
 """The progression chart: each agent in shares of the month's target, best standing first, and a
 PNG whatever the names hold."""
 
+import struct
 from datetime import date
 
 from salesops_pipeline.sales.charts import agent_curves, progression_chart_png
@@ -68,3 +69,14 @@ def test_the_chart_is_a_png_even_with_awkward_names_and_no_rows():
 def test_many_agents_still_give_one_readable_chart():
     rows = [row for n in range(60) for row in _month(f"agent{n:02d}@example.com", [(100, n)] * 5)]
     assert progression_chart_png("2025-04", rows).startswith(PNG_SIGNATURE)
+
+
+def _png_width(png: bytes) -> int:
+    return struct.unpack(">I", png[16:20])[0]  # the IHDR chunk comes first
+
+
+def test_the_chart_fits_the_asset_pages_column_whole():
+    # About 780 px in a 1440 px window: a wider chart loses its right edge on the asset page.
+    rows = [row for n in range(12) for row in _month(f"agent{n:02d}@example.com", [(100, n)] * 5)]
+    assert _png_width(progression_chart_png("2025-04", rows)) <= 760
+    assert _png_width(progression_chart_png("2025-04", [])) <= 760
