@@ -38,6 +38,11 @@ COMMANDS = {
     "inbox": ("post_call", "recent post-call events and their status"),
     "replay": ("post_call", "queue a post-call event again"),
     "dismiss": ("post_call", "give up on failed post-call events for good (never replayed)"),
+    "contact": (
+        "post_call",
+        "why a customer's record looks as it does: each post-call event of the contact, what"
+        " was decided and written, and the contact at the provider now",
+    ),
     "simulate": ("devtools", "post realistic post-call events to the intake, like a call centre"),
     "dev": ("devtools", "start the local stack: sandbox provider, intake service and Dagster"),
 }

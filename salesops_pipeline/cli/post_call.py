@@ -1,9 +1,10 @@
-"""`salesops post-call`, `inbox`, `replay` and `dismiss`: one post-call event handled now (Q2),
-and the inbox the pipeline works from."""
+"""`salesops post-call`, `inbox`, `replay`, `dismiss` and `contact`: one post-call event handled
+now, the inbox the pipeline works from, and one customer's story through it."""
 
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,11 +12,13 @@ from salesops_pipeline import settings
 from salesops_pipeline.cli.arguments import positive_int
 from salesops_pipeline.clients import CrmClient, VoiceClient
 from salesops_pipeline.errors import InvalidInputError
-from salesops_pipeline.post_call.events import parse_event
+from salesops_pipeline.post_call.events import EventError, parse_event
+from salesops_pipeline.post_call.explain import explain_contact, story_text
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.processor import PostCallProcessor
 from salesops_pipeline.post_call.status import AcceptStatus, EventStatus, HandlingStatus
 from salesops_pipeline.text import terminal_safe
+from salesops_pipeline.timezone import paris_time
 
 
 def _post_call_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +28,18 @@ def _post_call_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _inbox_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=positive_int, default=20)
-    parser.add_argument("--status", choices=[status.value for status in EventStatus])
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        default=20,
+        help="how many events to list, newest received first (default 20)",
+    )
+    parser.add_argument(
+        "--status",
+        choices=[status.value for status in EventStatus],
+        metavar="STATUS",
+        help="only the events in this status: " + ", ".join(status.value for status in EventStatus),
+    )
     parser.add_argument(
         "--stats",
         action="store_true",
@@ -43,6 +56,17 @@ def _inbox_arguments(parser: argparse.ArgumentParser) -> None:
         " refused or conflicting deliveries older than SALESOPS_INBOX_RETENTION_DAYS (30)",
     )
     parser.set_defaults(handler=_inbox)
+
+
+def _contact_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("contact_id", metavar="CONTACT_ID", help="the provider's contactId")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--no-provider",
+        action="store_true",
+        help="leave out the contact as the provider shows it now (no network call)",
+    )
+    parser.set_defaults(handler=_contact)
 
 
 def _replay_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,16 +184,79 @@ def _inbox(args: argparse.Namespace) -> int:
     if not records:
         print("No post-call events" + (f" with status {args.status}" if args.status else ""))
         return 0
-    print(f"{'received (UTC)':<29} {'callId':<16} {'status':<14} {'tries':>5}  last decision")
+    print(
+        f"{'received (Paris)':<19}  {'callId':<16} {'contactId':<36} {'status':<14} {'tries':>5}"
+        "  last decision"
+    )
     for r in records:
-        # The callId and what the decision or error quote came in a webhook: an escape sequence
+        # The ids and what the decision or error quote came in a webhook: an escape sequence
         # or a newline in them is shown, never obeyed by the terminal.
         call_id = terminal_safe(r.call_id)
+        contact = terminal_safe(_contact_of(r.payload) or "?")
         detail = terminal_safe(r.last_error or r.last_decision or "")
-        print(f"{r.received_at:<29} {call_id:<16} {r.status:<14} {r.attempts:>5}  {detail}")
+        print(
+            f"{paris_time(r.received_at):<19}  {call_id:<16} {contact:<36} {r.status:<14}"
+            f" {r.attempts:>5}  {detail}"
+        )
     counts = ", ".join(f"{status}: {n}" for status, n in sorted(inbox.counts().items()))
     print(f"\nAll events: {counts}")
     return 0
+
+
+def _contact(args: argparse.Namespace) -> int:
+    inbox = _existing_inbox()
+    with _provider_reader(args.no_provider) as (read_contact, why_not):
+        story = explain_contact(inbox, args.contact_id, read_contact)
+    if why_not:
+        story.provider_error = why_not
+    if not story.events and story.provider is None:
+        raise InvalidInputError(
+            f"No post-call event of contact {terminal_safe(args.contact_id)!r} in the inbox at"
+            f" {inbox.describe()}"
+            + (
+                f", and the provider does not show it: {story.provider_error}"
+                if story.provider_error
+                else ""
+            )
+        )
+    if args.format == "json":
+        print(json.dumps(story.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(story_text(story, terminal_safe)))
+    return 0
+
+
+@contextmanager
+def _provider_reader(skip: bool):
+    """What reads the contact at the provider, or why it is not read. Only a provider that
+    holds the pipeline's writes answers the question: the configured one, or the local
+    stack's; never a sandbox made up for this command."""
+    if skip:
+        yield None, "not read (--no-provider)"
+        return
+    from salesops_pipeline.devtools.stack import running_stack
+
+    if settings.remote_api_host() is None and not running_stack(settings.salesops_home()):
+        yield (
+            None,
+            (
+                f"not read: no provider configured ({settings.REMOTE_API_HOST_ENV}) and no local"
+                " stack running"
+            ),
+        )
+        return
+    from salesops_pipeline.cli.provider import provider_transport
+
+    with provider_transport(10.0) as transport:
+        voice = VoiceClient(transport)
+        yield (lambda contact_id: voice.get_contact_fields(contact_id=contact_id)), None
+
+
+def _contact_of(payload: str) -> str | None:
+    try:
+        return parse_event(payload.encode()).contactId
+    except EventError:
+        return None
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -212,4 +299,5 @@ ARGUMENTS = {
     "inbox": _inbox_arguments,
     "replay": _replay_arguments,
     "dismiss": _dismiss_arguments,
+    "contact": _contact_arguments,
 }

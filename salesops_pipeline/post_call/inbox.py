@@ -7,8 +7,8 @@ the provider hears 2xx.
 `Inbox` is the one API the intake, the processor, the sensor and the CLI use. Each concern lives
 in a module of `store` that says what it owns: the tables (`schema`), the event queue and its
 lanes (`queue`), the write ledger (`ledger`), support transfers (`transfers`), worker leases
-(`leases`), alert state (`alert_state`), statistics (`statistics`) and what is pruned when
-(`retention`).
+(`leases`), alert state (`alert_state`), statistics (`statistics`), what is pruned when
+(`retention`) and one contact's history (`contacts`).
 
 No method holds the write lock across a network call: the processor reads from the provider
 first, then takes the lock only to decide and record.
@@ -36,6 +36,7 @@ from salesops_pipeline.post_call.store.base import (
     payload_digest,
     retry_delay,
 )
+from salesops_pipeline.post_call.store.contacts import ContactHistory
 from salesops_pipeline.post_call.store.leases import WorkerLeases
 from salesops_pipeline.post_call.store.ledger import WriteLedger
 from salesops_pipeline.post_call.store.queue import EventQueue
@@ -70,7 +71,14 @@ __all__ = [
 
 
 class Inbox(
-    EventQueue, WriteLedger, TransferLedger, WorkerLeases, AlertState, Statistics, Retention
+    EventQueue,
+    WriteLedger,
+    TransferLedger,
+    WorkerLeases,
+    AlertState,
+    Statistics,
+    Retention,
+    ContactHistory,
 ):
     """The inbox in the SQLite file `path`, or, given `url`, in the PostgreSQL database every
     host uses."""

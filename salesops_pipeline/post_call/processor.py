@@ -43,6 +43,7 @@ from salesops_pipeline.post_call.rules import (
     call_moment,
     can_take_support_contacts,
     decide,
+    describe_choice,
     least_loaded_agent,
     ordering_key,
     support_loads,
@@ -114,6 +115,9 @@ def idempotency_key(call_id: str) -> str:
 
 T = TypeVar("T")
 
+# How a decision reads when it hands the contact to support; the chosen agent follows it.
+TRANSFER = "transfer to support"
+
 
 class _Fresh(Generic[T]):
     """A value read from another system, read again once `max_age` seconds old: a run may stay
@@ -184,6 +188,7 @@ class PostCallProcessor:
             settings.agents_max_age_seconds,
         )
         self._holders = _Fresh(self._read_campaign_holders, settings.load_campaign_max_age_seconds)
+        self._choice: str | None = None
 
     # Public --------------------------------------------------------------------------------
 
@@ -223,6 +228,7 @@ class PostCallProcessor:
 
     def process(self, call_id: str) -> Outcome:
         """Handle a stored event once; any failure is recorded, never raised."""
+        self._choice = None
         record = self.inbox.claim(call_id, self.owner)
         if record is None:
             current = self.inbox.get(call_id)
@@ -279,6 +285,7 @@ class PostCallProcessor:
             if agent is None:
                 raise PermanentFailure("no active support agent to transfer to")
             changes["assignedAgent"] = agent
+            text = self._with_choice(text, changes)
         return Outcome(
             event.callId,
             HandlingStatus.DRY_RUN,
@@ -328,8 +335,11 @@ class PostCallProcessor:
     ) -> Outcome:
         resends = self.settings.immediate_resends if resends is None else resends
         if plan.write is None:
+            self._choice = None
             return self._refused(record, text, plan)
         write = plan.write
+        # A resend below starts again from the decision alone, and names its own choice.
+        decided, text = text, self._with_choice(text, write.changes)
         sent = [{"method": "PATCH", "contact": write.contact_id, "changes": write.changes}]
         try:
             contact = self.voice.write_contact(
@@ -355,7 +365,7 @@ class PostCallProcessor:
             ):
                 time.sleep(wait)
                 plan = self._resend(record, write)
-                return self._send(record, text, plan, resends - 1)
+                return self._send(record, decided, plan, resends - 1)
             return self._finish(
                 record,
                 EventStatus.RETRYING,
@@ -500,7 +510,7 @@ class PostCallProcessor:
         if decision.reschedule_to is not None:
             parts.append(f"reschedule to {decision.reschedule_to.isoformat()}")
         if decision.transfer_to_support:
-            parts.append("transfer to support")
+            parts.append(TRANSFER)
         if decision.note:
             parts.append(decision.note)
         return "; ".join(parts)
@@ -556,9 +566,26 @@ class PostCallProcessor:
                 )
                 for a in agents
             ]
-            return least_loaded_agent(candidates, keep=keep)
+            agent = least_loaded_agent(candidates, keep=keep)
+            # Kept for the outcome: which agent, and the loads it was chosen from (one event at
+            # a time per processor).
+            self._choice = (
+                None
+                if agent is None
+                else describe_choice(agent, candidates, kept=agent == keep and keep is not None)
+            )
+            return agent
 
         return choose
+
+    def _with_choice(self, text: str, write_changes: dict | None) -> str:
+        """The decision's text, naming the agent a transfer went to and the loads behind it."""
+        choice, self._choice = self._choice, None
+        if choice is None or not write_changes or "assignedAgent" not in write_changes:
+            return text
+        if TRANSFER in text:
+            return text.replace(TRANSFER, f"{TRANSFER}: {choice}", 1)
+        return f"{text}; assigned to {choice}" if text else f"assigned to {choice}"
 
     def _finish(
         self,

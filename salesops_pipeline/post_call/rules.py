@@ -120,6 +120,24 @@ def least_loaded_agent(candidates: list[SupportCandidate], keep: str | None = No
     return min(active, key=lambda c: (c.load, c.username)).username
 
 
+# Loads named in a transfer's explanation: the chosen agent's and the next few are what a
+# reader checks; a support team of fifty would drown the line.
+LOADS_SHOWN = 6
+
+
+def describe_choice(
+    agent: str, candidates: list[SupportCandidate], kept: bool = False, shown: int = LOADS_SHOWN
+) -> str:
+    """Why a transfer went to `agent`, for the inbox, the run log and the operators' tools:
+    the loads of the active support agents it was chosen from, lightest first."""
+    active = sorted((c for c in candidates if c.active), key=lambda c: (c.load, c.username))
+    loads = ", ".join(f"{c.username} {c.load}" for c in active[:shown])
+    if len(active) > shown:
+        loads += f", and {len(active) - shown} more"
+    how = "kept, still an active support agent" if kept else "least loaded"
+    return f"{agent} ({how}; loads: {loads})"
+
+
 @dataclass(frozen=True)
 class Decision:
     """What an event asks for: nothing, a new retry date, a transfer to support, or both."""

@@ -81,6 +81,42 @@ def test_transfer_from_stdin(provider_env, reference_events, capsys, monkeypatch
     assert _contact(provider_env)["assignedAgent"].endswith("@walter-learning.com")
 
 
+def test_a_transfer_names_its_agent_and_the_loads_it_was_chosen_from(
+    provider_env, event_files, capsys
+):
+    assert main(["post-call", str(event_files["post_call_2.2"])]) == 0
+    out = capsys.readouterr().out
+    agent = _contact(provider_env)["assignedAgent"]
+    assert f"transfer to support: {agent} (least loaded; loads: {agent} " in out
+    stored = Inbox.configured().outcomes("102344028")[-1]["decision"]
+    assert f"transfer to support: {agent} (least loaded; loads: {agent} " in stored
+    assert main(["inbox"]) == 0
+    assert f"transfer to support: {agent}" in capsys.readouterr().out
+
+
+def test_inbox_shows_the_contact_and_paris_time_marked(provider_env, event_files, capsys):
+    from datetime import datetime
+
+    from salesops_pipeline.timezone import BUSINESS_TIMEZONE
+
+    main(["post-call", str(event_files["post_call_2.1"])])
+    capsys.readouterr()
+    assert main(["inbox"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert header.startswith("received (Paris)") and "contactId" in header and "UTC" not in header
+    assert REFERENCE_CONTACT_ID in row
+    received = datetime.strptime(row[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=BUSINESS_TIMEZONE)
+    assert abs((datetime.now(BUSINESS_TIMEZONE) - received).total_seconds()) < 600
+
+
+def test_inbox_options_say_what_they_do(capsys):
+    with pytest.raises(SystemExit):
+        main(["inbox", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--limit LIMIT how many events to list, newest received first (default 20)" in help_text
+    assert "--status STATUS only the events in this status: pending, retrying, applied" in help_text
+
+
 def test_inbox_lists_and_replay_queues(provider_env, event_files, capsys):
     main(["post-call", str(event_files["post_call_2.1"])])
     capsys.readouterr()

@@ -13,6 +13,7 @@ from salesops_pipeline.post_call.rules import (
     callback_date,
     can_take_support_contacts,
     decide,
+    describe_choice,
     is_callback,
     is_support_transfer,
     least_loaded_agent,
@@ -248,3 +249,22 @@ def test_a_transfer_sent_again_keeps_its_agent_only_while_a_candidate():
     assert least_loaded_agent(candidates, keep="bob") == "bob"  # still active: not moved
     assert least_loaded_agent(candidates, keep="zoe") == "anna"  # inactive now: chosen again
     assert least_loaded_agent(candidates, keep="gone") == "anna"  # no longer in support
+
+
+def test_a_transfer_explains_its_choice_lightest_first_and_bounded():
+    candidates = [
+        SupportCandidate("zoe@x", True, 1),
+        SupportCandidate("ana@x", True, 1),
+        SupportCandidate("off@x", False, 0),  # inactive: never among the loads shown
+        SupportCandidate("max@x", True, 4),
+    ]
+    assert describe_choice("ana@x", candidates) == (
+        "ana@x (least loaded; loads: ana@x 1, zoe@x 1, max@x 4)"
+    )
+    assert describe_choice("max@x", candidates, kept=True).startswith(
+        "max@x (kept, still an active support agent; loads: ana@x 1"
+    )
+    many = [SupportCandidate(f"a{n:02d}@x", True, n) for n in range(10)]
+    assert describe_choice("a00@x", many, shown=3) == (
+        "a00@x (least loaded; loads: a00@x 0, a01@x 1, a02@x 2, and 7 more)"
+    )

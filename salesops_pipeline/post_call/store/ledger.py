@@ -29,6 +29,7 @@ from salesops_pipeline.post_call.store.base import (
     retry_delay,
 )
 from salesops_pipeline.post_call.store.transfers import _counted_transfers
+from salesops_pipeline.timezone import paris_time
 
 
 class WriteLedger(StoreBase):
@@ -283,7 +284,8 @@ def _contact_refusal(
     if newest is not None and newest[0] > call_time and newest[1] != call_id:
         return WritePlan(
             refusal=Refusal.SUPERSEDED,
-            detail=f"call {newest[1]} of {newest[0]} is newer and already applied",
+            detail=f"call {newest[1]} of {paris_time(newest[0])} (Paris) is newer and already"
+            " applied",
         )
     unresolved = conn.execute(
         "SELECT call_id FROM write WHERE contact_id = ? AND call_id != ?"
