@@ -4,8 +4,11 @@ Each domain's module under `assets/` brings its own definitions; this root merge
 binds the resources they share.
 """
 
+import warnings
+
 import dagster as dg
 
+from salesops_pipeline import settings
 from salesops_pipeline.assets import campaigns, inbox_retention, post_call, sales
 from salesops_pipeline.post_call.lanes import configured_lane_settings
 from salesops_pipeline.resources import (
@@ -18,9 +21,19 @@ from salesops_pipeline.resources import (
     WarehouseResource,
 )
 
+# Dagster copies each sensor with its owners, an empty list, when it binds the resources, and
+# warns that `owners` is in beta on every load of this code location (webserver, daemon,
+# every run), though no sensor here sets one.
+warnings.filterwarnings(
+    "ignore",
+    message=r"Parameter `owners` of initializer `SensorDefinition.__init__` is currently in beta",
+    category=dg.BetaWarning,
+)
+
 # Post-call settings that make no sense fail the code location's load with their reason,
 # rather than every tick of the sensor.
 configured_lane_settings()
+settings.post_call_report_seconds()
 
 defs = dg.Definitions.merge(
     campaigns.defs,

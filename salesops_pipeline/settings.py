@@ -112,6 +112,7 @@ POST_CALL_BATCH_ENV = "SALESOPS_POST_CALL_BATCH"
 POST_CALL_RUNS_ENV = "SALESOPS_POST_CALL_RUNS"
 POST_CALL_WARM_HOURS_ENV = "SALESOPS_POST_CALL_WARM_HOURS"
 POST_CALL_RUN_SECONDS_ENV = "SALESOPS_POST_CALL_RUN_SECONDS"
+POST_CALL_REPORT_SECONDS_ENV = "SALESOPS_POST_CALL_REPORT_SECONDS"
 # The call centre's working hours, Paris time: post-call runs stay open through them.
 DEFAULT_WARM_HOURS = "08:00-20:00"
 
@@ -155,6 +156,11 @@ def post_call_runs() -> int:
 def post_call_run_seconds() -> float:
     """How long a post-call run stays open before it hands its lanes to a successor."""
     return _number(POST_CALL_RUN_SECONDS_ENV, 3600.0, minimum=10, kind=float)
+
+
+def post_call_report_seconds() -> float:
+    """How often at most a post-call run reports its events on `post_call_outcomes`."""
+    return _number(POST_CALL_REPORT_SECONDS_ENV, 60.0, minimum=1, maximum=3600, kind=float)
 
 
 def post_call_warm_hours() -> str:

@@ -2,7 +2,6 @@
 warm hours), the job that drains a group of lanes, and the asset showing what each pass did."""
 
 import time
-from collections import Counter
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -25,7 +24,7 @@ from salesops_pipeline.post_call.alerts import (
     run_recovery,
 )
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.post_call.lag import PostCallLag, percentile
+from salesops_pipeline.post_call.lag import PostCallLag
 from salesops_pipeline.post_call.lanes import (
     Handover,
     LaneSettings,
@@ -36,6 +35,12 @@ from salesops_pipeline.post_call.lanes import (
     handed_over,
 )
 from salesops_pipeline.post_call.processor import Outcome, PostCallProcessor
+from salesops_pipeline.post_call.report_window import (
+    REPORT_EVERY_SECONDS,
+    ReportWindow,
+    WindowReport,
+)
+from salesops_pipeline.post_call.status import EventStatus
 from salesops_pipeline.post_call.warm import WarmHours
 from salesops_pipeline.post_call.workers import release_dead_workers
 from salesops_pipeline.resources import (
@@ -45,6 +50,9 @@ from salesops_pipeline.resources import (
     ProviderResource,
 )
 from salesops_pipeline.text import markdown_cell
+
+# How often Dagster's daemon evaluates sensors, at the quickest.
+DAEMON_SENSOR_LOOP_SECONDS = 5
 
 post_call_outcomes = dg.AssetSpec(
     "post_call_outcomes",
@@ -72,37 +80,70 @@ class PostCallLaneConfig(dg.Config):
     warm_hours: str = Field(
         default="never", description="When the run stays open, events or not (Paris time)"
     )
+    report_seconds: float = Field(
+        default=REPORT_EVERY_SECONDS,
+        description="Report the events on post_call_outcomes at most this often",
+    )
 
 
-def outcomes_markdown(outcomes: list[Outcome]) -> str:
-    """The batch as a table for the Dagster UI. Every cell may carry what a webhook sent (its
-    callId, contactId, wrap-up in the decision, a provider's error): shown, never rendered."""
+# Longest text shown in a cell of the outcomes table: a provider's error or a transfer's
+# loads can run long, and one long cell squeezes the others to a character a line.
+CELL_CHARS = 90
+
+
+def _cell(text: str, limit: int = CELL_CHARS) -> str:
+    text = " ".join(str(text).split())
+    return markdown_cell(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def outcomes_markdown(outcomes: list[Outcome], events: int | None = None) -> str:
+    """The window's last outcomes as a table for the Dagster UI. Every cell may carry what a
+    webhook sent (its callId, wrap-up in the decision, a provider's error): shown, never
+    rendered."""
     lines = ["| callId | status | decision | written | error |", "|---|---|---|---|---|"]
     for o in outcomes:
-        written = ", ".join(
-            f"{w['contact']}: " + ", ".join(f"{k}={v}" for k, v in w["changes"].items())
-            for w in o.writes
+        written = "; ".join(
+            ", ".join(f"{k}={v}" for k, v in w["changes"].items()) for w in o.writes
         )
-        cells = [o.call_id, o.status, o.decision, written or "–", o.error or ""]
-        lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
+        cells = [
+            _cell(o.call_id),
+            o.status,
+            _cell(o.decision),
+            _cell(written or "–", 60),
+            _cell(o.error or ""),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if events is not None and events > len(outcomes):
+        lines.append(
+            f"\nThe last {len(outcomes)} of {events} events; `salesops inbox` and"
+            " `salesops contact` show every one."
+        )
     return "\n".join(lines)
 
 
-def lag_metadata(inbox: Inbox, outcomes: list[Outcome]) -> dict:
-    """Numbers the asset's plots chart over time: the batch's latency (from the intake's
-    storage to the provider's confirmation), and the inbox's backlog and lag."""
-    latencies = inbox.latencies([o.call_id for o in outcomes])
+def window_metadata(inbox: Inbox, window: WindowReport) -> dict:
+    """Numbers the asset's plots chart over time, one point per report: the window's events by
+    status, its latency (from the intake's storage to the provider's confirmation), and the
+    inbox's backlog and lag when it was reported."""
     lag = inbox.lag()
+    statuses = {status.value: 0 for status in EventStatus} | window.statuses
     figures = {
-        "latency_p50_s": percentile(latencies, 0.50),
-        "latency_p95_s": percentile(latencies, 0.95),
+        "latency_p50_s": window.latency_p50_s,
+        "latency_p95_s": window.latency_p95_s,
         "backlog": lag.backlog,
         "lag_s": lag.lag_s,
     }
     return {
-        name: dg.MetadataValue.float(float(value))
-        for name, value in figures.items()
-        if value is not None
+        "events": window.events,
+        **{f"events_{status}": n for status, n in statuses.items()},
+        "writes": window.writes,
+        "window_s": dg.MetadataValue.float(round(window.seconds, 1)),
+        **{
+            name: dg.MetadataValue.float(float(value))
+            for name, value in figures.items()
+            if value is not None
+        },
+        "outcomes": dg.MetadataValue.md(outcomes_markdown(window.latest, window.events)),
     }
 
 
@@ -150,10 +191,12 @@ def apply_post_call_events(
         for lane in config.lanes
     }
 
+    window = ReportWindow(every_seconds=config.report_seconds)
+
     def report(passes: list[tuple[int, list[Outcome], int]]) -> None:
-        # One log message and one materialization for every pass that ended since the last
-        # report, each event on a line of its own: a busy minute is a few hundred entries
-        # in the run's log, not one per event.
+        # One log message for every pass that ended since the last call, each event on a line
+        # of its own: a busy minute is a few hundred entries in the run's log, not one per
+        # event. The asset hears of them a window at a time (`materialize_due`).
         outcomes = [outcome for _, batch, _ in passes for outcome in batch]
         context.log.info(
             "\n".join(f"post-call {o.call_id}: {o.status} ({o.decision})" for o in outcomes)
@@ -161,24 +204,32 @@ def apply_post_call_events(
         failed = [o for o in outcomes if o.error]
         if failed:
             context.log.warning("\n".join(f"post-call {o.call_id}: {o.error}" for o in failed))
-        counts = Counter(o.status for o in outcomes)
+        window.add(
+            outcomes,
+            {lane: position for lane, _, position in passes},
+            store.latencies([o.call_id for o in outcomes]),
+        )
+        materialize_due()
+
+    def materialize(report: WindowReport) -> None:
         reached = ", ".join(
             f"lane {lane} to queue position {position}"
-            for lane, position in sorted({lane: position for lane, _, position in passes}.items())
+            for lane, position in report.positions.items()
         )
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=post_call_outcomes.key,
-                description=f"{reached} (of {config.lane_count} lanes)",
-                metadata={
-                    "events": len(outcomes),
-                    **{f"events_{status}": n for status, n in sorted(counts.items())},
-                    "writes": sum(len(o.writes) for o in outcomes),
-                    **lag_metadata(store, outcomes),
-                    "outcomes": dg.MetadataValue.md(outcomes_markdown(outcomes)),
-                },
+                description=(
+                    f"{report.events} events in {report.seconds:.0f} s; {reached}"
+                    f" (of {config.lane_count} lanes)"
+                ),
+                metadata=window_metadata(store, report),
             )
         )
+
+    def materialize_due() -> None:
+        if window.due():
+            materialize(window.take())
 
     wake = LaneWake(
         lambda: store.changes(settings.wake_poll_seconds), settings.wake_fallback_seconds
@@ -190,6 +241,7 @@ def apply_post_call_events(
             report,
             wake=wake,
             handover=_handover(context, store, group),
+            on_tick=materialize_due,
         )
     except BaseException:
         for processor in processors.values():
@@ -205,7 +257,20 @@ def apply_post_call_events(
         raise
     finally:
         wake.close()
+        _report_the_rest(context, window, materialize)
     return dict(counts)
+
+
+def _report_the_rest(context, window: ReportWindow, materialize) -> None:
+    """The run's last window, however it ended; a failure to report it is told, and never
+    hides why the run ended."""
+    rest = window.take()
+    if rest is None:
+        return
+    try:
+        materialize(rest)
+    except Exception as error:  # noqa: BLE001 - the run's own outcome matters more
+        context.log.warning(f"the last {rest.events} post-call events were not reported: {error}")
 
 
 def _handover(context: dg.OpExecutionContext, store: Inbox, group: str) -> Handover:
@@ -350,7 +415,9 @@ def _warm_key_for(instance: dg.DagsterInstance, group: str, key: str) -> str | N
 
 @dg.sensor(
     job=post_call_job,
-    minimum_interval_seconds=2,
+    # The daemon evaluates sensors every 5 s at the quickest: declared as it is, the UI shows
+    # the interval the sensor really ticks at.
+    minimum_interval_seconds=DAEMON_SENSOR_LOOP_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Requests a post_call_job run for each group of the inbox's lanes that has new events,"
@@ -428,6 +495,7 @@ def post_call_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):
                             "batch": lanes.batch,
                             "max_seconds": lanes.max_seconds,
                             "warm_hours": lanes.warm_hours.spec,
+                            "report_seconds": settings.post_call_report_seconds(),
                         }
                     }
                 }

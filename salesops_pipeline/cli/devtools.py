@@ -51,6 +51,12 @@ def _dev_arguments(parser: argparse.ArgumentParser) -> None:
             f" that dies is restarted (replicas on several hosts need {settings.DATABASE_URL_ENV})"
         ),
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show all of Dagster's output: every sensor tick and run step (the UI keeps them"
+        " anyway)",
+    )
     parser.set_defaults(handler=_dev)
 
 
@@ -134,7 +140,7 @@ def _dev(args: argparse.Namespace) -> int:
         sandbox=args.sandbox_port,
         intake_replicas=args.intake_replicas,
     )
-    return run_local_stack(host=args.host, ports=ports)
+    return run_local_stack(host=args.host, ports=ports, verbose=args.verbose)
 
 
 # Each command: the function that adds its arguments and sets its handler.

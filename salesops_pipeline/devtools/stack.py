@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from salesops_pipeline import postgres, settings
+from salesops_pipeline.devtools.console import DagsterConsole
 from salesops_pipeline.devtools.supervisor import RestartPolicy, Supervisor
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.sales.schema import resolve_sales_db_path
@@ -155,9 +156,11 @@ def child_environment(part: str, env: dict[str, str]) -> dict[str, str]:
 
 
 def stack_parts(ports: StackPorts) -> list[tuple[str, int]]:
-    """Each part of the stack with the port it listens on."""
+    """Each part of the stack this start runs, with the port it listens on: the sandbox only
+    when no real provider is configured (REMOTE_API_HOST), since it is not started then."""
     intakes = [(intake_replica_name(n), port) for n, port in enumerate(ports.intake_ports)]
-    return [("Dagster UI", ports.dagster), *intakes, ("sandbox", ports.sandbox)]
+    sandbox = [("sandbox", ports.sandbox)] if settings.remote_api_host() is None else []
+    return [("Dagster UI", ports.dagster), *intakes, *sandbox]
 
 
 def port_clashes(ports: StackPorts) -> list[str]:
@@ -292,15 +295,17 @@ def check_ports(host: str, ports: StackPorts) -> None:
         )
 
 
-def run_local_stack(*, host: str, ports: StackPorts) -> int:
+def run_local_stack(*, host: str, ports: StackPorts, verbose: bool = False) -> int:
     """Start the stack and supervise it until Ctrl-C or SIGTERM (exit 0) or until one of its
-    parts dies on its own, or an intake replica keeps dying (exit 1)."""
+    parts dies on its own, or an intake replica keeps dying (exit 1). Dagster's routine
+    output (sensor ticks, run steps) reaches the console only when `verbose`."""
     # Checked before anything is written: the stack already running is left untouched.
     check_ports(host, ports)
     # Post-call settings that make no sense stop the stack here, not at the sensor's tick.
     from salesops_pipeline.post_call.lanes import configured_lane_settings
 
     configured_lane_settings()
+    settings.post_call_report_seconds()
     try:
         database_url = settings.database_url()
     except ValueError as error:
@@ -329,7 +334,7 @@ def run_local_stack(*, host: str, ports: StackPorts) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         try:
-            _start_children(supervisor, cli, env, host, ports, workspace)
+            _start_children(supervisor, cli, env, host, ports, workspace, verbose=verbose)
         except RuntimeError as error:
             supervisor.stop_all()
             raise SalesopsError(str(error)) from None
@@ -426,6 +431,8 @@ def _start_children(
     host: str,
     ports: StackPorts,
     workspace: Path,
+    *,
+    verbose: bool = False,
 ) -> None:
     """Start the sandbox (unless a real provider is configured), the intake replicas and
     Dagster, each once the previous one answers."""
@@ -453,6 +460,7 @@ def _start_children(
             str(ports.dagster),
         ],
         child_environment("dagster", env),
+        shows=None if verbose else DagsterConsole().shows,
     )
     supervisor.wait_http(dagster, f"http://{host}:{ports.dagster}/server_info", timeout=180)
 

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import requests
@@ -35,6 +35,8 @@ class Child:
     restarted_at: deque = field(default_factory=deque, repr=False)
     # When a restart is due (time.monotonic()), while the child waits out its back-off.
     restart_due: float | None = field(default=None, repr=False)
+    # Which of its output lines reach the console (None: every line).
+    shows: Callable[[str], bool] | None = field(default=None, repr=False)
 
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
@@ -58,8 +60,9 @@ class Supervisor:
         env: dict[str, str],
         *,
         restart: RestartPolicy | None = None,
+        shows: Callable[[str], bool] | None = None,
     ) -> Child:
-        child = Child(name, argv, env, restart=restart)
+        child = Child(name, argv, env, restart=restart, shows=shows)
         self._spawn(child)
         self.children.append(child)
         return child
@@ -82,14 +85,17 @@ class Supervisor:
             bufsize=1,
         )
         child.process = process
-        threading.Thread(target=self._relay, args=(child.name, process), daemon=True).start()
+        threading.Thread(
+            target=self._relay, args=(child.name, process, child.shows), daemon=True
+        ).start()
 
     @staticmethod
-    def _relay(name: str, process: subprocess.Popen) -> None:
+    def _relay(name: str, process: subprocess.Popen, shows: Callable[[str], bool] | None) -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            sys.stdout.write(f"[{name}] {line}")
-            sys.stdout.flush()
+            if shows is None or shows(line):
+                sys.stdout.write(f"[{name}] {line}")
+                sys.stdout.flush()
 
     def wait_http(self, child: Child, url: str, timeout: float = 60.0) -> None:
         """Block until `url` answers, or fail if the child died or time ran out."""

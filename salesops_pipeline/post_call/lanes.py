@@ -303,6 +303,7 @@ def drain_lanes(
     *,
     wake: LaneWake | None = None,
     handover: Handover | None = None,
+    on_tick: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = _utcnow,
     tick: float = 0.5,
@@ -314,8 +315,9 @@ def drain_lanes(
     (after one pass each when it is 0), or, once open for `max_seconds`, when its successor
     has started (`handover`; without one, at `max_seconds`). `on_batch` is called on this
     thread, the caller's, with the passes that ended since its last call, each as (lane,
-    outcomes, queue position reached). A lane that fails stops the others, and its error is
-    raised here once they have stopped."""
+    outcomes, queue position reached), and `on_tick` (if given) about every `tick` seconds, for
+    what is due with time rather than with events. A lane that fails stops the others, and its
+    error is raised here once they have stopped."""
     stop = threading.Event()
     passes: queue.Queue = queue.Queue()
     errors: list[BaseException] = []
@@ -367,6 +369,8 @@ def drain_lanes(
                     counts.update(o.status for o in batch)
                 last_work = clock()
                 on_batch(done)
+            if on_tick is not None:
+                on_tick()
             if stop.is_set():
                 continue
             if (

@@ -1,5 +1,8 @@
 """The composition root loads, and everything in it is named, grouped, owned and documented."""
 
+import subprocess
+import sys
+
 import dagster as dg
 
 from salesops_pipeline.assets.constants import (
@@ -7,7 +10,9 @@ from salesops_pipeline.assets.constants import (
     SALES_REPORTING_GROUP,
     VOICE_CAMPAIGNS_GROUP,
 )
+from salesops_pipeline.assets.post_call import post_call_sensor
 from salesops_pipeline.definitions import defs
+from salesops_pipeline_tests.conftest import REPO_ROOT
 
 
 def test_definitions_load_and_resolve():
@@ -101,3 +106,26 @@ def test_progression_is_partitioned_by_paris_month():
     node = defs.resolve_asset_graph().get(dg.AssetKey("agent_daily_progression"))
     assert node.partitions_def.timezone == "Europe/Paris"
     assert "2025-04" in node.partitions_def.get_partition_keys()
+
+
+def test_loading_the_code_location_prints_no_warning():
+    # Every process that loads it (webserver, daemon, each run) would print it again.
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from salesops_pipeline.definitions import defs;"
+            " defs.get_repository_def().get_all_jobs()",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert "Warning" not in loaded.stderr, loaded.stderr
+
+
+def test_the_post_call_sensor_declares_the_interval_it_ticks_at():
+    # The daemon evaluates sensors every 5 s at the quickest: the UI shows what really happens.
+    assert post_call_sensor.minimum_interval_seconds == 5

@@ -414,6 +414,41 @@ def test_a_burst_of_30_transfers_spreads_evenly_across_runs(level_sandbox, tmp_p
     assert "mathieu.jau@walter-learning.com" not in transfers  # inactive
 
 
+def test_a_run_of_many_passes_reports_them_in_one_window(level_sandbox, tmp_path):
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    _transfer_events(inbox, 30)
+    config = {  # passes of 4 events, until the lane has been idle a second
+        "ops": {
+            "apply_post_call_events": {
+                "config": {"lanes": [0], "lane_count": 1, "idle_seconds": 1, "batch": 4}
+            }
+        }
+    }
+    run = post_call_job.execute_in_process(
+        run_config=config,
+        resources={
+            "inbox": _inbox_resource(inbox),
+            "provider": ProviderResource(host=level_sandbox.url, api_key="k"),
+            "post_call_rules": PostCallRulesResource(),
+        },
+    )
+    assert run.success
+    # Eight passes, one report: a run reports a minute's events at a time, and what is left
+    # when it ends.
+    [materialization] = run.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    assert metadata["events"].value == 30 and metadata["events_applied"].value == 30
+    assert metadata["events_failed"].value == 0  # every status charted, 0 included
+    assert metadata["writes"].value == 30
+    assert 0 <= metadata["latency_p50_s"].value <= metadata["latency_p95_s"].value
+    assert metadata["window_s"].value >= 0
+    table = metadata["outcomes"].value.split("\n")
+    assert len(table) == 2 + 30
+    # Short cells: one long cell squeezes the others to a character a line in the UI.
+    assert all(len(cell.strip()) <= 100 for row in table for cell in markdown_table_cells(row))
+    assert "transfer to support: " in table[2] and "(least loaded; loads: " in table[2]
+
+
 def test_two_concurrent_runs_do_not_race_on_counts(level_sandbox, tmp_path):
     inbox = Inbox(tmp_path / "inbox.sqlite")
     _transfer_events(inbox, 30)

@@ -34,6 +34,8 @@ EVENT_TIMEOUT = 60.0
 LAG_CHECK_INTERVAL = 10
 MAX_LAG = 5
 RUN_SECONDS = 45
+# Runs report their events on post_call_outcomes this often (a minute by default).
+REPORT_SECONDS = 5
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def stack(tmp_path_factory, chat):
             "SALESOPS_MAX_POST_CALL_LAG_S": str(MAX_LAG),
             # Warm runs hand over every RUN_SECONDS while the module's tests run.
             "SALESOPS_POST_CALL_RUN_SECONDS": str(RUN_SECONDS),
+            "SALESOPS_POST_CALL_REPORT_SECONDS": str(REPORT_SECONDS),
         },
     )
     try:
@@ -163,21 +166,25 @@ def test_the_run_and_its_outcome_show_in_dagster(stack):
         "no post_call_job run",
     )
     assert runs
-    data = stack.graphql(
-        """
-        { assetOrError(assetKey: {path: ["post_call_outcomes"]}) {
-            ... on Asset { assetMaterializations(limit: 5) {
-              runId metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } } } }
-        """
-    )
-    materializations = data["assetOrError"]["assetMaterializations"]
-    outcomes = [
-        entry["mdStr"]
-        for m in materializations
-        for entry in m["metadataEntries"]
-        if entry["label"] == "outcomes"
-    ]
-    assert any("102224021" in text and "applied" in text for text in outcomes)
+
+    def reported() -> bool:
+        data = stack.graphql(
+            """
+            { assetOrError(assetKey: {path: ["post_call_outcomes"]}) {
+                ... on Asset { assetMaterializations(limit: 5) {
+                  runId metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } } } }
+            """
+        )
+        outcomes = [
+            entry["mdStr"]
+            for m in data["assetOrError"]["assetMaterializations"]
+            for entry in m["metadataEntries"]
+            if entry["label"] == "outcomes"
+        ]
+        return any("102224021" in text and "applied" in text for text in outcomes)
+
+    # The open run reports its window of events once REPORT_SECONDS have passed.
+    _wait(reported, REPORT_SECONDS + 30, "the event never showed on post_call_outcomes")
 
 
 def test_frontend_api_answers_after_a_report_run(stack):

@@ -82,6 +82,19 @@ def test_busy_ports_are_named():
         assert busy_ports("127.0.0.1", free) == [f"{taken} (intake)"]
 
 
+def test_with_a_real_provider_the_sandbox_port_is_not_checked(monkeypatch):
+    # No sandbox is started then: its port being taken stops nothing.
+    monkeypatch.setenv("REMOTE_API_HOST", "https://api.example")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        ports = StackPorts(dagster=free_port(), intake=free_port(), sandbox=taken)
+        assert busy_ports("127.0.0.1", ports) == []
+        monkeypatch.delenv("REMOTE_API_HOST")
+        assert busy_ports("127.0.0.1", ports) == [f"{taken} (sandbox)"]
+
+
 def test_a_start_on_a_busy_port_is_refused_before_writing_anything(isolated_home, capsys):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -185,6 +185,8 @@ def _start_stack_once(
             str(ports["sandbox"]),
             "--intake-replicas",
             str(intake_replicas),
+            # All of Dagster's output, for the log a failed test leaves behind.
+            "--verbose",
         ],
         env=env,
         cwd=home.parent,
