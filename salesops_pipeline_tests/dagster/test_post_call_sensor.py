@@ -102,6 +102,7 @@ def test_requests_one_run_per_lane_with_new_events(inbox):
         "batch": 200,
         "max_seconds": 3600.0,
         "warm_hours": "never",
+        "report_seconds": 60.0,
     }
     _accept(inbox, 1, start=3, lane=0)
     lanes = {_lane_config(r)["lanes"][0]: r.run_key for r in _tick(inbox).run_requests}

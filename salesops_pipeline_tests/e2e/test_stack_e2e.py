@@ -289,6 +289,34 @@ def test_browser_finds_every_group_and_the_sensor(stack, tmp_path):
 
 
 @pytest.mark.browser
+def test_post_call_outcomes_reads_as_a_table(stack, tmp_path):
+    from salesops_pipeline_tests.support.browser import (
+        chromium,
+        dismiss_welcome_dialog,
+        wait_for_text,
+    )
+
+    with chromium(tmp_path / "chromium-profile") as driver:
+        driver.get(f"{stack.dagster_url}/assets/post_call_outcomes")
+        dismiss_welcome_dialog(driver)
+        wait_for_text(driver, "102224021", timeout=REPORT_SECONDS + 60)
+        time.sleep(1)
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "dagster-post-call-outcomes.png"))
+        # Each cell of the outcomes table a few lines at most: none squeezed to a character a
+        # line by a long neighbour.
+        cells = driver.execute_script(
+            """return [...document.querySelectorAll('td')]
+                 .filter(td => td.closest('table') && td.innerText.trim().length > 0)
+                 .map(td => [td.innerText, td.getBoundingClientRect().height,
+                             parseFloat(getComputedStyle(td).lineHeight) || 20]);"""
+        )
+    table = [(text, height, line) for text, height, line in cells if "102224021" in text]
+    assert table, cells
+    assert all(height <= 6 * line for _, height, line in cells), cells
+
+
+@pytest.mark.browser
 def test_the_progression_chart_shows_on_its_asset_page(stack, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
