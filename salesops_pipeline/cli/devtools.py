@@ -51,6 +51,12 @@ def _dev_arguments(parser: argparse.ArgumentParser) -> None:
             f" that dies is restarted (replicas on several hosts need {settings.DATABASE_URL_ENV})"
         ),
     )
+    parser.add_argument(
+        "--clean-sandbox",
+        action="store_true",
+        help="the sandbox answers as the real provider does: each campaign as one list, no"
+        " malformed record (by default the demo pages lists and serves one malformed record)",
+    )
     parser.set_defaults(handler=_dev)
 
 
@@ -134,7 +140,7 @@ def _dev(args: argparse.Namespace) -> int:
         sandbox=args.sandbox_port,
         intake_replicas=args.intake_replicas,
     )
-    return run_local_stack(host=args.host, ports=ports)
+    return run_local_stack(host=args.host, ports=ports, clean_sandbox=args.clean_sandbox)
 
 
 # Each command: the function that adds its arguments and sets its handler.
