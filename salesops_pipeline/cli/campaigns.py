@@ -26,9 +26,14 @@ INVALID_SHOWN = 10
 
 
 def _duplicates_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("--campaign-a", default="A", metavar="ID")
-    parser.add_argument("--campaign-b", default="B", metavar="ID")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a block per number (default); json: a list, each number with phone_valid",
+    )
+    parser.add_argument("--campaign-a", default="A", metavar="ID", help="default: A")
+    parser.add_argument("--campaign-b", default="B", metavar="ID", help="default: B")
     parser.add_argument(
         "--timeout",
         type=positive_float,
