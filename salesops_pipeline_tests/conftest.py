@@ -279,10 +279,13 @@ def sandbox_store(tmp_path):
 
 @pytest.fixture
 def sandbox(sandbox_store):
-    """The sandbox provider served on loopback, with small pages so that lists are paged."""
+    """The sandbox provider served on loopback as the demo serves it, but with small pages:
+    lists are paged, and campaign B holds the demo's malformed record."""
     from salesops_pipeline.services.sandbox.server import running_sandbox
 
-    with running_sandbox(sandbox_store, api_key="test-key", page_size=97) as running:
+    with running_sandbox(
+        sandbox_store, api_key="test-key", page_size=97, malformed_records=True
+    ) as running:
         yield running
 
 

@@ -109,23 +109,28 @@ def cross_campaign_duplicates(
 
     Calling one person from two campaigns wastes agents' time and annoys the customer. For each
     number, the last call is the latest among that campaign's contacts with the number; empty
-    when the campaign never called it.
+    when the campaign never called it. `phone_valid` says whether the number is valid today:
+    an invalid one may be a typo, worth a look before acting on it.
     """
     with warehouse.get_connection() as conn:
         total = dup.build_duplicates_table(conn, DUPLICATES_TABLE)
+        invalid = dup.count_invalid(conn, DUPLICATES_TABLE)
         first = dup.read_duplicates(conn, DUPLICATES_TABLE, limit=PREVIEW_ROWS)
-    context.log.info(f"{total} numbers are in both campaigns")
+    context.log.info(f"{total} numbers are in both campaigns, {invalid} of them not valid today")
     preview = [
-        "| phone | last call A | last call B |",
-        "|---|---|---|",
+        "| phone | last call A | last call B | valid |",
+        "|---|---|---|---|",
         *(
-            f"| {mask_phone(d.phone)} | {d.last_call_a or 'never'} | {d.last_call_b or 'never'} |"
+            f"| {mask_phone(d.phone)} | {d.last_call_a or 'never'} | {d.last_call_b or 'never'}"
+            f" | {'yes' if d.phone_valid else 'no'} |"
             for d in first
         ),
     ]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": total,
+            # Listed all the same, but each may be a typo: worth a look before acting on it.
+            "invalid_numbers": invalid,
             "preview": dg.MetadataValue.md("\n".join(preview)),
         }
     )

@@ -14,14 +14,16 @@ from salesops_pipeline.campaigns.contacts import CONTACTS
 
 _DUPLICATES_SQL = """
 WITH last_calls AS (
-    SELECT position, campaign, phone_e164, MAX(last_call_at) AS last_call_at
+    SELECT position, campaign, phone_e164, MAX(last_call_at) AS last_call_at,
+           BOOL_AND(phone_valid) AS phone_valid
     FROM {contacts}
     WHERE phone_e164 IS NOT NULL
     GROUP BY position, campaign, phone_e164
 )
 SELECT first.phone_e164 AS phone,
        first.campaign AS campaign_a, first.last_call_at AS last_call_a,
-       second.campaign AS campaign_b, second.last_call_at AS last_call_b
+       second.campaign AS campaign_b, second.last_call_at AS last_call_b,
+       first.phone_valid AND second.phone_valid AS phone_valid
 FROM last_calls AS first
 JOIN last_calls AS second
   ON second.phone_e164 = first.phone_e164 AND first.position = 1 AND second.position = 2
@@ -31,13 +33,16 @@ ORDER BY phone
 
 @dataclass(frozen=True)
 class Duplicate:
-    """A number present in both campaigns, with the last call of each (None: never called)."""
+    """A number present in both campaigns, with the last call of each (None: never called),
+    and whether it is a valid number today: an invalid one may be mistyped, or in a range
+    the numbering plan's metadata does not know yet, and is worth a look before acting on."""
 
     phone: str
     campaign_a: str
     last_call_a: datetime | None
     campaign_b: str
     last_call_b: datetime | None
+    phone_valid: bool
 
 
 def duplicates_sql(contacts: str = CONTACTS) -> str:
@@ -53,6 +58,12 @@ def build_duplicates_table(conn: duckdb.DuckDBPyConnection, table: str) -> int:
     """Store the duplicates as `table`, computed once; returns how many numbers it holds."""
     conn.execute(f"CREATE OR REPLACE TABLE {table} AS {duplicates_sql()}")
     return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def count_invalid(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+    """How many of the numbers stored in `table` are not valid numbers today."""
+    sql = f"SELECT COUNT(*) FILTER (WHERE NOT phone_valid) FROM {table}"
+    return conn.execute(sql).fetchone()[0]
 
 
 def read_duplicates(
@@ -94,6 +105,7 @@ def duplicates_text(duplicates: list[Duplicate]) -> str:
 
 
 def duplicates_json(duplicates: list[Duplicate]) -> str:
+    """Each number with each campaign's last call, and whether it is a valid number today."""
     return json.dumps(
         [
             {
@@ -102,6 +114,7 @@ def duplicates_json(duplicates: list[Duplicate]) -> str:
                     d.campaign_a: _seconds(d.last_call_a),
                     d.campaign_b: _seconds(d.last_call_b),
                 },
+                "phone_valid": d.phone_valid,
             }
             for d in duplicates
         ],

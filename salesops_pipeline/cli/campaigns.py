@@ -7,7 +7,12 @@ from pathlib import Path
 
 import duckdb
 
-from salesops_pipeline.campaigns.duplicates import duplicates_json, duplicates_text, find_duplicates
+from salesops_pipeline.campaigns.duplicates import (
+    Duplicate,
+    duplicates_json,
+    duplicates_text,
+    find_duplicates,
+)
 from salesops_pipeline.campaigns.ingest import LoadProgress, check_campaign_pair, load_campaigns
 from salesops_pipeline.cli.arguments import positive_float, quiet_argument
 from salesops_pipeline.cli.progress import LiveProgress, live_progress
@@ -16,12 +21,19 @@ from salesops_pipeline.clients import VoiceClient
 
 # Unreadable numbers named on the terminal per campaign; the asset's metadata lists more.
 UNREADABLE_SHOWN = 5
+# Listed numbers that are not valid, named on the terminal; `--format json` marks each.
+INVALID_SHOWN = 10
 
 
 def _duplicates_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("--campaign-a", default="A", metavar="ID")
-    parser.add_argument("--campaign-b", default="B", metavar="ID")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a block per number (default); json: a list, each number with phone_valid",
+    )
+    parser.add_argument("--campaign-a", default="A", metavar="ID", help="default: A")
+    parser.add_argument("--campaign-b", default="B", metavar="ID", help="default: B")
     parser.add_argument(
         "--timeout",
         type=positive_float,
@@ -75,8 +87,29 @@ def _duplicates(args: argparse.Namespace) -> int:
                 + (f" and {more} more" if more > 0 else ""),
                 file=sys.stderr,
             )
+    _name_invalid_numbers(found)
     print(duplicates_json(found) if args.format == "json" else duplicates_text(found))
     return 0
+
+
+def _name_invalid_numbers(found: list[Duplicate]) -> None:
+    """Say which listed numbers are not valid today. They are listed all the same (a range the
+    numbering plan's metadata does not know yet is still dialled), but one may be a typo, such
+    as 0012345678 read as the US number +12345678: worth a look before acting on it. Named as
+    the list shows them: the operator asked for these numbers."""
+    invalid = [d.phone for d in found if not d.phone_valid]
+    if not invalid:
+        return
+    shown = invalid[:INVALID_SHOWN]
+    more = len(invalid) - len(shown)
+    print(
+        f"salesops: {len(invalid)} of the {len(found)} numbers listed"
+        f" {'is' if len(invalid) == 1 else 'are'} not valid today (mistyped, or in a range not"
+        " yet assigned), compared all the same: "
+        + ", ".join(shown)
+        + (f" and {more} more (--format json marks each)" if more > 0 else ""),
+        file=sys.stderr,
+    )
 
 
 def _shown_per_campaign(display: LiveProgress):

@@ -52,6 +52,12 @@ def _dev_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--clean-sandbox",
+        action="store_true",
+        help="the sandbox answers as the real provider does: each campaign as one list, no"
+        " malformed record (by default the demo pages lists and serves one malformed record)",
+    )
+    parser.add_argument(
         "--verbose",
         action="store_true",
         help="show all of Dagster's output: every sensor tick and run step (the UI keeps them"
@@ -94,16 +100,8 @@ def _simulate(args: argparse.Namespace) -> int:
             f"stopped after {report.sent} events: {report.aborted} at {shown_urls}. Is the"
             f" stack running (salesops dev), and is {settings.INTAKE_KEY_ENV} the one it printed?"
         )
-    print(
-        f"Sent {report.sent}: {dict(report.kinds)}; answers {dict(report.statuses)};"
-        f" errors {dict(report.errors) or 'none'}; {_latency(report)}"
-    )
+    print(report.summary())
     return 0 if not report.errors and set(report.statuses) <= {200, 202} else 1
-
-
-def _latency(report: SimulationReport) -> str:
-    latencies = sorted(report.latencies_ms) or [0.0]
-    return f"latency p50 {latencies[len(latencies) // 2]:.1f} ms, max {latencies[-1]:.1f} ms"
 
 
 def _answers_shown(display: LiveProgress, expected: int):
@@ -112,7 +110,7 @@ def _answers_shown(display: LiveProgress, expected: int):
 
     def accepted_and_latency(report: SimulationReport) -> str:
         accepted = sum(n for status, n in report.statuses.items() if 200 <= status < 300)
-        return f"{accepted:,} accepted · {_latency(report)}"
+        return f"{accepted:,} accepted · latency {report.latency()}"
 
     def on_progress(report: SimulationReport) -> None:
         # The latencies are sorted only when the line is drawn, not at every answer.
@@ -140,7 +138,9 @@ def _dev(args: argparse.Namespace) -> int:
         sandbox=args.sandbox_port,
         intake_replicas=args.intake_replicas,
     )
-    return run_local_stack(host=args.host, ports=ports, verbose=args.verbose)
+    return run_local_stack(
+        host=args.host, ports=ports, clean_sandbox=args.clean_sandbox, verbose=args.verbose
+    )
 
 
 # Each command: the function that adds its arguments and sets its handler.

@@ -24,11 +24,17 @@ EXIT_INTERRUPTED = 130
 # Each command: the module of `salesops_pipeline.cli` that defines its arguments and runs it,
 # and its one-line help.
 COMMANDS = {
-    "team-sales": ("sales", "sessions and amounts per team and status (Q3.1)"),
-    "progression": ("sales", "an agent's day-by-day progression over a month, as JSON (Q3.2)"),
+    "team-sales": ("sales", "sessions sold and their amounts, per team and status"),
+    "progression": (
+        "sales",
+        "an agent's day-by-day progression toward their monthly target, as JSON",
+    ),
     "agents": ("sales", "the agents: usernames, teams, and who has targets in a month"),
     "demo-db": ("sales", "generate a demo sales DB in the company schema"),
-    "duplicates": ("campaigns", "numbers present in both campaigns, with their last calls (Q1)"),
+    "duplicates": (
+        "campaigns",
+        "phone numbers two campaigns both call, with each campaign's last call",
+    ),
     "sandbox": ("services", "serve the sandbox voice provider and CRM (offline stand-in)"),
     "serve": ("services", "run the intake service for post-call webhooks"),
     "post-call": (
@@ -57,7 +63,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        subparser = commands.add_parser(name, help=help_text)
+        subparser = commands.add_parser(name, help=help_text, description=help_text)
         if name == command:
             module = importlib.import_module(f"salesops_pipeline.cli.{module}")
             module.ARGUMENTS[name](subparser)

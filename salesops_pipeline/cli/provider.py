@@ -24,13 +24,22 @@ def provider_transport(timeout: float) -> Iterator[ApiTransport]:
                 f"{settings.REMOTE_API_KEY_ENV} is not set: the provider at {host} needs it"
             )
         if not host:
+            from salesops_pipeline.services.sandbox.app import DEMO_PAGE_SIZE
             from salesops_pipeline.services.sandbox.server import (
                 ensure_seeded_store,
                 running_sandbox,
             )
 
             key = secrets.token_urlsafe(24)
-            host = stack.enter_context(running_sandbox(ensure_seeded_store(), api_key=key)).url
+            # As the local stack's demo serves it: paged, its malformed record included, so
+            # that a command answers the same with the stack running or not.
+            sandbox = running_sandbox(
+                ensure_seeded_store(),
+                api_key=key,
+                page_size=DEMO_PAGE_SIZE,
+                malformed_records=True,
+            )
+            host = stack.enter_context(sandbox).url
         transport = ApiTransport(host, key, timeout=(3.05, timeout))
         stack.callback(transport.close)
         yield transport

@@ -17,7 +17,7 @@ from salesops_pipeline.services.intake.app import create_intake_app
 from salesops_pipeline.services.intake.server import LOG_LEVELS, serve_intake
 from salesops_pipeline.services.sandbox import seed as sandbox_seed
 from salesops_pipeline.services.sandbox import server as sandbox_server
-from salesops_pipeline.services.sandbox.app import DEFAULT_PAGE_SIZE
+from salesops_pipeline.services.sandbox.app import UNPAGED
 
 
 def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +32,15 @@ def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--page-size",
         type=non_negative_int,
-        default=DEFAULT_PAGE_SIZE,
-        help="contacts per page (default %(default)s); 0 answers each campaign as one list,"
-        " as the reference provider does",
+        default=UNPAGED,
+        help="contacts per page, linked by Link headers; 0 (the default) answers each"
+        " campaign as one list, as the real provider does",
+    )
+    parser.add_argument(
+        "--malformed-records",
+        action="store_true",
+        help="also serve the demo's deliberately malformed record (campaign B,"
+        ' totalCalls "many"); off by default: only records that fit the provider\'s schema',
     )
     parser.add_argument("--reset", action="store_true", help="discard its state and reseed")
     parser.set_defaults(handler=_sandbox)
@@ -77,7 +83,12 @@ def _sandbox(args: argparse.Namespace) -> int:
         print(f"{settings.REMOTE_API_KEY_ENV} not set; this sandbox's key is: {key}")
     print(f"Sandbox provider on http://{args.host}:{args.port} (state: {path})", flush=True)
     sandbox_server.serve(
-        store, api_key=key, host=args.host, port=args.port, page_size=args.page_size
+        store,
+        api_key=key,
+        host=args.host,
+        port=args.port,
+        page_size=args.page_size,
+        malformed_records=args.malformed_records,
     )
     return 0
 

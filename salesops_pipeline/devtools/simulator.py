@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http import HTTPStatus
 
 import requests
 
@@ -27,8 +28,29 @@ AGENTS = (
 )
 
 
+# The kinds of event the simulator posts, as the summary names them.
+KIND_NAMES = (
+    ("callback", "callback"),
+    ("support", "support transfer"),
+    ("other", "other outcome"),
+)
+
+
+def _counted(count: int, name: str) -> str:
+    return f"{count} {name}" + ("" if count == 1 else "s")
+
+
+def _status(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
 @dataclass
 class SimulationReport:
+    """What a simulation posted and how the intake answered, counted as it goes."""
+
     sent: int = 0
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
@@ -37,6 +59,30 @@ class SimulationReport:
     call_ids: list[str] = field(default_factory=list)
     # Why the simulation stopped early, when the intake was unreachable or refused the key.
     aborted: str | None = None
+
+    def latency(self) -> str:
+        """The median and slowest answer so far."""
+        latencies = sorted(self.latencies_ms) or [0.0]
+        return f"p50 {latencies[len(latencies) // 2]:.1f} ms, max {latencies[-1]:.1f} ms"
+
+    def summary(self) -> str:
+        """What was sent and how the intake answered, as a small table an operator reads at a
+        glance."""
+        kinds = ", ".join(
+            _counted(self.kinds[kind], name) for kind, name in KIND_NAMES if self.kinds[kind]
+        )
+        answers = ", ".join(
+            f"{_status(status)}: {count}" for status, count in sorted(self.statuses.items())
+        )
+        errors = ", ".join(f"{name}: {count}" for name, count in sorted(self.errors.items()))
+        rows = [
+            ("Events sent", f"{self.sent}" + (f": {kinds}" if kinds else "")),
+            ("Answers", answers or "none"),
+            ("Errors", errors or "none"),
+            ("Latency", self.latency()),
+        ]
+        width = max(len(label) for label, _ in rows)
+        return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
 
 def make_event(rng: random.Random, call_id: str, contact_id: str, now: datetime) -> dict:

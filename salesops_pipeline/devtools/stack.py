@@ -295,10 +295,13 @@ def check_ports(host: str, ports: StackPorts) -> None:
         )
 
 
-def run_local_stack(*, host: str, ports: StackPorts, verbose: bool = False) -> int:
+def run_local_stack(
+    *, host: str, ports: StackPorts, clean_sandbox: bool = False, verbose: bool = False
+) -> int:
     """Start the stack and supervise it until Ctrl-C or SIGTERM (exit 0) or until one of its
-    parts dies on its own, or an intake replica keeps dying (exit 1). Dagster's routine
-    output (sensor ticks, run steps) reaches the console only when `verbose`."""
+    parts dies on its own, or an intake replica keeps dying (exit 1). The sandbox serves the
+    demo's paging and malformed record, unless `clean_sandbox`. Dagster's routine output
+    (sensor ticks, run steps) reaches the console only when `verbose`."""
     # Checked before anything is written: the stack already running is left untouched.
     check_ports(host, ports)
     # Post-call settings that make no sense stop the stack here, not at the sensor's tick.
@@ -334,7 +337,9 @@ def run_local_stack(*, host: str, ports: StackPorts, verbose: bool = False) -> i
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         try:
-            _start_children(supervisor, cli, env, host, ports, workspace, verbose=verbose)
+            _start_children(
+                supervisor, cli, env, host, ports, workspace, clean_sandbox, verbose=verbose
+            )
         except RuntimeError as error:
             supervisor.stop_all()
             raise SalesopsError(str(error)) from None
@@ -424,6 +429,27 @@ def start_intake_replicas(
         supervisor.wait_http(replica, f"http://{host}:{port}/healthz")
 
 
+# The demo's sandbox pages its lists and serves its malformed record, so that the pipeline's
+# handling of both shows in the UI; `salesops dev --clean-sandbox` answers as the real
+# provider does instead (one list per campaign, clean records).
+DEMO_SANDBOX_OPTIONS = ("--page-size", "1000", "--malformed-records")
+
+
+def start_sandbox(
+    supervisor: Supervisor, cli: list[str], env: dict[str, str], port: int, *, clean: bool
+) -> None:
+    """Start the sandbox provider on loopback, point the other parts at it and wait until it
+    answers."""
+    env[settings.REMOTE_API_HOST_ENV] = f"http://127.0.0.1:{port}"
+    options = () if clean else DEMO_SANDBOX_OPTIONS
+    sandbox = supervisor.start(
+        "sandbox",
+        [*cli, "sandbox", "--host", "127.0.0.1", "--port", str(port), *options],
+        child_environment("sandbox", env),
+    )
+    supervisor.wait_http(sandbox, f"{env[settings.REMOTE_API_HOST_ENV]}/healthz")
+
+
 def _start_children(
     supervisor: Supervisor,
     cli: list[str],
@@ -431,19 +457,14 @@ def _start_children(
     host: str,
     ports: StackPorts,
     workspace: Path,
+    clean_sandbox: bool,
     *,
     verbose: bool = False,
 ) -> None:
     """Start the sandbox (unless a real provider is configured), the intake replicas and
     Dagster, each once the previous one answers."""
     if settings.remote_api_host() is None:
-        env[settings.REMOTE_API_HOST_ENV] = f"http://127.0.0.1:{ports.sandbox}"
-        sandbox = supervisor.start(
-            "sandbox",
-            [*cli, "sandbox", "--host", "127.0.0.1", "--port", str(ports.sandbox)],
-            child_environment("sandbox", env),
-        )
-        supervisor.wait_http(sandbox, f"{env[settings.REMOTE_API_HOST_ENV]}/healthz")
+        start_sandbox(supervisor, cli, env, ports.sandbox, clean=clean_sandbox)
     start_intake_replicas(supervisor, cli, env, host, ports)
     dagster = supervisor.start(
         "dagster",

@@ -101,6 +101,12 @@ def test_duplicates_table_and_metadata(materialized):
     assert rows["+33702264926"] == ("2025-03-14 11:02:00", "2025-03-20 16:45:30")
     metadata = _metadata(result, "cross_campaign_duplicates")
     assert metadata["dagster/row_count"] == len(rows)
+    # 0012345678 (read as +12345678), 0690123456 and the 07 02 number, in both campaigns.
+    not_valid = _query(
+        home, "SELECT phone FROM cross_campaign_duplicates WHERE NOT phone_valid ORDER BY 1"
+    )
+    assert [p for (p,) in not_valid] == ["+12345678", "+33690123456", "+33702264926"]
+    assert metadata["invalid_numbers"] == 3
     assert "+33*******78" in metadata["preview"]  # phones are masked in the UI
     assert "+33612345678" not in metadata["preview"]
 

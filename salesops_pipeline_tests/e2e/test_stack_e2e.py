@@ -441,7 +441,7 @@ def test_simulate_finds_the_stack_on_its_ports(stack):
     )
     assert simulated.returncode == 0, simulated.stderr
     assert f"Posting 10 events to {stack.intake_url}" in simulated.stdout
-    assert "answers {202: 10}" in simulated.stdout
+    assert "\nAnswers      202 Accepted: 10\n" in simulated.stdout
 
 
 def _lag_checks(stack, limit: int = 20) -> list[dict]:

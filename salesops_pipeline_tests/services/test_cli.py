@@ -2,6 +2,7 @@
 clear line and a non-zero exit, never a traceback."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -115,3 +116,24 @@ def test_installed_command_never_prints_a_traceback(args):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.strip()
+
+
+def _help_of(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--help"])
+    assert stopped.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_no_help_text_shows_the_specifications_question_labels(capsys):
+    """Help says what a sales-ops engineer looks for, not which question of a spec it
+    answered."""
+    from salesops_pipeline.cli.main import COMMANDS
+
+    texts = {"salesops": _help_of(capsys)}
+    texts.update({name: _help_of(capsys, name) for name in COMMANDS})
+    assert all(f"usage: salesops {name}" in texts[name] for name in COMMANDS)
+    labelled = {name: re.findall(r"\bQ\d(?:\.\d)*\b", text) for name, text in texts.items()}
+    assert {name: found for name, found in labelled.items() if found} == {}
+    # Each command's own help opens with what it does.
+    assert "phone numbers two campaigns both call" in texts["duplicates"]

@@ -2,6 +2,7 @@
 any server that speaks the provider's API, and one clear line when the provider fails."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -14,7 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from salesops_pipeline.campaigns.duplicates import Duplicate
 from salesops_pipeline.cli import main
+from salesops_pipeline.cli.campaigns import _name_invalid_numbers
 from salesops_pipeline_tests.conftest import arm_fault
 
 SHOWCASE = (
@@ -50,7 +53,48 @@ def test_configured_provider_text_and_json(provider_env, capsys):
     assert {
         "phone": "+33650333176",
         "last_call": {"A": "2025-03-10 23:14:12", "B": None},
+        "phone_valid": True,
     } in document
+
+
+NOT_VALID = ["+12345678", "+33690123456", "+33702264926"]
+
+
+def test_numbers_not_valid_are_named_on_stderr_and_marked_in_json(provider_env, capsys):
+    assert main(["duplicates"]) == 0
+    captured = capsys.readouterr()
+    # Listed in Q1.2's format, nothing added to it.
+    assert "+12345678\n\tA: " in captured.out
+    for line in captured.out.splitlines():
+        assert re.fullmatch(r"\+\d+|\t[AB]: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|N/A)", line), line
+    listed = len([line for line in captured.out.splitlines() if line.startswith("+")])
+    [named] = [line for line in captured.err.splitlines() if "not valid" in line]
+    assert named == (
+        f"salesops: 3 of the {listed} numbers listed are not valid today (mistyped, or in a"
+        " range not yet assigned), compared all the same: " + ", ".join(NOT_VALID)
+    )
+    assert main(["duplicates", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert [d["phone"] for d in document if d["phone_valid"] is False] == NOT_VALID
+    assert all(d["phone_valid"] is True for d in document if d["phone"] not in NOT_VALID)
+    assert "not valid today" in captured.err
+
+
+def test_many_numbers_not_valid_are_counted_beyond_the_first_ones(capsys):
+    found = [Duplicate(f"+1234567{n:02d}", "A", None, "B", None, False) for n in range(12)]
+    found.append(Duplicate("+33611111111", "A", None, "B", None, True))
+    _name_invalid_numbers(found)
+    err = capsys.readouterr().err
+    assert err.startswith("salesops: 12 of the 13 numbers listed are not valid today")
+    assert "+123456710" not in err and "+123456711" not in err
+    assert err.rstrip().endswith("+123456709 and 2 more (--format json marks each)")
+    assert "+33611111111" not in err
+
+
+def test_no_word_when_every_number_listed_is_valid(capsys):
+    _name_invalid_numbers([Duplicate("+33611111111", "A", None, "B", None, True)])
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize(

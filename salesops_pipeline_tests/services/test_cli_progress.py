@@ -180,8 +180,10 @@ def test_simulate_shows_events_sent_and_accepted_on_a_terminal_only(intake):
     for run in (shown, piped, quiet):
         assert re.fullmatch(
             rf"Posting 20 events to {re.escape(intake)} over 0s\n"
-            r"Sent 20: \{[^}]*\}; answers \{2\d\d: 20\}; errors none;"
-            r" latency p50 [\d.]+ ms, max [\d.]+ ms\n",
+            r"Events sent  20: [^\n]*\n"
+            r"Answers      2\d\d [A-Za-z ]+: 20\n"
+            r"Errors       none\n"
+            r"Latency      p50 [\d.]+ ms, max [\d.]+ ms\n",
             run.stdout.decode(),
         ), run.stdout
 

@@ -24,7 +24,9 @@ def _voice(url: str, key: str) -> VoiceClient:
 
 @pytest.fixture
 def unpaged_sandbox(sandbox_store):
-    with running_sandbox(sandbox_store, api_key="test-key", page_size=0) as running:
+    with running_sandbox(
+        sandbox_store, api_key="test-key", page_size=0, malformed_records=True
+    ) as running:
         yield running
 
 

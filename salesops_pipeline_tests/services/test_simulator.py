@@ -3,10 +3,12 @@ the local stack recorded under SALESOPS_HOME), and an early stop with a clear me
 intake cannot be reached or refuses the key, instead of posting into the void."""
 
 import os
+from collections import Counter
 
 import pytest
 
 from salesops_pipeline.cli import main
+from salesops_pipeline.devtools.simulator import SimulationReport
 from salesops_pipeline.devtools.stack import StackAddresses, write_stack_file
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.services.http_server import serving_in_thread
@@ -89,3 +91,43 @@ def test_the_intake_option_wins_over_the_stacks_replicas(intake, isolated_home, 
     monkeypatch.setenv("X_API_KEY", KEY)
     assert main(["simulate", "--rate", "20", "--duration", "0.25", "--intake", url]) == 0
     assert sum(inbox.counts().values()) == 5
+
+
+def test_the_summary_is_a_small_aligned_table():
+    report = SimulationReport(
+        sent=7,
+        statuses=Counter({202: 5, 401: 1}),
+        errors=Counter({"ConnectionError": 1}),
+        kinds=Counter({"callback": 4, "support": 1, "other": 2}),
+        latencies_ms=[3.0, 1.25, 8.5, 2.0, 4.0, 2.5],
+    )
+    assert report.summary() == (
+        "Events sent  7: 4 callbacks, 1 support transfer, 2 other outcomes\n"
+        "Answers      202 Accepted: 5, 401 Unauthorized: 1\n"
+        "Errors       ConnectionError: 1\n"
+        "Latency      p50 3.0 ms, max 8.5 ms"
+    )
+
+
+def test_a_summary_with_nothing_answered_says_none():
+    assert SimulationReport().summary() == (
+        "Events sent  0\nAnswers      none\nErrors       none\nLatency      p50 0.0 ms, max 0.0 ms"
+    )
+
+
+def test_simulate_prints_its_summary_without_python_structures(intake, monkeypatch, capsys):
+    url, _ = intake
+    monkeypatch.setenv("X_API_KEY", KEY)
+    assert main(["simulate", "--rate", "20", "--duration", "0.5", "--intake", url]) == 0
+    posting, *summary = capsys.readouterr().out.splitlines()
+    assert posting == f"Posting 10 events to {url} over 0s"
+    assert [line.split("  ")[0] for line in summary] == [
+        "Events sent",
+        "Answers",
+        "Errors",
+        "Latency",
+    ]
+    assert summary[0].startswith("Events sent  10: ")
+    assert summary[1] == "Answers      202 Accepted: 10"
+    assert summary[2] == "Errors       none"
+    assert not any(mark in line for line in summary for mark in "{}[]")

@@ -83,6 +83,7 @@ def test_same_number_in_other_formats_is_a_duplicate(conn):
             datetime(2025, 3, 23, 6, 30, 5, 120000),
             "B",
             datetime(2025, 3, 28, 4, 47, 45),
+            True,
         )
     ]
 
@@ -116,8 +117,25 @@ def test_numbers_in_unassigned_ranges_still_match(conn):
         [_contact("+33702264926"), _contact("0033712345678")],
     )
     assert [d.phone for d in found] == ["+33702264926", "+33712345678"]
+    assert [d.phone_valid for d in found] == [False, False]
     validity = dict(conn.execute("SELECT phone, phone_valid FROM campaign_contacts").fetchall())
     assert validity["07 02 26 49 26"] is False and validity["0712345678"] is False
+
+
+def test_a_mistyped_number_is_listed_and_marked_not_valid(conn):
+    """0012345678 reads as the US number +12345678: possible, so compared, but not valid."""
+    found = _load(
+        conn,
+        [_contact("0012345678"), _contact("0611111111")],
+        [_contact("0012345678"), _contact("06 11 11 11 11")],
+    )
+    assert [(d.phone, d.phone_valid) for d in found] == [
+        ("+12345678", False),
+        ("+33611111111", True),
+    ]
+    dup.build_duplicates_table(conn, "listed")
+    assert dup.count_invalid(conn, "listed") == 1
+    assert [d.phone_valid for d in dup.read_duplicates(conn, "listed")] == [False, True]
 
 
 def test_foreign_numbers_match_across_shapes(conn):
@@ -172,7 +190,18 @@ def test_json_format(conn):
         names=("summer", "winter"),
     )
     assert json.loads(dup.duplicates_json(found)) == [
-        {"phone": "+33620922865", "last_call": {"summer": None, "winter": "2025-03-10 23:14:12"}}
+        {
+            "phone": "+33620922865",
+            "last_call": {"summer": None, "winter": "2025-03-10 23:14:12"},
+            "phone_valid": True,
+        }
+    ]
+
+
+def test_json_marks_a_number_not_valid(conn):
+    found = _load(conn, [_contact("0012345678")], [_contact("+1 2345678")])
+    assert json.loads(dup.duplicates_json(found)) == [
+        {"phone": "+12345678", "last_call": {"A": None, "B": None}, "phone_valid": False}
     ]
 
 

@@ -25,11 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from salesops_pipeline.clients.wire import provider_local
 from salesops_pipeline.services.sandbox.store import SandboxStore
 
-DEFAULT_PAGE_SIZE = 1000
-MAX_PAGE_SIZE = 50_000
-# A page size of 0: each campaign answered as one list, however long, as the reference
-# provider does. The answer is streamed, so the sandbox never holds it whole.
+# A page size of 0, the default: each campaign answered as one list, however long, as the
+# reference provider does. The answer is streamed, so the sandbox never holds it whole.
 UNPAGED = 0
+# The demo (`salesops dev`) pages lists with RFC 8288 `Link` headers, as a provider may.
+DEMO_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 50_000
 _STREAM_ROWS = 5_000
 
 
@@ -144,18 +145,29 @@ def _json_list(bodies: list[str]) -> Response:
     return Response(content="[" + ",".join(bodies) + "]", media_type="application/json")
 
 
-def _streamed_list(store: SandboxStore, campaign: str) -> Iterator[bytes]:
+def _streamed_list(store: SandboxStore, campaign: str | None, flawed: bool) -> Iterator[bytes]:
     yield b"["
     cursor, first = 0, True
     while cursor is not None:
-        bodies, cursor = store.contact_page(campaign, cursor, _STREAM_ROWS)
+        bodies, cursor = store.contact_page(campaign, cursor, _STREAM_ROWS, flawed=flawed)
         if bodies:
             yield (("" if first else ",") + ",".join(bodies)).encode()
             first = False
     yield b"]"
 
 
-def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PAGE_SIZE) -> FastAPI:
+def create_app(
+    store: SandboxStore,
+    *,
+    api_key: str,
+    page_size: int = UNPAGED,
+    malformed_records: bool = False,
+) -> FastAPI:
+    """The sandbox, answering as the reference provider does unless asked otherwise: every
+    list unpaged, and only records that fit the provider's schema. `page_size` pages lists
+    with `Link` headers; `malformed_records` also serves the demo's deliberately malformed
+    record (records added through `/_sandbox/campaigns/{id}/contacts` are always served as
+    given)."""
     app = FastAPI(
         title="Sandbox voice provider and CRM",
         description="Offline stand-in for the voice provider's and the CRM's APIs.",
@@ -174,7 +186,7 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
             changes["retryDate"] = provider_local(changes["retryDate"]).isoformat()
         if not changes:
             raise HTTPException(status_code=422, detail="nothing to change")
-        body = store.patch_contact(contact_id, changes, idempotency_key)
+        body = store.patch_contact(contact_id, changes, idempotency_key, flawed=malformed_records)
         if body is not None:
             app.state.applied_patches.append((contact_id, changes))
         return body
@@ -251,21 +263,25 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
     @app.get("/voice/contacts", dependencies=auth)
     def list_contacts(
         request: Request,
-        campaignId: str = Query(...),
+        # Optional, as in the reference client: without it, every campaign's contacts.
+        campaignId: str | None = Query(default=None),
         limit: int | None = Query(default=None, ge=1, le=MAX_PAGE_SIZE),
         cursor: int = Query(default=0, ge=0),
     ) -> Response:
         if limit is None and page_size == UNPAGED:
             return StreamingResponse(
-                _streamed_list(store, campaignId), media_type="application/json"
+                _streamed_list(store, campaignId, malformed_records),
+                media_type="application/json",
             )
         limit = limit or page_size
-        bodies, next_cursor = store.contact_page(campaignId, cursor, limit)
+        bodies, next_cursor = store.contact_page(
+            campaignId, cursor, limit, flawed=malformed_records
+        )
         return page_response(request, bodies, next_cursor, limit)
 
     @app.get("/voice/contacts/{contact_id}", dependencies=auth)
     def get_contact(contact_id: str) -> Response:
-        body = store.contact(contact_id)
+        body = store.contact(contact_id, flawed=malformed_records)
         if body is None:
             raise HTTPException(status_code=404, detail=f"contact {contact_id} not found")
         return Response(content=body, media_type="application/json")
@@ -288,9 +304,16 @@ def create_app(store: SandboxStore, *, api_key: str, page_size: int = DEFAULT_PA
     @app.get("/crm/contacts", dependencies=auth)
     def list_crm_contacts(
         request: Request,
-        limit: int = Query(default=page_size, ge=1, le=MAX_PAGE_SIZE),
+        limit: int | None = Query(default=None, ge=1, le=MAX_PAGE_SIZE),
         cursor: int = Query(default=0, ge=0),
     ) -> Response:
+        if limit is None and page_size == UNPAGED:
+            bodies, after = [], 0
+            while after is not None:
+                page, after = store.crm_contact_page(after, MAX_PAGE_SIZE)
+                bodies += page
+            return _json_list(bodies)
+        limit = limit or page_size
         bodies, next_cursor = store.crm_contact_page(cursor, limit)
         return page_response(request, bodies, next_cursor, limit)
 

@@ -3,7 +3,8 @@
 Seeded and deterministic. It holds what makes the real campaigns awkward: the same number
 written five ways across campaigns A and B, a number repeated inside one campaign, numbers
 in unassigned ranges that both campaigns call, unreadable numbers, contacts never called, a
-malformed record, and support agents with uneven loads, one of them inactive.
+malformed record (served only when the sandbox is asked to), and support agents with uneven
+loads, one of them inactive.
 """
 
 import json
@@ -78,8 +79,9 @@ def _contact(rng: random.Random, campaign: str, phone: str | None, **fields) -> 
     return record
 
 
-def _showcase(rng: random.Random) -> dict[str, list[dict]]:
-    """Hand-written contacts that every sandbox holds, whatever its size."""
+def _showcase(rng: random.Random) -> tuple[dict[str, list[dict]], set[str]]:
+    """Hand-written contacts that every sandbox holds, whatever its size, and the ids of those
+    that break the provider's schema on purpose."""
     a: list[dict] = []
     b: list[dict] = []
     # One number written five ways: three in A (one of them a repeat), two in B.
@@ -119,20 +121,26 @@ def _showcase(rng: random.Random) -> dict[str, list[dict]]:
     malformed = _contact(rng, "B", "0611223344")
     malformed["totalCalls"] = "many"
     b.append(malformed)
-    return {"A": a, "B": b}
+    return {"A": a, "B": b}, {malformed["id"]}
 
 
-def demo_contacts(contacts_per_campaign: int, seed: int) -> Iterator[tuple[str, str, str]]:
-    """(id, campaign, JSON body) rows: the showcase, then random contacts up to the size."""
+def flawed_contact_ids(seed: int = DEFAULT_SEED) -> set[str]:
+    """The ids of the demo's deliberately malformed records, whatever the campaigns' size."""
+    return _showcase(random.Random(seed))[1]
+
+
+def demo_contacts(contacts_per_campaign: int, seed: int) -> Iterator[tuple[str, str, str, bool]]:
+    """(id, campaign, JSON body, flawed) rows: the showcase, then random contacts up to the
+    size."""
     rng = random.Random(seed)
-    showcase = _showcase(rng)
+    showcase, flawed = _showcase(rng)
     support_names = [name for name, _, _ in SUPPORT_AGENTS]
     support_weights = [weight for _, _, weight in SUPPORT_AGENTS]
     shared_pool: list[str] = []
     for campaign in CAMPAIGNS:
         fixed = showcase[campaign]
         for record in fixed:
-            yield record["id"], campaign, json.dumps(record)
+            yield record["id"], campaign, json.dumps(record), record["id"] in flawed
         for _ in range(max(0, contacts_per_campaign - len(fixed))):
             # About one contact of B in ten has a number already called in A.
             if campaign == "B" and shared_pool and rng.random() < 0.1:
@@ -145,7 +153,7 @@ def demo_contacts(contacts_per_campaign: int, seed: int) -> Iterator[tuple[str, 
             record = _contact(rng, campaign, phone)
             if campaign == "B" and rng.random() < 0.5:
                 record["assignedAgent"] = rng.choices(support_names, weights=support_weights)[0]
-            yield record["id"], campaign, json.dumps(record)
+            yield record["id"], campaign, json.dumps(record), False
 
 
 def demo_agents() -> list[dict]:

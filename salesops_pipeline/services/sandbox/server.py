@@ -10,10 +10,11 @@ import uvicorn
 
 from salesops_pipeline import settings
 from salesops_pipeline.services.http_server import serving_in_thread
-from salesops_pipeline.services.sandbox.app import DEFAULT_PAGE_SIZE, create_app
+from salesops_pipeline.services.sandbox.app import UNPAGED, create_app
 from salesops_pipeline.services.sandbox.seed import (
     DEFAULT_CONTACTS_PER_CAMPAIGN,
     DEFAULT_SEED,
+    flawed_contact_ids,
     seed_sandbox,
 )
 from salesops_pipeline.services.sandbox.store import SandboxStore
@@ -48,7 +49,9 @@ def ensure_seeded_store(
         finally:
             for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
                 leftover.unlink(missing_ok=True)
-    return SandboxStore(path)
+    store = SandboxStore(path)
+    store.upgrade(sorted(flawed_contact_ids(seed)))
+    return store
 
 
 @dataclass
@@ -65,15 +68,29 @@ def running_sandbox(
     api_key: str,
     host: str = "127.0.0.1",
     port: int = 0,
-    page_size: int = DEFAULT_PAGE_SIZE,
+    page_size: int = UNPAGED,
+    malformed_records: bool = False,
 ) -> Iterator[RunningSandbox]:
-    """Serve the sandbox from a background thread for the duration of the block."""
-    app = create_app(store, api_key=api_key, page_size=page_size)
+    """Serve the sandbox from a background thread for the duration of the block (by default
+    as the reference provider answers: unpaged, clean records; see `create_app`)."""
+    app = create_app(
+        store, api_key=api_key, page_size=page_size, malformed_records=malformed_records
+    )
     with serving_in_thread(app, host=host, port=port) as url:
         yield RunningSandbox(url=url, api_key=api_key, app=app)
 
 
-def serve(store: SandboxStore, *, api_key: str, host: str, port: int, page_size: int) -> None:
+def serve(
+    store: SandboxStore,
+    *,
+    api_key: str,
+    host: str,
+    port: int,
+    page_size: int = UNPAGED,
+    malformed_records: bool = False,
+) -> None:
     """Serve the sandbox in the foreground until interrupted."""
-    app = create_app(store, api_key=api_key, page_size=page_size)
+    app = create_app(
+        store, api_key=api_key, page_size=page_size, malformed_records=malformed_records
+    )
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

@@ -12,7 +12,10 @@ CREATE TABLE IF NOT EXISTS contact (
     seq INTEGER PRIMARY KEY,
     id TEXT UNIQUE,
     campaign TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    -- A record the demo seeds on purpose to break the provider's schema: served only when the
+    -- sandbox is asked to (`--malformed-records`), so that by default it answers clean records.
+    flawed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS contact_campaign ON contact (campaign, seq);
 CREATE TABLE IF NOT EXISTS crm_agent (seq INTEGER PRIMARY KEY, team TEXT, body TEXT NOT NULL);
@@ -48,6 +51,22 @@ class SandboxStore:
         with self.connect() as conn:
             conn.executescript(SCHEMA)
 
+    def upgrade(self, flawed_ids: list[str]) -> None:
+        """Bring a store seeded before flawed records were marked up to date: the column is
+        added and the demo's flawed records, known by id, are marked, so that an existing
+        sandbox keeps what the pipeline wrote and still serves clean records by default."""
+        with self.connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(contact)")}
+            if "flawed" in columns:
+                conn.execute("ROLLBACK")
+                return
+            conn.execute("ALTER TABLE contact ADD COLUMN flawed INTEGER NOT NULL DEFAULT 0")
+            conn.executemany(
+                "UPDATE contact SET flawed = 1 WHERE id = ?", ((i,) for i in flawed_ids)
+            )
+            conn.execute("COMMIT")
+
     # Writing -----------------------------------------------------------------------------
 
     def add_contacts(self, campaign: str, records: list) -> int:
@@ -68,11 +87,13 @@ class SandboxStore:
             conn.execute("COMMIT")
         return len(records)
 
-    def add_raw_contacts(self, rows: Iterator[tuple[str, str, str]]) -> None:
-        """Bulk load of (id, campaign, JSON body) rows, for seeding."""
+    def add_raw_contacts(self, rows: Iterator[tuple[str, str, str, bool]]) -> None:
+        """Bulk load of (id, campaign, JSON body, flawed) rows, for seeding."""
         with self.connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO contact (id, campaign, body) VALUES (?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT INTO contact (id, campaign, body, flawed) VALUES (?, ?, ?, ?)", rows
+            )
             conn.execute("COMMIT")
 
     def add_agents(self, agents: list[dict]) -> None:
@@ -90,16 +111,24 @@ class SandboxStore:
             )
 
     def patch_contact(
-        self, contact_id: str, changes: dict, idempotency_key: str | None = None
+        self,
+        contact_id: str,
+        changes: dict,
+        idempotency_key: str | None = None,
+        *,
+        flawed: bool = True,
     ) -> str | None:
-        """Apply `changes` to a contact; its new JSON body, or None if it does not exist.
+        """Apply `changes` to a contact; its new JSON body, or None if it does not exist (or,
+        without `flawed`, is one of the demo's flawed records).
 
         Every change applied is logged with the client's idempotency key, duplicates included:
         it is what "each write received at most once" is checked against.
         """
         with self.connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT body FROM contact WHERE id = ?", (contact_id,)).fetchone()
+            row = conn.execute(
+                "SELECT body FROM contact WHERE id = ? AND (? OR NOT flawed)", (contact_id, flawed)
+            ).fetchone()
             if row is None:
                 conn.execute("ROLLBACK")
                 return None
@@ -166,13 +195,21 @@ class SandboxStore:
         rows = rows[:limit]
         return [body for _, body in rows], (rows[-1][0] if more else None)
 
-    def contact_page(self, campaign: str, after: int, limit: int) -> tuple[list[str], int | None]:
-        """One page of a campaign's contacts, and the cursor of the next (None at the end)."""
-        return self._page("contact", after, limit, "campaign = ?", (campaign,))
+    def contact_page(
+        self, campaign: str | None, after: int, limit: int, *, flawed: bool = True
+    ) -> tuple[list[str], int | None]:
+        """One page of a campaign's contacts (of every campaign when `campaign` is None), and
+        the cursor of the next (None at the end); the demo's flawed records only if `flawed`."""
+        where, params = ("(? OR NOT flawed)", (flawed,))
+        if campaign is not None:
+            where, params = f"campaign = ? AND {where}", (campaign, *params)
+        return self._page("contact", after, limit, where, params)
 
-    def contact(self, contact_id: str) -> str | None:
+    def contact(self, contact_id: str, *, flawed: bool = True) -> str | None:
         with self.connect() as conn:
-            row = conn.execute("SELECT body FROM contact WHERE id = ?", (contact_id,)).fetchone()
+            row = conn.execute(
+                "SELECT body FROM contact WHERE id = ? AND (? OR NOT flawed)", (contact_id, flawed)
+            ).fetchone()
         return None if row is None else row[0]
 
     def agents(self, team: str | None) -> list[str]:
