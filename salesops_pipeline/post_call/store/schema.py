@@ -13,7 +13,7 @@ version.
 - `outcome`: an append-only log of every handling: the decision, the writes, or the error;
 - `conflict`: a callId delivered again with a different payload, kept for inspection;
 - `quarantine`: bodies refused at the door, raw, with the reason;
-- `alert`: the conditions the operators were told of;
+- `alert`: the conditions the operators are told of, and the messages the chat has not taken yet;
 - `status_count`: events per status, and those retention pruned, kept by triggers;
 - `meta`: the inbox's epoch, which tells one inbox from the next.
 """
@@ -134,7 +134,16 @@ CREATE TABLE IF NOT EXISTS quarantine (
 -- Retention prunes the oldest deliveries of both.
 CREATE INDEX IF NOT EXISTS conflict_received ON conflict (received_at);
 CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received_at);
-CREATE TABLE IF NOT EXISTS alert (condition TEXT PRIMARY KEY, raised_at TEXT NOT NULL);
+-- A condition that started: `pending` holds its message until the chat has taken it. Once
+-- seen clear, `clear_since` says since when (at every evaluation since) and `recovery` holds
+-- the message that ends it, sent when that has lasted long enough.
+CREATE TABLE IF NOT EXISTS alert (
+    condition TEXT PRIMARY KEY,
+    raised_at TEXT NOT NULL,
+    pending TEXT,
+    clear_since TEXT,
+    recovery TEXT
+);
 -- Events per status, kept by triggers on `event` so that counting never reads the history.
 -- `pruned` adds the events retention deleted, so that the totals of finished events only grow.
 -- On PostgreSQL each session adds to a shard of its own: lanes finishing events side by side
@@ -209,6 +218,13 @@ END $$""",
     " EXECUTE FUNCTION count_status_change()",
 )
 
+# Added to `alert` since its first version; an alert already there was sent.
+_ALERT_COLUMNS = ("pending", "clear_since", "recovery")
+_POSTGRES_UPGRADES = tuple(
+    f'ALTER TABLE alert ADD COLUMN IF NOT EXISTS {column} TEXT COLLATE "C"'
+    for column in _ALERT_COLUMNS
+)
+
 # What the counts start from when an inbox of an earlier version gets them.
 _SEED_COUNTS = (
     "INSERT INTO status_count (status, shard, events) SELECT status, 0, COUNT(*) FROM event"
@@ -230,6 +246,9 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         conn.execute("DROP INDEX IF EXISTS event_updated")
         if "worker" in tables and "ended_at" not in _columns(conn, "worker"):
             conn.execute("ALTER TABLE worker ADD COLUMN ended_at TEXT")
+        if "alert" in tables and "pending" not in _columns(conn, "alert"):
+            for column in _ALERT_COLUMNS:
+                conn.execute(f"ALTER TABLE alert ADD COLUMN {column} TEXT")
         # The earlier ledger held one transfer per contact, with no state: all confirmed.
         legacy_ledger = "transfer" in tables and "state" not in _columns(conn, "transfer")
         if legacy_ledger:
@@ -260,7 +279,7 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
 def _postgres_schema_version() -> str:
     """Changes whenever the schema does: a database already at this version is left alone.
     Computed on first use, so that SQLite users never pay for it."""
-    ddl = [*postgres_ddl(SCHEMA), *_POSTGRES_TRIGGERS]
+    ddl = [*postgres_ddl(SCHEMA), *_POSTGRES_UPGRADES, *_POSTGRES_TRIGGERS]
     return hashlib.sha256(";".join(ddl).encode()).hexdigest()[:16]
 
 
@@ -268,7 +287,7 @@ def _ensure_postgres_schema(conn: PostgresConnection) -> None:
     """Create what is missing; an inbox made before the status counts gets them from its
     events."""
     [(counted,)] = conn.execute("SELECT to_regclass('status_count')").fetchall()
-    for statement in postgres_ddl(SCHEMA):
+    for statement in (*postgres_ddl(SCHEMA), *_POSTGRES_UPGRADES):
         conn.execute(statement)
     # The triggers lock `event` against writers until this transaction ends: no event escapes
     # both the seed and the triggers.
