@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from salesops_pipeline.clients.alerts import AlertNotSent, AlertWebhook
 from salesops_pipeline.errors import SalesopsError
@@ -263,3 +265,41 @@ def test_an_alert_of_an_earlier_inbox_stays_raised_and_told(chat, inbox):
     assert _update(alerter, True, again) == []
     [recovery] = _update(alerter, False, again)
     assert "caught up" in recovery
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    evaluations=st.lists(
+        st.tuples(st.booleans(), st.sampled_from([5, 30, 60, 200])), min_size=1, max_size=30
+    )
+)
+def test_whatever_the_lag_does_its_end_is_told_only_after_the_hold(
+    chat, tmp_path_factory, evaluations
+):
+    inbox = Inbox(tmp_path_factory.mktemp("alerts") / "inbox.sqlite")
+    clock, hold = Clock(), timedelta(minutes=5)
+    alerter = Alerter(inbox, AlertWebhook(chat.url), now=clock, clear_after=hold)
+    seen: list[tuple[datetime, bool]] = []
+    told: list[tuple[datetime, str]] = []
+    for active, step in evaluations:
+        clock.advance(step)
+        seen.append((clock.now, active))
+        told += [(clock.now, text) for text in alerter.update(Condition.LAG, active, *_texts())]
+    kinds = [text for _, text in told]
+    # Start, end, start, end...: never two of a kind in a row.
+    assert kinds == ["behind", "caught up"] * (len(kinds) // 2) + ["behind"] * (len(kinds) % 2)
+    for at, text in told:
+        if text == "caught up":
+            # Clear at every evaluation of the hold before it, and seen clear that long ago.
+            assert all(not active for when, active in seen if at - hold <= when <= at)
+            assert any(not active for when, active in seen if when <= at - hold)
+    ever_active = any(active for _, active in seen)
+    last_active = max((when for when, active in seen if active), default=None)
+    if ever_active and clock.now - last_active > hold + timedelta(seconds=200):
+        assert kinds and kinds[-1] == "caught up"
+
+
+def _texts():
+    return lambda: "behind", lambda since, cleared: "caught up"
