@@ -208,6 +208,15 @@ ALERT_WEBHOOK_URL_ENV = "SALESOPS_ALERT_WEBHOOK_URL"
 DAGSTER_URL_ENV = "SALESOPS_DAGSTER_URL"
 
 
+ALERT_CLEAR_AFTER_ENV = "SALESOPS_ALERT_CLEAR_AFTER_S"
+
+
+def alert_clear_after_seconds() -> float:
+    """How long an alerted condition must have been clear before the operators are told it
+    ended: a condition flapping about its limit is then one alert and one recovery."""
+    return _number(ALERT_CLEAR_AFTER_ENV, 300.0, minimum=0, maximum=86400, kind=float)
+
+
 def alert_webhook_url() -> str | None:
     """Where post-call alerts go (a Slack incoming webhook, or anything taking its JSON);
     None: no alert is sent. The URL is a secret: it is never logged."""

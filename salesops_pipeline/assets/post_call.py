@@ -554,18 +554,19 @@ def post_call_lag(inbox: InboxResource) -> dg.AssetCheckResult:
 
 
 def _alert(context, alerter: Alerter | None, condition: Condition, active: bool, **messages):
-    """Tell the operators if `condition` started or ended (`Alerter.update`). A chat that cannot
-    be reached is logged and the message left for the next evaluation: it never stops the
-    evaluation."""
+    """Record what this evaluation saw of `condition` and send the messages due, of any
+    condition (`Alerter.update`). A chat that cannot be reached is logged and the message left
+    pending in the inbox for the next evaluation: it never stops the evaluation, nor holds it
+    more than a few seconds."""
     if alerter is None:
         return
     try:
         sent = alerter.update(condition, active, **messages)
     except AlertNotSent as error:
-        context.log.warning(f"{error}; sent again at the next evaluation")
+        context.log.warning(f"{error}; sent at the next evaluation")
         return
     if sent:
-        context.log.info(f"alert sent to {alerter.webhook.host}: {condition}")
+        context.log.info(f"{len(sent)} alert message(s) sent to {alerter.webhook.host}")
 
 
 def post_call_lag_sensor_def() -> dg.SensorDefinition:
@@ -579,9 +580,10 @@ def post_call_lag_sensor_def() -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Evaluates the post_call_lag check from the inbox every {interval} s, and alerts"
-            " the operators when it starts failing and when it passes again: a stalled"
-            " post-call pipeline starts no run, so a check that ran only with the job would"
-            " never fail."
+            " the operators when it starts failing and once it has passed again for"
+            " SALESOPS_ALERT_CLEAR_AFTER_S: a stalled post-call pipeline starts no run, so a"
+            " check that ran only with the job would never fail. Also sends the alert messages"
+            " the chat could not take earlier."
         ),
     )
     def post_call_lag_sensor(
@@ -647,7 +649,9 @@ def post_call_run_failure_alert(
     monitored_jobs=[post_call_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Tells the operators once that post-call runs succeed again after a failure was alerted."
+        "Tells the operators once that post-call runs succeed again after a failure was"
+        " alerted, when none has failed for SALESOPS_ALERT_CLEAR_AFTER_S (sent then by"
+        " post_call_lag_sensor)."
     ),
 )
 def post_call_run_recovery_alert(

@@ -7,12 +7,17 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
-from salesops_pipeline.clients.transport import RETRY_STATUSES, CappedRetry
+from salesops_pipeline.clients.transport import RETRY_STATUSES
 from salesops_pipeline.errors import SalesopsError
 
-# An alert must not hold up the sensor that sends it for long: the next tick tries again.
-ALERT_TIMEOUT = (3.05, 10.0)
+# An alert must not hold up the sensor that sends it: (connect, read) seconds, and one quick
+# retry of a refusal or of a connection that failed. A chat that answers late is not asked
+# again, nor waited for when it says `Retry-After`: the message stays pending in the inbox and
+# the next evaluation sends it. One attempt thus lasts about 8 s at the very worst (two
+# connections timing out, then an answer that never comes), a fraction of a second usually.
+ALERT_TIMEOUT = (2.0, 3.0)
 
 
 class _HideWebhookPaths(logging.Filter):
@@ -44,14 +49,14 @@ for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
 
 
 class AlertNotSent(SalesopsError):
-    """The chat did not take the message; it is sent again at the next evaluation."""
+    """The chat did not take the message; it stays pending and is sent at the next evaluation."""
 
 
 class AlertWebhook:
     """One chat webhook. Its URL is a secret (whoever has it can post to the channel): errors
     name its host only."""
 
-    def __init__(self, url: str, *, timeout=ALERT_TIMEOUT, retries: int = 2):
+    def __init__(self, url: str, *, timeout=ALERT_TIMEOUT, retries: int = 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SalesopsError("the alert webhook URL must be an http(s) URL")
@@ -61,13 +66,18 @@ class AlertWebhook:
         self._url = url
         self._timeout = timeout
         self._session = requests.Session()
-        # POST is retried too: a chat message shown twice is better than an alert lost.
-        retry = CappedRetry(
+        # POST is retried too: a chat message shown twice is better than an alert lost. Not
+        # after a read timeout though: the chat may have taken it, and the wait is spent.
+        retry = Retry(
             total=retries,
-            backoff_factor=0.5,
+            connect=retries,
+            read=0,
+            status=retries,
+            other=0,
+            backoff_factor=0.25,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"POST"}),
-            respect_retry_after_header=True,
+            respect_retry_after_header=False,
             raise_on_status=False,
         )
         adapter = HTTPAdapter(max_retries=retry)
@@ -76,12 +86,16 @@ class AlertWebhook:
 
     def post(self, text: str) -> None:
         try:
-            response = self._session.post(self._url, json={"text": text}, timeout=self._timeout)
+            # The status is all that matters: a body trickling in is never waited for.
+            with self._session.post(
+                self._url, json={"text": text}, timeout=self._timeout, stream=True
+            ) as response:
+                status = response.status_code
         except requests.RequestException as error:
             # The type only: requests' messages quote the URL, and with it the secret.
             raise AlertNotSent(f"alert not sent to {self.host}: {type(error).__name__}") from None
-        if not 200 <= response.status_code < 300:
-            raise AlertNotSent(f"alert not sent to {self.host}: HTTP {response.status_code}")
+        if not 200 <= status < 300:
+            raise AlertNotSent(f"alert not sent to {self.host}: HTTP {status}")
 
     def close(self) -> None:
         self._session.close()

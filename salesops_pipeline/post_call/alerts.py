@@ -1,14 +1,21 @@
 """Telling the operators when post-call falls behind or a post-call run fails: one message when
-the condition starts, none while it lasts, one when it clears.
+the condition starts, none while it lasts, one once it has been clear for a while.
+
+A condition flapping about its limit (a lag hovering around it, runs failing every other time)
+would otherwise post a message at every turn: its end is told only once it has been seen clear
+at every evaluation for `clear_after` (SALESOPS_ALERT_CLEAR_AFTER_S), and a relapse within that
+time is the same condition going on, told nothing.
 
 Whether a condition was announced is kept in the inbox, beside the events, so every process
-that evaluates it agrees, and a restart neither repeats an alert nor forgets to clear it. A
-message says what is wrong, the lag and the backlog, and where to look; it is built from counts
-and identifiers only, never from an event's content, so it carries no phone number and no key.
+that evaluates it agrees, and a restart neither repeats an alert nor forgets to clear it. So are
+the messages the chat has not taken yet: a message refused (a chat down, a 5xx) is sent again at
+the next evaluation of any condition, never lost. A message says what is wrong, the lag and the
+backlog, and where to look; it is built from counts and identifiers only, never from an event's
+content, so it carries no phone number and no key.
 """
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from salesops_pipeline.clients.alerts import AlertWebhook
@@ -58,10 +65,16 @@ def run_failure_alert(run_id: str, lane: str | None, lag: PostCallLag, dagster_u
 
 
 def run_recovery(run_id: str, lag: PostCallLag, since: datetime, now: datetime) -> str:
+    # Sent once no run has failed for a while after this one: the figures are this run's end's.
     return (
         f":white_check_mark: salesops post-call runs succeed again (run {run_id}), after"
-        f" {_duration(now - since)} of failures. Now: {_figures(lag)}."
+        f" {_duration(now - since)} of failures, and none has failed since."
+        f" When it ended: {_figures(lag)}."
     )
+
+
+# How long a condition must have been clear before its end is told.
+DEFAULT_CLEAR_AFTER = timedelta(minutes=5)
 
 
 def _duration(elapsed) -> str:
@@ -72,12 +85,20 @@ def _duration(elapsed) -> str:
 
 
 class Alerter:
-    """Sends a condition's start and end, each once, to the operators' chat."""
+    """Sends a condition's start once, and its end once it has been clear for `clear_after`,
+    to the operators' chat."""
 
-    def __init__(self, inbox: Inbox, webhook: AlertWebhook, now=lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        inbox: Inbox,
+        webhook: AlertWebhook,
+        now=lambda: datetime.now(UTC),
+        clear_after: timedelta = DEFAULT_CLEAR_AFTER,
+    ):
         self.inbox = inbox
         self.webhook = webhook
         self._now = now
+        self.clear_after = clear_after
 
     def update(
         self,
@@ -85,20 +106,48 @@ class Alerter:
         active: bool,
         alert: Callable[[], str] | None = None,
         recovery: Callable[[datetime, datetime], str] | None = None,
-    ) -> str | None:
-        """Announce `condition` if it just started, or its end if it just cleared; the message
-        sent, or None when nothing changed. Each message is built only when it is sent: an
-        evaluator that only ever starts (or ends) the condition gives only that one.
+    ) -> list[str]:
+        """Record what an evaluation saw of `condition`, then send whatever is due: the
+        messages sent, of any condition (none when nothing changed).
 
-        Raises AlertNotSent when the chat refuses or cannot be reached. Nothing is recorded
-        then, so the next evaluation sends it again. The record follows the sending: a crash
+        Active: its start is told if it just started; a clear spell it was in is over. Clear:
+        `recovery(started, cleared)` is its end's message, told once it has been clear for
+        `clear_after`. Each message is built only when needed: an evaluator that only ever
+        starts (or ends) the condition gives only that one.
+
+        Raises AlertNotSent when the chat refuses or cannot be reached; the message stays in
+        the inbox and the next evaluation sends it. The record follows the sending: a crash
         between the two repeats a message rather than losing one.
         """
-        raised_at = self.inbox.alert_raised_at(condition)
-        if active == (raised_at is not None):
-            return None
+        record = self.inbox.alert(condition)
         now = self._now()
-        text = alert() if active else recovery(raised_at, now)
-        self.webhook.post(text)
-        self.inbox.set_alert(condition, now if active else None)
-        return text
+        if active:
+            if record is None:
+                self.inbox.raise_alert(condition, now, alert())
+            elif record.clear_since is not None:
+                self.inbox.still_active(condition)
+        elif record is not None:
+            cleared = record.clear_since or now
+            self.inbox.seen_clear(condition, cleared, recovery(record.raised_at, cleared))
+        return self.deliver()
+
+    def deliver(self) -> list[str]:
+        """Send the messages due, oldest condition first: starts not told yet, and ends of
+        conditions clear for `clear_after`. Stops at the first the chat refuses
+        (AlertNotSent): the others would fare no better within this evaluation."""
+        sent = []
+        now = self._now()
+        for record in self.inbox.alerts():
+            if record.pending is not None:
+                self.webhook.post(record.pending)
+                self.inbox.raise_sent(record.condition, record.pending)
+                sent.append(record.pending)
+            if (
+                record.clear_since is not None
+                and record.recovery is not None
+                and now - record.clear_since >= self.clear_after
+            ):
+                self.webhook.post(record.recovery)
+                self.inbox.recovery_sent(record.condition, record.clear_since)
+                sent.append(record.recovery)
+        return sent

@@ -1,3 +1,4 @@
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -117,7 +118,10 @@ class AlertsResource(dg.ConfigurableResource):
 
     def get_alerter(self, inbox: Inbox) -> Alerter | None:
         url = self.webhook_url or settings.alert_webhook_url()
-        return Alerter(inbox, AlertWebhook(url)) if url else None
+        if not url:
+            return None
+        clear_after = timedelta(seconds=settings.alert_clear_after_seconds())
+        return Alerter(inbox, AlertWebhook(url), clear_after=clear_after)
 
     def get_dagster_url(self) -> str | None:
         return self.dagster_url.rstrip("/") if self.dagster_url else settings.dagster_url()

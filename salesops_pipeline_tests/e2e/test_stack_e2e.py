@@ -33,6 +33,8 @@ EVENT_TIMEOUT = 60.0
 # interval stays above the daemon's own 5 s loop, which no sensor is evaluated faster than.
 LAG_CHECK_INTERVAL = 10
 MAX_LAG = 5
+# An alert is told over once the check has passed for this long: two evaluations.
+ALERT_CLEAR_AFTER = 20
 RUN_SECONDS = 45
 # Runs report their events on post_call_outcomes this often (a minute by default).
 REPORT_SECONDS = 5
@@ -53,6 +55,7 @@ def stack(tmp_path_factory, chat):
             "SALESOPS_ALERT_WEBHOOK_URL": chat.url,
             "SALESOPS_POST_CALL_LAG_CHECK_S": str(LAG_CHECK_INTERVAL),
             "SALESOPS_MAX_POST_CALL_LAG_S": str(MAX_LAG),
+            "SALESOPS_ALERT_CLEAR_AFTER_S": str(ALERT_CLEAR_AFTER),
             # Warm runs hand over every RUN_SECONDS while the module's tests run.
             "SALESOPS_POST_CALL_RUN_SECONDS": str(RUN_SECONDS),
             "SALESOPS_POST_CALL_REPORT_SECONDS": str(REPORT_SECONDS),
@@ -529,10 +532,18 @@ def test_a_stall_fails_post_call_lag_within_two_intervals_alerting_once(stack, c
     assert len(chat.texts()) == seen + 1
 
     _provider_refuses_writes(stack, False)
-    _wait(lambda: len(chat.texts()) > seen + 1, 90, "no recovery after the stall ended")
+    _wait(
+        lambda: len(chat.texts()) > seen + 1,
+        90 + ALERT_CLEAR_AFTER,
+        "no recovery after the stall ended",
+    )
     assert "caught up" in chat.texts()[seen + 1]
     assert _contact(stack)["retryDate"] == "2030-04-15T11:00:00"
     recovered = chat.arrivals[seen + 1]
+    # Told only once the check had passed for the hold period, at every evaluation since.
+    passed_again = min(e["timestamp"] for e in _checks_since(stack, alerted) if e["success"])
+    assert recovered - passed_again >= ALERT_CLEAR_AFTER - 3
+    assert all(e["success"] for e in _checks_since(stack, passed_again - 0.001))
     _wait(lambda: _checks_since(stack, recovered + 3), 3 * LAG_CHECK_INTERVAL, "no later check")
     assert all(e["success"] for e in _checks_since(stack, recovered))
     assert len(chat.texts()) == seen + 2

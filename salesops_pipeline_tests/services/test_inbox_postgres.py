@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from salesops_pipeline import postgres, settings
 from salesops_pipeline.post_call.inbox import Inbox
@@ -304,3 +305,72 @@ def test_deliveries_are_stored_while_every_shared_connection_is_busy(inbox):
                 timeout=30,
             )
     assert answer.status_code == 202 and time.monotonic() - started < 5
+
+
+def _scrape(url: str) -> dict[tuple[str, str], float]:
+    response = requests.get(f"{url}/metrics", headers={"X-API-KEY": "k"}, timeout=10)
+    assert response.status_code == 200
+    return {
+        (sample.name, sample.labels["status"]): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if family.name.startswith("salesops_post_call_") and "status" in sample.labels
+    }
+
+
+def test_counters_never_go_down_through_replays_and_pruning(inbox, postgres_url):
+    """Events finished by several sessions at once, so several shards of the counts, then
+    replayed and pruned: /metrics' totals only grow, its gauge follows the events."""
+    inbox.accept_many([(f"c-{n}", _event(f"c-{n}", f"k-{n}")) for n in range(12)])
+
+    def finish(n: int) -> None:
+        with Inbox(url=postgres_url).transaction() as conn:
+            conn.execute(
+                "UPDATE event SET status = ?, updated_at = '2020-01-01T00:00:00.000+00:00'"
+                " WHERE call_id = ?",
+                ("failed" if n % 3 == 0 else "applied", f"c-{n}"),
+            )
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(finish, range(12)))
+    app = create_intake_app(inbox, api_key="k")
+    with serving_in_thread(app) as url:
+        before = _scrape(url)
+        assert before[("salesops_post_call_events_total", "failed")] == 4
+        assert before[("salesops_post_call_events_total", "pending")] == 12
+        assert before[("salesops_post_call_inbox_events", "failed")] == 4
+        for n in (0, 3, 6):
+            assert inbox.replay(f"c-{n}")
+        inbox.prune(timedelta(days=30))
+        time.sleep(1.1)  # the metrics read the inbox at most once a second
+        after = _scrape(url)
+    for key, value in before.items():
+        if key[0].endswith("_total"):
+            assert after[key] >= value, key
+    assert after[("salesops_post_call_events_total", "failed")] == 4
+    assert after[("salesops_post_call_events_total", "applied")] == 8
+    assert after[("salesops_post_call_events_total", "retrying")] == 3
+    assert after[("salesops_post_call_inbox_events", "failed")] == 1
+    assert after[("salesops_post_call_inbox_events", "retrying")] == 3
+    assert after[("salesops_post_call_inbox_events", "applied")] == 0
+    assert inbox.counts() == {"failed": 1, "retrying": 3}
+
+
+def test_counts_of_an_earlier_inbox_go_on_from_the_totals_it_showed(inbox, postgres_url):
+    inbox.accept_many([(f"c-{n}", _event(f"c-{n}", f"k-{n}")) for n in range(3)])
+    with inbox.transaction() as conn:
+        conn.execute(
+            "UPDATE event SET status = 'applied', updated_at = '2020-01-01T00:00:00.000+00:00'"
+            " WHERE call_id IN ('c-0', 'c-1')"
+        )
+    inbox.prune(timedelta(days=30))
+    # The counts as the earlier version kept them, without `entered`.
+    with inbox.transaction() as conn:
+        conn.execute("ALTER TABLE status_count DROP COLUMN entered")
+        conn.execute("UPDATE meta SET value = 'earlier' WHERE key = 'schema'")
+    PostgresStore._ready.discard(postgres_url)  # as in a process of its own
+    again = Inbox(url=postgres_url)
+    assert again.entered_totals() == {"applied": 2, "pending": 1}
+    again.accept("c-9", _event("c-9", "k-9"))
+    assert again.entered_totals() == {"applied": 2, "pending": 2}
+    assert again.counts() == {"pending": 2}

@@ -1,6 +1,7 @@
 """Post-call seen from outside Dagster: events posted to an intake with no pipeline running show
 as pending with a growing lag, in `salesops inbox --stats` and in the intake's `/metrics`
-(Prometheus text, behind the intake key as X-API-KEY or Bearer)."""
+(Prometheus text, behind the intake key as X-API-KEY or Bearer). Its counters never go down,
+through replays and pruning; the events in each status now are a gauge."""
 
 import json
 import time
@@ -15,6 +16,7 @@ from salesops_pipeline.cli import main
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
+from salesops_pipeline.services.intake.metrics import INBOX_READ_MAX_AGE_SECONDS
 
 KEY = "metrics-key"
 
@@ -141,3 +143,60 @@ def test_scrapes_read_the_inbox_at_most_once_a_second(intake, inbox, monkeypatch
     time.sleep(1.1)
     _metrics(intake)
     assert len(reads) >= 1 and len(reads) <= 3
+
+
+def _series(scraped: dict, name: str) -> dict[str, float]:
+    return {dict(labels)["status"]: value for (n, labels), value in scraped.items() if n == name}
+
+
+def _rescrape(url: str) -> dict:
+    # The inbox is read at most once a second, however often Prometheus scrapes.
+    time.sleep(INBOX_READ_MAX_AGE_SECONDS + 0.1)
+    return _metrics(url)
+
+
+def _never_lower(before: dict, after: dict) -> None:
+    totals = [name for name, _ in before if name.endswith("_total")]
+    assert totals
+    for key, value in before.items():
+        if key[0] in totals:
+            assert after[key] >= value, key
+
+
+def test_counters_never_go_down_through_a_replay_or_pruning(intake, inbox):
+    for n in range(3):
+        assert _post(intake, f"fails-{n}") == 202
+        _finish(inbox, f"fails-{n}", "failed", 0.5)
+    assert _post(intake, "done") == 202
+    _finish(inbox, "done", "applied", 0.5)
+    before = _metrics(intake)
+    totals = _series(before, "salesops_post_call_events_total")
+    assert totals == {
+        "pending": 4,
+        "retrying": 0,
+        "applied": 1,
+        "nothing_to_do": 0,
+        "superseded": 0,
+        "failed": 3,
+        "dismissed": 0,
+    }
+    assert _series(before, "salesops_post_call_inbox_events") == totals | {"pending": 0}
+
+    # Two of the failed events replayed: `failed` now holds one, but three did fail.
+    assert inbox.replay("fails-0") and inbox.replay("fails-1")
+    replayed = _rescrape(intake)
+    _never_lower(before, replayed)
+    assert _series(replayed, "salesops_post_call_events_total")["failed"] == 3
+    assert _series(replayed, "salesops_post_call_events_total")["retrying"] == 2
+    now = _series(replayed, "salesops_post_call_inbox_events")
+    assert (now["failed"], now["retrying"], now["applied"]) == (1, 2, 1)
+
+    # Retention prunes the applied event (failed ones wait for a person): gone from the gauge,
+    # still counted.
+    pruned = inbox.prune(timedelta(days=1), now=datetime.now(UTC) + timedelta(days=2))
+    assert pruned.rows["event"] == 1
+    after = _rescrape(intake)
+    _never_lower(replayed, after)
+    assert _series(after, "salesops_post_call_events_total")["applied"] == 1
+    assert _series(after, "salesops_post_call_inbox_events")["applied"] == 0
+    assert sum(_series(after, "salesops_post_call_inbox_events").values()) == 3

@@ -1,5 +1,6 @@
 """A chat's incoming webhook on loopback: keeps every message posted to it, and can be told to
-refuse the next ones, as a chat that is down would."""
+refuse the next ones (with the status and `Retry-After` of a chat that is down or busy), to
+answer late, or to stop listening altogether."""
 
 import json
 import threading
@@ -16,12 +17,23 @@ class ChatReceiver:
         # When each message arrived (time.time()).
         self.arrivals: list[float] = []
         self.refuse_next = 0
+        # How the next ones are refused.
+        self.refuse_status = 500
+        self.retry_after: str | None = None
+        # Seconds every answer waits before it goes (a chat that hangs).
+        self.answer_after = 0.0
+        # Requests that reached it, refused ones included.
+        self.requests = 0
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    receiver.requests += 1
+                receiver._closing.wait(receiver.answer_after)
                 with receiver._lock:
                     refuse = receiver.refuse_next > 0
                     if refuse:
@@ -29,8 +41,12 @@ class ChatReceiver:
                     elif self.path == receiver.PATH:
                         receiver.messages.append(json.loads(body))
                         receiver.arrivals.append(time.time())
-                status = 500 if refuse else 200 if self.path == receiver.PATH else 404
+                status = (
+                    receiver.refuse_status if refuse else 200 if self.path == receiver.PATH else 404
+                )
                 self.send_response(status)
+                if refuse and receiver.retry_after is not None:
+                    self.send_header("Retry-After", receiver.retry_after)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -49,10 +65,25 @@ class ChatReceiver:
         with self._lock:
             return [message["text"] for message in self.messages]
 
+    def down(self) -> None:
+        """Stop listening, as a chat that is down: connections to it are refused."""
+        self._stop()
+
+    def up(self) -> None:
+        """Listen again on the same port."""
+        port = self._server.server_address[1]
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._server.RequestHandlerClass)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
     def __enter__(self) -> "ChatReceiver":
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closing.set()
+        self._stop()
+
+    def _stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()

@@ -9,6 +9,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_for_hypothesis
+from hypothesis import strategies as st
 
 from salesops_pipeline import settings
 from salesops_pipeline.errors import SettingError
@@ -235,18 +238,24 @@ def test_open_in_lane_respects_its_limit_and_never_skips_an_open_entry(inbox):
     assert inbox.lanes_with_work(1) == {0: 8}
 
 
-def test_counts_stay_right_and_finished_totals_survive_pruning(inbox):
+def test_counts_stay_right_and_the_totals_of_transitions_never_go_down(inbox):
     _event(inbox, "old", "applied", OLD)
     _event(inbox, "recent", "applied", RECENT)
     _event(inbox, "failed", "failed", OLD)
     inbox.accept("open", '{"callId": "open", "contactId": "c"}')
     assert inbox.counts() == {"applied": 2, "failed": 1, "pending": 1}
+    entered = {"pending": 4, "applied": 2, "failed": 1}
+    assert inbox.entered_totals() == entered
     inbox.prune(RETENTION)
     assert inbox.counts() == {"applied": 1, "failed": 1, "pending": 1}
-    assert inbox.finished_totals() == {"applied": 2, "failed": 1}
+    assert inbox.entered_totals() == entered
     inbox.replay("failed")
     assert reopened(inbox).counts() == {"applied": 1, "retrying": 1, "pending": 1}
-    assert inbox.finished_totals() == {"applied": 2}
+    # The replayed event still failed once; it now entered `retrying` too.
+    assert inbox.entered_totals() == entered | {"retrying": 1}
+    with inbox.transaction() as conn:
+        conn.execute("UPDATE event SET status = 'failed' WHERE call_id = 'failed'")
+    assert inbox.entered_totals() == entered | {"retrying": 1, "failed": 2}
 
 
 @sqlite_only
@@ -262,9 +271,37 @@ def test_an_earlier_inbox_gets_the_new_indexes_and_counts_from_its_events(inbox)
     # Another process's change of schema: the next connection brings the inbox up to date.
     again = reopened(inbox)
     assert again.counts() == {"applied": 1, "pending": 1}
+    assert again.entered_totals() == {"applied": 1, "pending": 1}
     with again.connect() as conn:
         names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     assert {"queue_call", "queue_replay", "status_count_insert", "status_count_update"} <= names
+
+
+@sqlite_only
+def test_counts_of_an_earlier_inbox_go_on_from_the_totals_it_showed(inbox):
+    _event(inbox, "old", "applied", OLD)
+    _event(inbox, "recent", "applied", RECENT)
+    inbox.accept("open", '{"callId": "open", "contactId": "c"}')
+    inbox.prune(RETENTION)
+    # The counts as the earlier version kept them: no `entered`, triggers of their own.
+    with inbox.transaction() as conn:
+        for trigger in ("status_count_insert", "status_count_update"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute("ALTER TABLE status_count DROP COLUMN entered")
+        conn.execute(
+            "CREATE TRIGGER status_count_insert AFTER INSERT ON event BEGIN"
+            " INSERT INTO status_count (status, shard, events) VALUES (NEW.status, 0, 1)"
+            " ON CONFLICT (status, shard) DO UPDATE SET events = events + 1; END"
+        )
+    again = reopened(inbox)
+    # Its events, kept and pruned: what its counter of finished events showed, never less.
+    # (Those that moved on from `pending` are not known: it starts from the ones there now.)
+    assert again.entered_totals() == {"applied": 2, "pending": 1}
+    again.accept("new", '{"callId": "new", "contactId": "c"}')
+    with again.transaction() as conn:
+        conn.execute("UPDATE event SET status = 'applied' WHERE call_id = 'open'")
+    assert again.counts() == {"applied": 2, "pending": 1}
+    assert again.entered_totals() == {"applied": 3, "pending": 2}
 
 
 @sqlite_only
@@ -362,3 +399,45 @@ def test_an_earlier_postgresql_inbox_gets_the_counts_from_its_events(inbox, monk
     assert again.counts() == {"applied": 1, "pending": 1}
     again.accept("c", '{"callId": "c", "contactId": "c"}')
     assert again.counts() == {"applied": 1, "pending": 2}
+
+
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("accept"), st.integers(0, 5)),
+        st.tuples(st.just("finish"), st.integers(0, 5), st.sampled_from(list(EventStatus))),
+        st.tuples(st.just("replay"), st.integers(0, 5)),
+        st.tuples(st.just("dismiss"), st.integers(0, 5)),
+        st.tuples(st.just("prune")),
+    ),
+    max_size=25,
+)
+
+
+@settings_for_hypothesis(max_examples=60, deadline=None)
+@given(steps=_STEPS)
+def test_whatever_happens_to_the_events_no_total_ever_goes_down(tmp_path_factory, steps):
+    inbox = Inbox(tmp_path_factory.mktemp("inbox") / "inbox.sqlite")
+    totals: dict[str, int] = {}
+    for step in steps:
+        call_id = f"e-{step[1]}" if len(step) > 1 else None
+        if step[0] == "accept":
+            inbox.accept(call_id, json.dumps({"callId": call_id, "contactId": "c"}))
+        elif step[0] == "finish":
+            with inbox.transaction() as conn:
+                conn.execute(
+                    "UPDATE event SET status = ?, updated_at = ? WHERE call_id = ?",
+                    (step[2], _stamp(OLD), call_id),
+                )
+        elif step[0] == "replay":
+            inbox.replay(call_id)
+        elif step[0] == "dismiss":
+            inbox.dismiss([call_id])
+        else:
+            inbox.prune(RETENTION)
+        now = inbox.entered_totals()
+        assert all(now.get(status, 0) >= total for status, total in totals.items()), step
+        totals = now
+        with inbox.connect() as conn:
+            held = dict(conn.execute("SELECT status, COUNT(*) FROM event GROUP BY status"))
+        assert inbox.counts() == held
+        assert all(totals.get(status, 0) >= n for status, n in held.items())

@@ -13,8 +13,9 @@ version.
 - `outcome`: an append-only log of every handling: the decision, the writes, or the error;
 - `conflict`: a callId delivered again with a different payload, kept for inspection;
 - `quarantine`: bodies refused at the door, raw, with the reason;
-- `alert`: the conditions the operators were told of;
-- `status_count`: events per status, and those retention pruned, kept by triggers;
+- `alert`: the conditions the operators are told of, and the messages the chat has not taken yet;
+- `status_count`: events per status, those retention pruned, and how many times an event
+  entered each status (a counter that never goes down), kept by triggers;
 - `meta`: the inbox's epoch, which tells one inbox from the next.
 """
 
@@ -134,9 +135,20 @@ CREATE TABLE IF NOT EXISTS quarantine (
 -- Retention prunes the oldest deliveries of both.
 CREATE INDEX IF NOT EXISTS conflict_received ON conflict (received_at);
 CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received_at);
-CREATE TABLE IF NOT EXISTS alert (condition TEXT PRIMARY KEY, raised_at TEXT NOT NULL);
+-- A condition that started: `pending` holds its message until the chat has taken it. Once
+-- seen clear, `clear_since` says since when (at every evaluation since) and `recovery` holds
+-- the message that ends it, sent when that has lasted long enough.
+CREATE TABLE IF NOT EXISTS alert (
+    condition TEXT PRIMARY KEY,
+    raised_at TEXT NOT NULL,
+    pending TEXT,
+    clear_since TEXT,
+    recovery TEXT
+);
 -- Events per status, kept by triggers on `event` so that counting never reads the history.
--- `pruned` adds the events retention deleted, so that the totals of finished events only grow.
+-- `pruned` adds the events retention deleted. `entered` counts every time an event entered the
+-- status, stored or changed into it, and is never lowered: a replay takes an event out of
+-- `failed` without unsaying that it failed, and pruning forgets events, not what they did.
 -- On PostgreSQL each session adds to a shard of its own: lanes finishing events side by side
 -- do not queue on one row.
 CREATE TABLE IF NOT EXISTS status_count (
@@ -144,21 +156,22 @@ CREATE TABLE IF NOT EXISTS status_count (
     shard INTEGER NOT NULL DEFAULT 0,
     events INTEGER NOT NULL DEFAULT 0,
     pruned INTEGER NOT NULL DEFAULT 0,
+    entered INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (status, shard)
 );
 """
 
 _SQLITE_TRIGGERS = (
     """CREATE TRIGGER IF NOT EXISTS status_count_insert AFTER INSERT ON event BEGIN
-    INSERT INTO status_count (status, shard, events) VALUES (NEW.status, 0, 1)
-        ON CONFLICT (status, shard) DO UPDATE SET events = events + 1;
+    INSERT INTO status_count (status, shard, events, entered) VALUES (NEW.status, 0, 1, 1)
+        ON CONFLICT (status, shard) DO UPDATE SET events = events + 1, entered = entered + 1;
 END""",
     """CREATE TRIGGER IF NOT EXISTS status_count_update AFTER UPDATE OF status ON event
 WHEN NEW.status != OLD.status BEGIN
     INSERT INTO status_count (status, shard, events) VALUES (OLD.status, 0, -1)
         ON CONFLICT (status, shard) DO UPDATE SET events = events - 1;
-    INSERT INTO status_count (status, shard, events) VALUES (NEW.status, 0, 1)
-        ON CONFLICT (status, shard) DO UPDATE SET events = events + 1;
+    INSERT INTO status_count (status, shard, events, entered) VALUES (NEW.status, 0, 1, 1)
+        ON CONFLICT (status, shard) DO UPDATE SET events = events + 1, entered = entered + 1;
 END""",
 )
 
@@ -170,10 +183,11 @@ END""",
 _POSTGRES_TRIGGERS = (
     """CREATE OR REPLACE FUNCTION count_stored_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO status_count (status, shard, events)
-        SELECT status, mod(pg_backend_pid(), 8), COUNT(*) FROM stored
+    INSERT INTO status_count (status, shard, events, entered)
+        SELECT status, mod(pg_backend_pid(), 8), COUNT(*), COUNT(*) FROM stored
         GROUP BY status ORDER BY status
-        ON CONFLICT (status, shard) DO UPDATE SET events = status_count.events + excluded.events;
+        ON CONFLICT (status, shard) DO UPDATE SET events = status_count.events + excluded.events,
+            entered = status_count.entered + excluded.entered;
     RETURN NULL;
 END $$ SET search_path FROM CURRENT""",
     """CREATE OR REPLACE FUNCTION count_status_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -183,10 +197,12 @@ DECLARE
     one TEXT;
 BEGIN
     FOREACH one IN ARRAY ordered LOOP
-        INSERT INTO status_count (status, shard, events)
-            VALUES (one, my_shard, CASE WHEN one = NEW.status THEN 1 ELSE -1 END)
-            ON CONFLICT (status, shard) DO UPDATE SET events = status_count.events
-                + CASE WHEN excluded.status = NEW.status THEN 1 ELSE -1 END;
+        INSERT INTO status_count (status, shard, events, entered)
+            VALUES (one, my_shard, CASE WHEN one = NEW.status THEN 1 ELSE -1 END,
+                CASE WHEN one = NEW.status THEN 1 ELSE 0 END)
+            ON CONFLICT (status, shard) DO UPDATE SET
+                events = status_count.events + excluded.events,
+                entered = status_count.entered + excluded.entered;
     END LOOP;
     RETURN NULL;
 END $$ SET search_path FROM CURRENT""",
@@ -209,11 +225,24 @@ END $$""",
     " EXECUTE FUNCTION count_status_change()",
 )
 
+# Added to `alert` since its first version; an alert already there was sent.
+_ALERT_COLUMNS = ("pending", "clear_since", "recovery")
+_POSTGRES_UPGRADES = (
+    *(
+        f'ALTER TABLE alert ADD COLUMN IF NOT EXISTS {column} TEXT COLLATE "C"'
+        for column in _ALERT_COLUMNS
+    ),
+    "ALTER TABLE status_count ADD COLUMN IF NOT EXISTS entered BIGINT NOT NULL DEFAULT 0",
+)
+
 # What the counts start from when an inbox of an earlier version gets them.
 _SEED_COUNTS = (
-    "INSERT INTO status_count (status, shard, events) SELECT status, 0, COUNT(*) FROM event"
-    " GROUP BY status"
+    "INSERT INTO status_count (status, shard, events, entered)"
+    " SELECT status, 0, COUNT(*), COUNT(*) FROM event GROUP BY status"
 )
+# What the transitions start from when counts of an earlier version get them: those of the
+# events kept and pruned, the figures the earlier totals showed, so that no counter goes back.
+_SEED_ENTERED = "UPDATE status_count SET entered = events + pruned"
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
@@ -230,10 +259,22 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         conn.execute("DROP INDEX IF EXISTS event_updated")
         if "worker" in tables and "ended_at" not in _columns(conn, "worker"):
             conn.execute("ALTER TABLE worker ADD COLUMN ended_at TEXT")
+        if "alert" in tables and "pending" not in _columns(conn, "alert"):
+            for column in _ALERT_COLUMNS:
+                conn.execute(f"ALTER TABLE alert ADD COLUMN {column} TEXT")
         # The earlier ledger held one transfer per contact, with no state: all confirmed.
         legacy_ledger = "transfer" in tables and "state" not in _columns(conn, "transfer")
         if legacy_ledger:
             conn.execute("ALTER TABLE transfer RENAME TO transfer_v1")
+        counts_without_entered = "status_count" in tables and "entered" not in _columns(
+            conn, "status_count"
+        )
+        if counts_without_entered:
+            conn.execute("ALTER TABLE status_count ADD COLUMN entered INTEGER NOT NULL DEFAULT 0")
+            conn.execute(_SEED_ENTERED)
+            # Their triggers leave `entered` alone: made again below.
+            conn.execute("DROP TRIGGER IF EXISTS status_count_insert")
+            conn.execute("DROP TRIGGER IF EXISTS status_count_update")
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -260,15 +301,19 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
 def _postgres_schema_version() -> str:
     """Changes whenever the schema does: a database already at this version is left alone.
     Computed on first use, so that SQLite users never pay for it."""
-    ddl = [*postgres_ddl(SCHEMA), *_POSTGRES_TRIGGERS]
+    ddl = [*postgres_ddl(SCHEMA), *_POSTGRES_UPGRADES, *_POSTGRES_TRIGGERS]
     return hashlib.sha256(";".join(ddl).encode()).hexdigest()[:16]
 
 
 def _ensure_postgres_schema(conn: PostgresConnection) -> None:
     """Create what is missing; an inbox made before the status counts gets them from its
-    events."""
+    events, and counts made before `entered` get it from themselves."""
     [(counted,)] = conn.execute("SELECT to_regclass('status_count')").fetchall()
-    for statement in postgres_ddl(SCHEMA):
+    entered = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = 'status_count' AND column_name = 'entered'"
+    ).fetchone()
+    for statement in (*postgres_ddl(SCHEMA), *_POSTGRES_UPGRADES):
         conn.execute(statement)
     # The triggers lock `event` against writers until this transaction ends: no event escapes
     # both the seed and the triggers.
@@ -276,6 +321,8 @@ def _ensure_postgres_schema(conn: PostgresConnection) -> None:
         conn.execute(statement)
     if counted is None:
         conn.execute(_SEED_COUNTS)
+    elif entered is None:
+        conn.execute(_SEED_ENTERED)
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO NOTHING",
         (secrets.token_hex(4),),

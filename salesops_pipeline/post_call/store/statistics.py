@@ -86,13 +86,14 @@ class Statistics(StoreBase):
                 )
             )
 
-    def finished_totals(self) -> dict[str, int]:
-        """Events that ended in each final status, those retention pruned included: totals
-        that pruning never lowers (a failed event replayed leaves `failed`, as before)."""
+    def entered_totals(self) -> dict[str, int]:
+        """How many times an event entered each status since the inbox began: stored
+        (`pending`), handed back for a retry, or finished each way. Totals that only grow, for
+        counters: a failed event replayed still failed once, and pruning forgets events, not
+        what they did."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT status, CAST(SUM(events + pruned) AS BIGINT) FROM status_count"
-                f" WHERE status NOT IN ({_OPEN_LITERALS}) GROUP BY status"
+                "SELECT status, CAST(SUM(entered) AS BIGINT) FROM status_count GROUP BY status"
             ).fetchall()
         return {status: total for status, total in rows if total > 0}
 

@@ -1,6 +1,10 @@
 """`GET /metrics`: post-call's backlog, lag and latency, and the intake's answers, in the
 Prometheus text format, for the operators' own monitoring.
 
+Counters (`_total`) only ever go up, whatever happens to the events: they count transitions as
+the inbox's triggers see them, so that a replay or a pruning never looks like a counter reset
+to Prometheus. How many events are in each status now is a gauge of its own.
+
 The inbox figures are the ones `salesops inbox --stats` and the post_call_lag check show
 (`post_call.lag`). They are read at scrape time but at most once per `max_age` seconds, in a
 thread of their own, so that scraping, however often, costs the webhooks next to nothing.
@@ -20,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.lag import PostCallLag
-from salesops_pipeline.post_call.status import FINAL_STATUSES, EventStatus
+from salesops_pipeline.post_call.status import EventStatus
 
 # A `_created` series beside every counter doubles what is sent and tells nobody anything here.
 disable_created_metrics()
@@ -37,17 +41,22 @@ class _InboxCollector:
         self.max_age = max_age
         self._lock = threading.Lock()
         self._read_at = float("-inf")
-        self._figures: tuple[PostCallLag, dict[str, int]] | None = None
+        self._figures: tuple[PostCallLag, dict[str, int], dict[str, int]] | None = None
 
-    def figures(self) -> tuple[PostCallLag, dict[str, int]]:
+    def figures(self) -> tuple[PostCallLag, dict[str, int], dict[str, int]]:
+        """The lag, the events in each status now, and the times events entered each status."""
         with self._lock:
             if self._figures is None or time.monotonic() - self._read_at >= self.max_age:
-                self._figures = (self.inbox.lag(), self.inbox.finished_totals())
+                self._figures = (
+                    self.inbox.lag(),
+                    self.inbox.counts(),
+                    self.inbox.entered_totals(),
+                )
                 self._read_at = time.monotonic()
             return self._figures
 
     def collect(self):
-        lag, counts = self.figures()
+        lag, counts, totals = self.figures()
         backlog = GaugeMetricFamily(
             "salesops_post_call_backlog",
             "Post-call events not finished yet, by status.",
@@ -63,13 +72,21 @@ class _InboxCollector:
         )
         events = CounterMetricFamily(
             "salesops_post_call_events",
-            "Post-call events finished, by how they ended, pruned ones included (the backlog"
-            " has the others).",
+            "Times a post-call event entered each status: stored (pending), handed back for a"
+            " retry (retrying), or finished each way; replayed and pruned events still count.",
             labels=["status"],
         )
-        for status in FINAL_STATUSES:
-            events.add_metric([status], counts.get(status, 0))
+        for status in EventStatus:
+            events.add_metric([status.value], totals.get(status, 0))
         yield events
+        now = GaugeMetricFamily(
+            "salesops_post_call_inbox_events",
+            "Post-call events in the inbox now, by status (pruned ones are gone).",
+            labels=["status"],
+        )
+        for status in EventStatus:
+            now.add_metric([status.value], counts.get(status, 0))
+        yield now
         latency = GaugeMetricFamily(
             "salesops_post_call_latency_seconds",
             "From the intake storing an event to the provider confirming its write, over the"
