@@ -497,7 +497,7 @@ def _alert(context, alerter: Alerter | None, condition: Condition, active: bool,
         context.log.warning(f"{error}; sent again at the next evaluation")
         return
     if sent:
-        context.log.info(f"alert sent to {alerter.webhook.host}: {condition}")
+        context.log.info(f"alert sent to {alerter.webhook.shown}: {condition}")
 
 
 def post_call_lag_sensor_def() -> dg.SensorDefinition:

@@ -1,19 +1,24 @@
 """Alerts to the operators' chat, over loopback to a local receiver: one message when a
 condition starts, none while it lasts, one when it clears; a chat that is down gets it later;
-no message carries a phone number, a key or the webhook's secret URL."""
+no message carries a phone number, a key or the webhook's secret URL, and neither do the HTTP
+library's log lines of its retries, whatever part of the URL holds the secret and however the
+library re-encodes it."""
 
 import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, quote_plus
 
 import pytest
+from requests.utils import requote_uri
 
 from salesops_pipeline.clients.alerts import AlertNotSent, AlertWebhook
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.post_call.alerts import Alerter, Condition, lag_alert, lag_recovery
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline_tests.conftest import reopened
+from salesops_pipeline_tests.support.receiver import ChatReceiver
 
 PHONE = "+33612345678"
 KEY = "intake-key-0123456789"
@@ -123,3 +128,49 @@ def test_no_message_carries_a_phone_number_or_a_key(chat, inbox, caplog):
     digits = re.sub(r"\D", "", everything)
     assert "612345678" not in digits and KEY not in everything
     assert "secret-token" not in caplog.text
+
+
+# Google Chat's webhooks carry their secrets in the query. The token holds characters that
+# requests re-encodes on the way (an accent, a space, a pipe): neither spelling may show.
+QUERY_SECRETS = {"key": "AIzaSy-query-key-0123", "token": "tök en|7Qz"}
+
+
+def _spellings(secret: str) -> set[str]:
+    """`secret` as it was given, and as any layer may encode it."""
+    encoded = {quote(secret), quote(secret, safe=""), quote_plus(secret), requote_uri(secret)}
+    return {secret} | encoded | {spelling.lower() for spelling in encoded}
+
+
+@pytest.mark.parametrize("failure", ["503", "connection dropped"])
+def test_retry_log_lines_never_show_the_secrets_of_the_url(caplog, failure):
+    caplog.set_level(logging.DEBUG)
+    query = "&".join(f"{name}={value}" for name, value in QUERY_SECRETS.items())
+    with ChatReceiver(query=query) as chat:
+        if failure == "503":
+            chat.refuse_next, chat.refuse_status = 1, 503
+        else:
+            chat.drop_next = 1
+        AlertWebhook(chat.url).post("hello")
+        assert chat.texts() == ["hello"]  # delivered on the retry
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("urllib3")]
+    # urllib3 did name the request it retried, redacted.
+    assert any("Retry" in line for line in lines), lines
+    assert any("/services/***/***/***?key=***&token=***" in line for line in lines), lines
+    if failure == "connection dropped":
+        [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert "Retrying" in warning.getMessage() and "?key=***&token=***" in warning.getMessage()
+    for secret in ["secret-token", *QUERY_SECRETS.values()]:
+        for spelling in _spellings(secret):
+            assert spelling not in caplog.text, spelling
+
+
+def test_a_failed_alert_names_the_webhook_redacted():
+    query = "&".join(f"{name}={value}" for name, value in QUERY_SECRETS.items())
+    with ChatReceiver(query=query) as chat:
+        chat.refuse_next, chat.refuse_status = 5, 503
+        with pytest.raises(AlertNotSent) as refused:
+            AlertWebhook(chat.url, retries=0).post("hello")
+    shown = str(refused.value)
+    assert "/services/***/***/***?key=***&token=***: HTTP 503" in shown
+    for secret in ["secret-token", *QUERY_SECRETS.values()]:
+        assert all(spelling not in shown for spelling in _spellings(secret))
