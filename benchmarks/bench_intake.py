@@ -20,6 +20,8 @@ from benchmarks.common import server_process, table
 from salesops_pipeline_tests.support.stack_process import free_port
 
 KEY = "benchmark-key"
+# What the scraping runs' Prometheus sends: /metrics takes this token, not the webhook key.
+METRICS_TOKEN = "benchmark-metrics-token"  # noqa: S105 - a throw-away local token
 # Concurrent keep-alive connections, as a provider delivering a burst would open.
 CONNECTIONS = 32
 # How often the scraping runs read /metrics: far more often than Prometheus's usual 15 s.
@@ -71,7 +73,12 @@ def _one_run(
     home: str, total: int, time_limit: float, run: int, scraped: bool
 ) -> tuple[list[str], float]:
     port = free_port()
-    env = {**os.environ, "SALESOPS_HOME": home, "X_API_KEY": KEY}
+    env = {
+        **os.environ,
+        "SALESOPS_HOME": home,
+        "X_API_KEY": KEY,
+        "SALESOPS_METRICS_TOKEN": METRICS_TOKEN,
+    }
     env.pop("SALESOPS_WEBHOOK_SECRET", None)
     url = f"http://127.0.0.1:{port}/webhooks/post-call"
     argv = [
@@ -130,7 +137,8 @@ def _one_run(
 
 
 class _Scraper:
-    """Prometheus's part: GET /metrics with the key every SCRAPE_EVERY_SECONDS, timing each."""
+    """Prometheus's part: GET /metrics with the metrics token every SCRAPE_EVERY_SECONDS, timing
+    each."""
 
     def __init__(self, url: str):
         self.took: list[float] = []
@@ -142,7 +150,9 @@ class _Scraper:
         with requests.Session() as session:
             while not self._stop.wait(SCRAPE_EVERY_SECONDS):
                 started = time.perf_counter()
-                response = session.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+                response = session.get(
+                    url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=5
+                )
                 response.raise_for_status()
                 assert b"salesops_post_call_backlog" in response.content
                 self.took.append(time.perf_counter() - started)

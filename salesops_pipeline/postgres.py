@@ -36,18 +36,6 @@ _engines: dict[tuple[int, str, str], object] = {}
 _engines_lock = threading.Lock()
 
 
-def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and logs. It is read as the driver reads
-    it, so that a password holding '/', '?' or '#' is hidden too; a URL it cannot read is
-    hidden whole."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - whatever the parser objects to, show nothing of it
-        return f"{url.split('://', 1)[0] if '://' in url else 'database'}://***"
-
-
 def _engine(url: str, pool: str):
     # Pools are per process: a connection must never cross a fork.
     key = (os.getpid(), url, pool)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from salesops_pipeline.errors import SettingError
+from salesops_pipeline.redaction import redact_url
 
 HOME_ENV = "SALESOPS_HOME"
 SALES_DB_ENV = "SALESOPS_SALES_DB"
@@ -75,6 +76,16 @@ def inbox_path() -> Path:
 
 def intake_api_key() -> str | None:
     return os.environ.get(INTAKE_KEY_ENV) or None
+
+
+METRICS_TOKEN_ENV = "SALESOPS_METRICS_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+
+def metrics_token() -> str | None:
+    """The token Prometheus sends (`Authorization: Bearer <token>`) to read the intake's
+    `/metrics`; None: `/metrics` is off (404). Surrounding whitespace is not part of it, as in
+    Prometheus's own credentials files."""
+    return os.environ.get(METRICS_TOKEN_ENV, "").strip() or None
 
 
 FRONTEND_API_URL_ENV = "SALESOPS_FRONTEND_API_URL"
@@ -245,8 +256,7 @@ def database_url() -> str | None:
         value = "postgresql" + value[len(scheme) :]
     elif scheme != "postgresql":
         raise SettingError(
-            f"{DATABASE_URL_ENV} must be a postgresql:// URL"
-            f" (got one starting {value.split(':', 1)[0]!r}:)"
+            f"{DATABASE_URL_ENV} must be a postgresql:// URL (got {redact_url(value)!r})"
         )
     return value
 

@@ -105,6 +105,7 @@ def isolated_home(restored_environment, tmp_path, monkeypatch) -> Path:
         "REMOTE_API_HOST",
         "REMOTE_API_KEY",
         "X_API_KEY",
+        "SALESOPS_METRICS_TOKEN",
         "SALESOPS_WEBHOOK_SECRET",
         "SALESOPS_DAGSTER_YAML",
         "SALESOPS_ALERT_WEBHOOK_URL",

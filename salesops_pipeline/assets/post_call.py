@@ -566,7 +566,7 @@ def _alert(context, alerter: Alerter | None, condition: Condition, active: bool,
         context.log.warning(f"{error}; sent at the next evaluation")
         return
     if sent:
-        context.log.info(f"{len(sent)} alert message(s) sent to {alerter.webhook.host}")
+        context.log.info(f"{len(sent)} alert message(s) sent to {alerter.webhook.shown}")
 
 
 def post_call_lag_sensor_def() -> dg.SensorDefinition:

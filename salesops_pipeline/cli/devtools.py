@@ -17,6 +17,7 @@ from salesops_pipeline.clients import VoiceClient
 from salesops_pipeline.devtools.simulator import SimulationReport, simulate
 from salesops_pipeline.devtools.stack import StackPorts, run_local_stack, running_stack
 from salesops_pipeline.errors import InvalidInputError, SalesopsError
+from salesops_pipeline.redaction import redact_url
 
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +82,9 @@ def _simulate(args: argparse.Namespace) -> int:
             if contact.id
         ]
     intake_urls = _intake_urls(args.intake)
-    shown_urls = ", ".join(intake_urls) + (" in turn" if len(intake_urls) > 1 else "")
+    shown_urls = ", ".join(map(redact_url, intake_urls)) + (
+        " in turn" if len(intake_urls) > 1 else ""
+    )
     expected = int(args.rate * args.duration)
     print(f"Posting {expected} events to {shown_urls} over {args.duration:.0f}s", flush=True)
     with live_progress(args.quiet) as shown:

@@ -77,10 +77,10 @@ def _command_in(argv: list[str]) -> str | None:
 # The locally generated keys each command may take: only those it needs (a service started by
 # `salesops dev` gets no more than its part of the stack).
 LOCAL_KEYS_FOR = {
-    "serve": (settings.INTAKE_KEY_ENV,),
+    "serve": (settings.INTAKE_KEY_ENV, settings.METRICS_TOKEN_ENV),
     "sandbox": (settings.REMOTE_API_KEY_ENV,),
     "simulate": (settings.INTAKE_KEY_ENV, settings.REMOTE_API_KEY_ENV),
-    "dev": (settings.INTAKE_KEY_ENV, settings.REMOTE_API_KEY_ENV),
+    "dev": (settings.INTAKE_KEY_ENV, settings.REMOTE_API_KEY_ENV, settings.METRICS_TOKEN_ENV),
     # The reports read the sales DB alone.
     "team-sales": (),
     "progression": (),

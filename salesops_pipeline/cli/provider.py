@@ -8,6 +8,7 @@ from salesops_pipeline import settings
 from salesops_pipeline.clients import ApiTransport
 from salesops_pipeline.devtools.stack import running_stack
 from salesops_pipeline.errors import InvalidInputError
+from salesops_pipeline.redaction import redact_url
 
 
 @contextmanager
@@ -21,7 +22,8 @@ def provider_transport(timeout: float) -> Iterator[ApiTransport]:
         key = settings.remote_api_key()
         if host and not key:
             raise InvalidInputError(
-                f"{settings.REMOTE_API_KEY_ENV} is not set: the provider at {host} needs it"
+                f"{settings.REMOTE_API_KEY_ENV} is not set: the provider at {redact_url(host)}"
+                " needs it"
             )
         if not host:
             from salesops_pipeline.services.sandbox.app import DEMO_PAGE_SIZE

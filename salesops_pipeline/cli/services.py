@@ -108,11 +108,27 @@ def _serve(args: argparse.Namespace) -> int:
         key = secrets.token_urlsafe(24)
         # A throw-away key for a local demo, shown so that a person can post to it.
         print(f"{settings.INTAKE_KEY_ENV} not set; this local demo's key is: {key}")
+    metrics_token = settings.metrics_token()
+    if metrics_token is not None and secrets.compare_digest(metrics_token.encode(), key.encode()):
+        raise InvalidInputError(
+            f"{settings.METRICS_TOKEN_ENV} must differ from {settings.INTAKE_KEY_ENV}: whoever"
+            " can scrape /metrics must not be able to post webhooks"
+        )
     inbox = Inbox.configured()
     app = create_intake_app(
-        inbox, api_key=key, webhook_secret=settings.webhook_secret(), docs=args.docs
+        inbox,
+        api_key=key,
+        metrics_token=metrics_token,
+        webhook_secret=settings.webhook_secret(),
+        docs=args.docs,
     )
     print(f"Intake on http://{args.host}:{args.port} (inbox: {inbox.describe()})", flush=True)
+    print(
+        f"Metrics at /metrics with Authorization: Bearer <{settings.METRICS_TOKEN_ENV}>"
+        if metrics_token
+        else f"Metrics off (/metrics answers 404): set {settings.METRICS_TOKEN_ENV} to serve them",
+        flush=True,
+    )
     serve_intake(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -1,8 +1,6 @@
 """Posting a message to the operators' chat: a Slack incoming webhook, or anything that takes
 Slack's `{"text": ...}` JSON (Mattermost, Rocket.Chat, Teams' Slack-compatible hooks)."""
 
-import logging
-import threading
 from urllib.parse import urlsplit
 
 import requests
@@ -11,6 +9,7 @@ from urllib3.util.retry import Retry
 
 from salesops_pipeline.clients.transport import RETRY_STATUSES
 from salesops_pipeline.errors import SalesopsError
+from salesops_pipeline.redaction import redact_url
 
 # An alert must not hold up the sensor that sends it: (connect, read) seconds, and one quick
 # retry of a refusal or of a connection that failed. A chat that answers late is not asked
@@ -20,49 +19,20 @@ from salesops_pipeline.errors import SalesopsError
 ALERT_TIMEOUT = (2.0, 3.0)
 
 
-class _HideWebhookPaths(logging.Filter):
-    """urllib3 names the URL it retries (a warning) and every request (debug): the path of a
-    chat webhook is its secret, so it is shown as `/…` in those records."""
-
-    def __init__(self):
-        super().__init__()
-        self.paths: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, path: str) -> None:
-        with self._lock:
-            self.paths.add(path)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        hidden = message
-        for path in self.paths:
-            hidden = hidden.replace(path, "/…")
-        if hidden != message:
-            record.msg, record.args = hidden, None
-        return True
-
-
-_HIDE_PATHS = _HideWebhookPaths()
-for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
-    logging.getLogger(_name).addFilter(_HIDE_PATHS)
-
-
 class AlertNotSent(SalesopsError):
     """The chat did not take the message; it stays pending and is sent at the next evaluation."""
 
 
 class AlertWebhook:
-    """One chat webhook. Its URL is a secret (whoever has it can post to the channel): errors
-    name its host only."""
+    """One chat webhook. Its URL is a secret (whoever has it can post to the channel): messages
+    show it redacted (`shown`), and the HTTP library's log lines show it so too (the filter
+    `clients.transport` installs on them)."""
 
     def __init__(self, url: str, *, timeout=ALERT_TIMEOUT, retries: int = 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SalesopsError("the alert webhook URL must be an http(s) URL")
-        self.host = parts.hostname
-        if len(parts.path) > 1:
-            _HIDE_PATHS.add(parts.path)
+        self.shown = redact_url(url)
         self._url = url
         self._timeout = timeout
         self._session = requests.Session()
@@ -93,9 +63,9 @@ class AlertWebhook:
                 status = response.status_code
         except requests.RequestException as error:
             # The type only: requests' messages quote the URL, and with it the secret.
-            raise AlertNotSent(f"alert not sent to {self.host}: {type(error).__name__}") from None
+            raise AlertNotSent(f"alert not sent to {self.shown}: {type(error).__name__}") from None
         if not 200 <= status < 300:
-            raise AlertNotSent(f"alert not sent to {self.host}: HTTP {status}")
+            raise AlertNotSent(f"alert not sent to {self.shown}: HTTP {status}")
 
     def close(self) -> None:
         self._session.close()

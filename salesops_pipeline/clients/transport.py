@@ -27,6 +27,11 @@ from salesops_pipeline.clients.errors import (
     ApiWriteNotApplied,
     ApiWriteUnknown,
 )
+from salesops_pipeline.redaction import hide_urls_in_logs, redact_url, redact_urls_in
+
+# urllib3 names the URLs it requests and retries in its log lines: a provider's or a chat's
+# URL may carry a secret (a webhook's token, a key in the query), so they show redacted.
+hide_urls_in_logs()
 
 # (connect, read) seconds: connecting is quick or broken; a large page may take a while.
 DEFAULT_TIMEOUT = (3.05, 30.0)
@@ -116,7 +121,7 @@ class ApiTransport:
             # Not echoed whole: the value may carry a user and a password.
             raise ApiRequestError(
                 "configuration",
-                f"the API host must be a URL like https://host, not {display_origin(base_url)!r}",
+                f"the API host must be a URL like https://host, not {redact_url(base_url)!r}",
             )
         self.base_url = base_url.rstrip("/") + "/"
         # The key goes to this origin only: links and redirects elsewhere are refused.
@@ -178,7 +183,10 @@ class ApiTransport:
         except requests.exceptions.Timeout:
             raise ApiUnavailableError(call, f"no answer within {self._read_timeout()}s") from None
         except requests.exceptions.RetryError as error:
-            raise ApiUnavailableError(call, f"still failing after retries ({error})") from None
+            # urllib3's message quotes the URL, query and all.
+            raise ApiUnavailableError(
+                call, f"still failing after retries ({redact_urls_in(error)})"
+            ) from None
         except requests.exceptions.ConnectionError as error:
             cause = _root_cause(error)
             if "timed out" in cause:
@@ -186,9 +194,7 @@ class ApiTransport:
                 raise ApiUnavailableError(
                     call, f"no answer within {self._read_timeout()}s"
                 ) from None
-            raise ApiUnavailableError(
-                call, f"cannot reach {display_origin(url)} ({cause})"
-            ) from None
+            raise ApiUnavailableError(call, f"cannot reach {redact_url(url)} ({cause})") from None
         except (
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
@@ -206,8 +212,8 @@ class ApiTransport:
         if _origin(url) != self.origin:
             raise ApiRequestError(
                 call,
-                f"{what} points to {display_origin(url)}, not the provider"
-                f" ({display_origin(self.base_url)}): refused, the key goes to the provider only",
+                f"{what} points to {redact_url(url)}, not the provider"
+                f" ({redact_url(self.base_url)}): refused, the key goes to the provider only",
             )
 
     def write(
@@ -251,7 +257,8 @@ class ApiTransport:
         if 300 <= status < 400:
             raise ApiWriteNotApplied(
                 call,
-                f"{status} redirect to {response.headers.get('Location', '?')} not followed",
+                f"{status} redirect to {redact_url(response.headers.get('Location', '?'))}"
+                " not followed",
                 status=status,
             )
         if status in NOT_APPLIED_STATUSES:
@@ -384,12 +391,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or ""), port or default
 
 
-def display_origin(url: str) -> str:
-    """`host:port` of a URL, never its user or password, for messages."""
-    _, host, port = _origin(url)
-    return f"{host or '?'}:{port}" if port and port > 0 else host or "?"
-
-
 def _is_empty_list(raw: bytes) -> bool:
     return raw.strip() in (b"[]", b"")
 
@@ -417,7 +418,7 @@ def _never_sent(error: BaseException) -> bool:
 def _root_cause(error: BaseException) -> str:
     while error.__cause__ is not None or error.__context__ is not None:
         error = error.__cause__ or error.__context__
-    text = str(error)
+    text = redact_urls_in(error)
     if "Connection refused" in text or isinstance(error, ConnectionRefusedError):
         return "connection refused"
     return text.split(": ", 1)[-1] or type(error).__name__

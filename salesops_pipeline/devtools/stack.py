@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from salesops_pipeline import postgres, settings
+from salesops_pipeline import settings
 from salesops_pipeline.devtools.console import DagsterConsole
 from salesops_pipeline.devtools.supervisor import RestartPolicy, Supervisor
 from salesops_pipeline.errors import SalesopsError
+from salesops_pipeline.redaction import redact_url
 from salesops_pipeline.sales.schema import resolve_sales_db_path
 
 WORKSPACE_YAML = """load_from:
@@ -56,8 +57,9 @@ def intake_replica_name(index: int) -> str:
     return "intake" if index == 0 else f"intake-{index + 1}"
 
 
-# The keys the local stack needs; any one the environment lacks is generated once and kept.
-LOCAL_KEY_NAMES = (settings.INTAKE_KEY_ENV, settings.REMOTE_API_KEY_ENV)
+# The keys the local stack needs; any one the environment lacks is generated once and kept. The
+# metrics token reads the intake's /metrics and nothing else.
+LOCAL_KEY_NAMES = (settings.INTAKE_KEY_ENV, settings.REMOTE_API_KEY_ENV, settings.METRICS_TOKEN_ENV)
 STACK_FILE = "stack.json"
 
 
@@ -134,19 +136,21 @@ def describe_keys(home: Path, keys: list[StackKey]) -> list[str]:
 
 
 # The secrets each part of the stack must not see: the intake never calls the provider, the
-# provider and Dagster's runs never receive webhooks, and only Dagster's sensors alert. The
+# provider and Dagster's runs never receive webhooks nor serve metrics, and only Dagster's
+# sensors alert. The
 # shared database (whose URL holds its password) is the intake's and Dagster's, never the
 # stand-in provider's.
 SECRETS_NOT_NEEDED = {
     "sandbox": (
         settings.INTAKE_KEY_ENV,
         settings.WEBHOOK_SECRET_ENV,
+        settings.METRICS_TOKEN_ENV,
         settings.ALERT_WEBHOOK_URL_ENV,
         settings.DATABASE_URL_ENV,
         settings.CHART_LINK_KEY_ENV,
     ),
     "intake": (settings.REMOTE_API_KEY_ENV, settings.ALERT_WEBHOOK_URL_ENV),
-    "dagster": (settings.INTAKE_KEY_ENV, settings.WEBHOOK_SECRET_ENV),
+    "dagster": (settings.INTAKE_KEY_ENV, settings.WEBHOOK_SECRET_ENV, settings.METRICS_TOKEN_ENV),
 }
 
 
@@ -383,8 +387,9 @@ def banner(
         lines.append(f"  Intake replicas   {' '.join(replicas)} (same paths on each)")
     lines += [
         f"  Frontend API      {first}/docs",
-        f"  Metrics           {first}/metrics (with X_API_KEY)",
-        f"  Voice provider    {addresses.provider_url}",
+        f"  Metrics           {first}/metrics"
+        f" (Authorization: Bearer <{settings.METRICS_TOKEN_ENV}>)",
+        f"  Voice provider    {redact_url(addresses.provider_url)}",
         f"  Sales DB          {sales_db}"
         + (
             ""
@@ -395,7 +400,7 @@ def banner(
     if database_url:
         # Dagster's runs are there too unless another instance was chosen.
         holds = "post-call state" if os.environ.get(INSTANCE_CONFIG_ENV) else "post-call, runs"
-        lines.append(f"  Shared database   {postgres.redact(database_url)} ({holds})")
+        lines.append(f"  Shared database   {redact_url(database_url)} ({holds})")
     lines += [
         f"  State             {home} (addresses in {stack_file_path(home)})",
         *describe_keys(home, keys),

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from salesops_pipeline.redaction import redact_url
+
 
 @dataclass(frozen=True)
 class RestartPolicy:
@@ -112,7 +114,9 @@ class Supervisor:
             if answered and child.process is not None and child.process.poll() is None:
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"{child.name} did not answer at {url} within {timeout:.0f}s")
+        raise RuntimeError(
+            f"{child.name} did not answer at {redact_url(url)} within {timeout:.0f}s"
+        )
 
     def request_stop(self) -> None:
         """Stop the stack as SIGTERM would, from any thread."""

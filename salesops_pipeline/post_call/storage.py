@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from salesops_pipeline import postgres
+from salesops_pipeline.redaction import redact_url
 
 # The queue's positions must be committed in the order they are taken: a lane run that reads
 # past a position never goes back to it. Every transaction that appends to the queue takes this
@@ -310,7 +311,7 @@ class PostgresStore:
         self._schema_version = schema_version
 
     def describe(self) -> str:
-        return f"{postgres.redact(self.url)} (schema {postgres.SCHEMA})"
+        return f"{redact_url(self.url)} (schema {postgres.SCHEMA})"
 
     def exists(self) -> bool:
         with postgres.connection(self.url, self.pool) as raw:

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from salesops_pipeline.assets.constants import POST_CALL_LANE_TAG
+from salesops_pipeline.devtools.stack import load_local_keys
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.services.sandbox.seed import REFERENCE_CONTACT_ID
 from salesops_pipeline_tests.conftest import REPO_ROOT, fixture_path
@@ -584,6 +585,17 @@ def test_restarts_keep_keys_sigterm_exits_0_and_a_dead_part_exits_1(tmp_path):
     printed = "".join(again.output)
     assert (again.intake_key, again.provider_key) == (first.intake_key, first.provider_key)
     assert f"X_API_KEY         {first.intake_key}  (kept local key" in printed
+    # The metrics token, generated and kept like the keys, is the only way into /metrics.
+    token = load_local_keys(home)["SALESOPS_METRICS_TOKEN"]
+    assert f"SALESOPS_METRICS_TOKEN {token}  (kept local key" in printed
+    metrics = f"{again.intake_url}/metrics"
+    scraped = requests.get(metrics, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert scraped.status_code == 200 and "salesops_post_call_backlog" in scraped.text
+    for webhook_key in (
+        {"X-API-KEY": again.intake_key},
+        {"Authorization": f"Bearer {again.intake_key}"},
+    ):
+        assert requests.get(metrics, headers=webhook_key, timeout=10).status_code == 401
 
     # The intake dies on its own: the supervisor stops the rest and says so in its exit code.
     intake_pid = subprocess.run(

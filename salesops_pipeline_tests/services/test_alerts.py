@@ -2,23 +2,28 @@
 condition starts, none while it lasts, one once it has been clear for the hold period (a
 condition flapping about its limit is one alert and one recovery); one attempt at the chat
 lasts a few seconds whatever it answers; a chat that is down gets the message later; no
-message carries a phone number, a key or the webhook's secret URL."""
+message carries a phone number, a key or the webhook's secret URL, and neither do the HTTP
+library's log lines of its retries, whatever part of the URL holds the secret and however the
+library re-encodes it."""
 
 import json
 import logging
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from requests.utils import requote_uri
 
 from salesops_pipeline.clients.alerts import AlertNotSent, AlertWebhook
 from salesops_pipeline.errors import SalesopsError
 from salesops_pipeline.post_call.alerts import Alerter, Condition, lag_alert, lag_recovery
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline_tests.conftest import reopened, sqlite_only
+from salesops_pipeline_tests.support.receiver import ChatReceiver
 
 PHONE = "+33612345678"
 KEY = "intake-key-0123456789"
@@ -303,3 +308,56 @@ def test_whatever_the_lag_does_its_end_is_told_only_after_the_hold(
 
 def _texts():
     return lambda: "behind", lambda since, cleared: "caught up"
+
+
+# Google Chat's webhooks carry their secrets in the query. The token holds characters that
+# requests re-encodes on the way (an accent, a space, a pipe): neither spelling may show.
+QUERY_SECRETS = {"key": "AIzaSy-query-key-0123", "token": "tök en|7Qz"}
+
+
+def _spellings(secret: str) -> set[str]:
+    """`secret` as it was given, and as any layer may encode it."""
+    encoded = {quote(secret), quote(secret, safe=""), quote_plus(secret), requote_uri(secret)}
+    return {secret} | encoded | {spelling.lower() for spelling in encoded}
+
+
+@pytest.mark.parametrize("failure", ["503", "connection dropped"])
+def test_retry_log_lines_never_show_the_secrets_of_the_url(caplog, failure):
+    caplog.set_level(logging.DEBUG)
+    query = "&".join(f"{name}={value}" for name, value in QUERY_SECRETS.items())
+    with ChatReceiver(query=query) as chat:
+        if failure == "503":
+            chat.refuse_next, chat.refuse_status = 1, 503
+            AlertWebhook(chat.url).post("hello")
+            assert chat.texts() == ["hello"]  # delivered on the retry
+        else:
+            # The chat may have read the message before the connection broke: not sent again
+            # now (it stays pending for the next evaluation), and the error shows no secret.
+            chat.drop_next = 1
+            with pytest.raises(AlertNotSent) as refused:
+                AlertWebhook(chat.url).post("hello")
+            assert "?key=***&token=***: ConnectionError" in str(refused.value)
+            caplog.records.append(
+                logging.makeLogRecord({"msg": str(refused.value), "name": "salesops"})
+            )
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("urllib3")]
+    if failure == "503":
+        # urllib3 did name the request it retried, redacted.
+        assert any("Retry" in line for line in lines), lines
+        assert any("/services/***/***/***?key=***&token=***" in line for line in lines), lines
+    for secret in ["secret-token", *QUERY_SECRETS.values()]:
+        for spelling in _spellings(secret):
+            assert spelling not in caplog.text, spelling
+            assert all(spelling not in record.getMessage() for record in caplog.records)
+
+
+def test_a_failed_alert_names_the_webhook_redacted():
+    query = "&".join(f"{name}={value}" for name, value in QUERY_SECRETS.items())
+    with ChatReceiver(query=query) as chat:
+        chat.refuse_next, chat.refuse_status = 5, 503
+        with pytest.raises(AlertNotSent) as refused:
+            AlertWebhook(chat.url, retries=0).post("hello")
+    shown = str(refused.value)
+    assert "/services/***/***/***?key=***&token=***: HTTP 503" in shown
+    for secret in ["secret-token", *QUERY_SECRETS.values()]:
+        assert all(spelling not in shown for spelling in _spellings(secret))

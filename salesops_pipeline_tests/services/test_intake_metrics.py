@@ -1,9 +1,13 @@
 """Post-call seen from outside Dagster: events posted to an intake with no pipeline running show
 as pending with a growing lag, in `salesops inbox --stats` and in the intake's `/metrics`
-(Prometheus text, behind the intake key as X-API-KEY or Bearer). Its counters never go down,
-through replays and pruning; the events in each status now are a gauge."""
+(Prometheus text). `/metrics` takes its own token as `Authorization: Bearer` and nothing else:
+the webhook key cannot scrape, the metrics token cannot post nor read the frontend API, and
+without a token `/metrics` answers 404. A refused scrape is logged as one, never with the
+token. Its counters never go down, through replays and pruning; the events in each status now
+are a gauge."""
 
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +22,8 @@ from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
 from salesops_pipeline.services.intake.metrics import INBOX_READ_MAX_AGE_SECONDS
 
-KEY = "metrics-key"
+KEY = "webhook-key-0123456789"
+TOKEN = "metrics-token-9876543210"
 
 
 @pytest.fixture
@@ -28,7 +33,7 @@ def inbox(isolated_home):
 
 @pytest.fixture
 def intake(inbox):
-    with serving_in_thread(create_intake_app(inbox, api_key=KEY)) as url:
+    with serving_in_thread(create_intake_app(inbox, api_key=KEY, metrics_token=TOKEN)) as url:
         yield url
 
 
@@ -42,7 +47,8 @@ def _post(url: str, call_id: str, key: str = KEY) -> int:
 
 
 def _metrics(url: str, **headers) -> dict[tuple[str, tuple], float]:
-    response = requests.get(f"{url}/metrics", headers=headers or {"X-API-KEY": KEY}, timeout=5)
+    headers = headers or {"Authorization": f"Bearer {TOKEN}"}
+    response = requests.get(f"{url}/metrics", headers=headers, timeout=5)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=")
     return {
@@ -85,25 +91,74 @@ def test_events_wait_with_no_pipeline_running_and_every_view_says_so(intake, cap
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "logged"),
     [
-        {},
-        {"X-API-KEY": "wrong"},
-        {"Authorization": "Bearer wrong"},
-        {"Authorization": f"Basic {KEY}"},
-        {"Authorization": "Bearer"},
+        ({}, "metrics refused: no token"),
+        ({"Authorization": "Bearer"}, "metrics refused: no token"),
+        ({"Authorization": f"Basic {TOKEN}"}, "metrics refused: no token"),
+        ({"X-API-KEY": TOKEN}, "metrics refused: no token (X-API-KEY is not accepted here"),
+        # The webhook key, however it is sent, does not scrape.
+        ({"X-API-KEY": KEY}, "metrics refused: no token (X-API-KEY is not accepted here"),
+        ({"Authorization": f"Bearer {KEY}"}, "metrics refused: wrong token (the webhook key"),
+        ({"Authorization": "Bearer wrong"}, "metrics refused: wrong token"),
+        ({"Authorization": f"Bearer {TOKEN}x"}, "metrics refused: wrong token"),
     ],
 )
-def test_metrics_need_the_key(intake, headers):
+def test_metrics_need_the_metrics_token(intake, caplog, headers, logged):
+    caplog.set_level(logging.DEBUG, logger="salesops.intake")
     response = requests.get(f"{intake}/metrics", headers=headers, timeout=5)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    assert KEY not in response.text
+    assert KEY not in response.text and TOKEN not in response.text
+    assert logged in caplog.text
+    assert "post-call refused" not in caplog.text
+    assert KEY not in caplog.text and TOKEN not in caplog.text
 
 
-def test_the_key_may_come_as_a_bearer_token(intake):
-    assert _metrics(intake, Authorization=f"Bearer {KEY}")
-    assert _metrics(intake, Authorization=f"bearer {KEY}")
+def test_the_token_comes_as_a_bearer_token(intake):
+    assert _metrics(intake, Authorization=f"Bearer {TOKEN}")
+    assert _metrics(intake, Authorization=f"bearer {TOKEN}")
+    assert _metrics(intake, Authorization=f"Bearer  {TOKEN} ")
+
+
+@pytest.mark.parametrize(
+    "headers", [{"X-API-KEY": TOKEN}, {"Authorization": f"Bearer {TOKEN}"}], ids=["key", "bearer"]
+)
+def test_the_metrics_token_cannot_post_nor_read_the_frontend_api(intake, inbox, headers):
+    posted = requests.post(
+        f"{intake}/webhooks/post-call",
+        json={"callId": "by-scraper", "contactId": "k", "wrapup": "Vente"},
+        headers=headers,
+        timeout=5,
+    )
+    assert posted.status_code == 401
+    assert inbox.counts() == {}
+    assert requests.get(f"{intake}/api/team-sales", headers=headers, timeout=5).status_code == 401
+
+
+def test_without_a_token_metrics_answer_404(inbox, caplog):
+    caplog.set_level(logging.INFO, logger="salesops.intake")
+    with serving_in_thread(create_intake_app(inbox, api_key=KEY)) as url:
+        for headers in ({}, {"X-API-KEY": KEY}, {"Authorization": f"Bearer {KEY}"}):
+            response = requests.get(f"{url}/metrics", headers=headers, timeout=5)
+            assert response.status_code == 404
+            assert "salesops_" not in response.text
+        # The webhooks work as ever.
+        assert _post(url, "no-metrics") == 202
+    assert caplog.text.count("metrics off") == 1  # said once, not at every scrape
+
+
+def test_the_metrics_token_must_differ_from_the_webhook_key(inbox):
+    with pytest.raises(ValueError, match="must differ"):
+        create_intake_app(inbox, api_key=KEY, metrics_token=KEY)
+
+
+def test_serve_refuses_a_metrics_token_equal_to_the_key(monkeypatch, capsys):
+    monkeypatch.setenv("X_API_KEY", KEY)
+    monkeypatch.setenv("SALESOPS_METRICS_TOKEN", KEY)
+    assert main(["serve", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "SALESOPS_METRICS_TOKEN must differ from X_API_KEY" in err and KEY not in err
 
 
 def _finish(inbox: Inbox, call_id: str, status: str, seconds: float) -> None:

@@ -51,7 +51,10 @@ def test_generated_keys_are_kept_across_restarts(isolated_home):
     assert {k.name: k.origin for k in first} == {
         "X_API_KEY": "generated",
         "REMOTE_API_KEY": "generated",
+        "SALESOPS_METRICS_TOKEN": "generated",
     }
+    # Three different keys: the metrics token reads /metrics and nothing else.
+    assert len({k.value for k in first}) == 3
     for _ in range(2):
         again = resolve_stack_keys(isolated_home, _restart_env(isolated_home))
         assert [(k.name, k.value) for k in again] == [(k.name, k.value) for k in first]
@@ -70,7 +73,7 @@ def test_keys_from_the_environment_win_and_are_not_written(isolated_home):
 
 def test_a_real_providers_key_is_never_made_up(isolated_home):
     keys = resolve_stack_keys(isolated_home, {"REMOTE_API_HOST": "https://api.example"})
-    assert [k.name for k in keys] == ["X_API_KEY"]
+    assert [k.name for k in keys] == ["X_API_KEY", "SALESOPS_METRICS_TOKEN"]
 
 
 def test_busy_ports_are_named():
@@ -210,12 +213,14 @@ def test_each_part_of_the_stack_gets_only_the_secrets_it_needs():
         "X_API_KEY": "intake-key",
         "REMOTE_API_KEY": "provider-key",
         "SALESOPS_WEBHOOK_SECRET": "signing-secret",
+        "SALESOPS_METRICS_TOKEN": "metrics-token",
         "SALESOPS_DATABASE_URL": "postgresql://salesops:password@db/salesops",
         "PATH": "/bin",
     }
     assert set(child_environment("intake", env)) == {
         "X_API_KEY",
         "SALESOPS_WEBHOOK_SECRET",
+        "SALESOPS_METRICS_TOKEN",
         "SALESOPS_DATABASE_URL",
         "PATH",
     }
@@ -230,16 +235,17 @@ def test_each_part_of_the_stack_gets_only_the_secrets_it_needs():
 @pytest.mark.parametrize(
     ("command", "loaded"),
     [
-        ("serve", {"X_API_KEY"}),
+        ("serve", {"X_API_KEY", "SALESOPS_METRICS_TOKEN"}),
         ("sandbox", {"REMOTE_API_KEY"}),
         ("duplicates", {"REMOTE_API_KEY"}),
         ("simulate", {"X_API_KEY", "REMOTE_API_KEY"}),
     ],
 )
 def test_commands_take_only_the_kept_keys_they_need(isolated_home, command, loaded):
-    resolve_stack_keys(isolated_home, {})  # a stack generated and kept both keys
+    resolve_stack_keys(isolated_home, {})  # a stack generated and kept its keys
     _load_local_keys(command)
-    assert {name for name in ("X_API_KEY", "REMOTE_API_KEY") if os.environ.get(name)} == loaded
+    names = ("X_API_KEY", "REMOTE_API_KEY", "SALESOPS_METRICS_TOKEN")
+    assert {name for name in names if os.environ.get(name)} == loaded
 
 
 def test_a_wrong_log_level_in_the_environment_is_one_clear_line(monkeypatch, capsys):
@@ -372,7 +378,7 @@ def test_banner_lists_every_replica_and_says_when_several_hosts_need_a_database(
 
     on_postgres = _banner(several, "postgresql://salesops:hunter2@db:5432/salesops")
     assert "SALESOPS_DATABASE_URL" not in on_postgres and "hunter2" not in on_postgres
-    assert "postgresql://salesops:***@db:5432/salesops" in on_postgres
+    assert "postgresql://***@db:5432/salesops" in on_postgres
 
     alone = _banner(StackAddresses(1, "http://h:3000", urls[0], "http://h:8010", urls[:1]), None)
     assert "replicas" not in alone and "SALESOPS_DATABASE_URL" not in alone

@@ -1,11 +1,13 @@
 """The Kubernetes deployment in deploy/ agrees with the project: every manifest parses, the
 chart's version and dagster-k8s follow the Dagster pinned in setup.py, the instance the chart
 renders keeps the run queue, monitoring and retries of dagster.postgres.yaml, the intake is
-probed where it listens, and no manifest holds a secret, only references and placeholders."""
+probed where it listens, Prometheus scrapes it with the metrics token, and no manifest holds a
+secret, only references and placeholders."""
 
 import re
 import runpy
 import shlex
+import textwrap
 import tomllib
 from unittest import mock
 
@@ -259,3 +261,25 @@ def test_each_part_gets_only_the_secrets_it_uses(manifests, values):
     assert {settings.REMOTE_API_KEY_ENV, settings.ALERT_WEBHOOK_URL_ENV} <= dagster
     assert not intake & set(SECRETS_NOT_NEEDED["intake"])
     assert not dagster & set(SECRETS_NOT_NEEDED["dagster"])
+
+
+def _scrape_jobs(document) -> list[dict]:
+    """The Prometheus scrape jobs of the yaml blocks of a markdown document."""
+    blocks = re.findall(r"```yaml\n(.*?)```", document.read_text(), re.DOTALL)
+    parsed = [yaml.safe_load(textwrap.dedent(block)) for block in blocks]
+    return [job for doc in parsed if isinstance(doc, dict) for job in doc.get("scrape_configs", [])]
+
+
+def test_the_intake_may_get_a_metrics_token_and_prometheus_sends_it(manifests):
+    (container,) = _intake_deployment(manifests)["spec"]["template"]["spec"]["containers"]
+    [entry] = [e for e in container["env"] if e["name"] == settings.METRICS_TOKEN_ENV]
+    ref = entry["valueFrom"]["secretKeyRef"]
+    # Optional: without it the intake runs, and /metrics answers 404.
+    assert ref == {"name": "salesops-intake", "key": settings.METRICS_TOKEN_ENV, "optional": True}
+    jobs = [
+        job for doc in (DEPLOY / "README.md", REPO_ROOT / "README.md") for job in _scrape_jobs(doc)
+    ]
+    assert len(jobs) == 2
+    for job in jobs:
+        assert job["authorization"]["type"] == "Bearer"
+        assert "metrics-token" in job["authorization"]["credentials_file"]

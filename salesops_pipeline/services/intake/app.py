@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 from fastapi import FastAPI, HTTPException, Request, Security
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 
@@ -46,6 +46,11 @@ WEBHOOK_STORAGE_THREADS = 16
 API_KEY_HEADER = APIKeyHeader(
     name="X-API-KEY", auto_error=False, description="The key the stack was started with."
 )
+# The same for `/metrics`, which takes its own token and nothing else.
+METRICS_BEARER = HTTPBearer(
+    auto_error=False,
+    description="SALESOPS_METRICS_TOKEN, as `Authorization: Bearer <token>`: reads /metrics only.",
+)
 
 
 def _problem(status: int, detail: str, **extra) -> JSONResponse:
@@ -56,6 +61,14 @@ def _refused(status: int, reason: str) -> JSONResponse:
     # The reason only: never the key that was sent, nor the body.
     logger.warning("post-call refused: %s %s", status, reason)
     return _problem(status, reason)
+
+
+def _scrape_refused(reason: str) -> JSONResponse:
+    # The reason only: never the token that was sent.
+    logger.warning("metrics refused: %s", reason)
+    response = _problem(401, "missing or invalid metrics token (Authorization: Bearer)")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def _unavailable(error: Exception) -> JSONResponse:
@@ -81,6 +94,7 @@ def create_intake_app(
     inbox: Inbox,
     *,
     api_key: str,
+    metrics_token: str | None = None,
     webhook_secret: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     warehouse_path: Path | None = None,
@@ -89,14 +103,28 @@ def create_intake_app(
 ) -> FastAPI:
     """The intake and frontend API. `docs` serves `/docs`, `/redoc` and `/openapi.json`: on for
     the local stack, off by default so that a production intake does not describe itself to
-    whoever asks."""
+    whoever asks.
+
+    `/metrics` takes `metrics_token` as `Authorization: Bearer`, and nothing else: a scrape
+    credential can read the figures and write nothing, and the key that writes cannot scrape.
+    Without a token it answers 404."""
     if not api_key:
         raise ValueError("the intake service needs an API key")
+    metrics_token = metrics_token or None
+    if metrics_token is not None and secrets.compare_digest(
+        metrics_token.encode(), api_key.encode()
+    ):
+        raise ValueError(
+            "the metrics token must differ from the intake's key: whoever can scrape must not"
+            " be able to post"
+        )
     about = {
         "title": "salesops intake and frontend API",
         "description": (
             "Receives the voice provider's post-call webhooks, and serves the sales reports to"
-            " the frontend. Every call needs the header `X-API-KEY`."
+            " the frontend. Every call needs the header `X-API-KEY`, except `/metrics`: that"
+            " one takes its own token (SALESOPS_METRICS_TOKEN) as `Authorization: Bearer`, and"
+            " nothing else."
         ),
     }
     # The docs' Swagger UI and ReDoc are served from the installed package, not from a CDN:
@@ -123,13 +151,22 @@ def create_intake_app(
         given = request.headers.get("X-API-KEY")
         return given is not None and secrets.compare_digest(given.encode(), api_key.encode())
 
-    def bearer_or_key(request: Request) -> bool:
-        """The key as X-API-KEY, or as `Authorization: Bearer <key>`, which is what Prometheus's
-        scrape configs send (`authorization: credentials`)."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token:
-            return secrets.compare_digest(token.strip().encode(), api_key.encode())
-        return authenticated(request)
+    def scrape_refusal(request: Request, token: str) -> str | None:
+        """Why a scrape is refused, for the log (never the token sent); None when it carries
+        `token` as `Authorization: Bearer`, which is what Prometheus's scrape configs send."""
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
+            if request.headers.get("X-API-KEY") is not None:
+                return "no token (X-API-KEY is not accepted here: send Authorization: Bearer)"
+            return "no token"
+        sent = given.encode()
+        if secrets.compare_digest(sent, token.encode()):
+            return None
+        if secrets.compare_digest(sent, api_key.encode()):
+            # Said in the log only, for the operator whose Prometheus still sends the old key.
+            return "wrong token (the webhook key, not the metrics token)"
+        return "wrong token"
 
     def require_key(request: Request, _key: str | None = Security(API_KEY_HEADER)) -> None:
         if not authenticated(request):
@@ -153,14 +190,22 @@ def create_intake_app(
         "/metrics",
         tags=["operations"],
         summary="Post-call backlog, lag and latency, in the Prometheus text format",
-        responses={401: {"description": "Missing or invalid key"}},
-        dependencies=[Security(API_KEY_HEADER)],
+        responses={401: {"description": "Missing or invalid metrics token"}},
+        dependencies=[Security(METRICS_BEARER)],
+        include_in_schema=metrics_token is not None,
     )
     async def metrics_endpoint(request: Request):
-        if not bearer_or_key(request):
-            response = _refused(401, "missing or invalid key (X-API-KEY or Bearer)")
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
+        if metrics_token is None:
+            # Off, as if there were no such page; said once, for the operator who expected it.
+            if not getattr(app.state, "said_metrics_off", False):
+                app.state.said_metrics_off = True
+                logger.info(
+                    "metrics off: /metrics answers 404 until %s is set", settings.METRICS_TOKEN_ENV
+                )
+            return _problem(404, "Not Found")
+        refusal = scrape_refusal(request, metrics_token)
+        if refusal is not None:
+            return _scrape_refused(refusal)
         try:
             body = await anyio.to_thread.run_sync(metrics.exposition)
         except storage_errors as error:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from salesops_pipeline import postgres
 from salesops_pipeline.errors import InvalidInputError, SalesDatabaseError
+from salesops_pipeline.redaction import redact_url
 from salesops_pipeline.sales import chart_links, published, reports
 from salesops_pipeline.sales import warehouse as wh
 from salesops_pipeline.sales.schema import open_sales_db
@@ -97,7 +98,7 @@ def _read_published(url: str, read: Callable[[str], object]):
     try:
         return read(url)
     except postgres.errors() as error:
-        logger.error("published reports unreadable at %s: %s", postgres.redact(url), error)
+        logger.error("published reports unreadable at %s: %s", redact_url(url), error)
         raise HTTPException(
             status_code=503, detail="the reports database is unavailable: retry later"
         ) from None
