@@ -62,7 +62,9 @@ post_call_outcomes = dg.AssetSpec(
     description=(
         "What the pipeline did after each call: callbacks rescheduled, contacts handed to"
         " support, events with nothing to do, and failures with their reason. Each post-call"
-        " run reports its batch here; the full log is the inbox's `outcome` table."
+        " run reports here a minute of events at a time (counts, latency, backlog, lag and"
+        " the latest outcomes); the full log is the inbox's `outcome` table, and `salesops"
+        " contact` tells one customer's story."
     ),
 )
 

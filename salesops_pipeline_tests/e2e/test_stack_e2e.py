@@ -304,6 +304,11 @@ def test_post_call_outcomes_reads_as_a_table(stack, tmp_path):
         driver.get(f"{stack.dagster_url}/assets/post_call_outcomes")
         dismiss_welcome_dialog(driver)
         wait_for_text(driver, "102224021", timeout=REPORT_SECONDS + 60)
+        # The outcomes table in view, for the picture.
+        for cell in driver.find_elements("css selector", "td"):
+            if cell.text.strip() == "102224021":
+                driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", cell)
+                break
         time.sleep(1)
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "dagster-post-call-outcomes.png"))
