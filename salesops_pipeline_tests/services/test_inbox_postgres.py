@@ -309,8 +309,13 @@ def test_deliveries_are_stored_while_every_shared_connection_is_busy(inbox):
     assert answer.status_code == 202 and time.monotonic() - started < 5
 
 
+METRICS_TOKEN = "metrics-token-0123456789"
+
+
 def _scrape(url: str) -> dict[tuple[str, str], float]:
-    response = requests.get(f"{url}/metrics", headers={"X-API-KEY": "k"}, timeout=10)
+    response = requests.get(
+        f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+    )
     assert response.status_code == 200
     return {
         (sample.name, sample.labels["status"]): sample.value
@@ -335,7 +340,7 @@ def test_counters_never_go_down_through_replays_and_pruning(inbox, postgres_url)
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(finish, range(12)))
-    app = create_intake_app(inbox, api_key="k")
+    app = create_intake_app(inbox, api_key="k", metrics_token=METRICS_TOKEN)
     with serving_in_thread(app) as url:
         before = _scrape(url)
         assert before[("salesops_post_call_events_total", "failed")] == 4
