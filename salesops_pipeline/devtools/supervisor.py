@@ -91,11 +91,14 @@ class Supervisor:
             target=self._relay, args=(child.name, process, child.shows), daemon=True
         ).start()
 
-    @staticmethod
-    def _relay(name: str, process: subprocess.Popen, shows: Callable[[str], bool] | None) -> None:
+    def _relay(
+        self, name: str, process: subprocess.Popen, shows: Callable[[str], bool] | None
+    ) -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            if shows is None or shows(line):
+            # A child whose output is sorted goes quiet once the stack stops: the tracebacks
+            # of runs and threads interrupted are how Dagster goes down, not news.
+            if shows is None or (not self._stopping.is_set() and shows(line)):
                 sys.stdout.write(f"[{name}] {line}")
                 sys.stdout.flush()
 
@@ -194,6 +197,7 @@ class Supervisor:
     def stop_all(self, grace: float = 15.0) -> None:
         """Interrupt every child as Ctrl-C would, then terminate, then kill what remains,
         down to what a child started and left behind."""
+        self._stopping.set()
         for signum, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             running = [c for c in reversed(self.children) if c.process and c.process.poll() is None]
             if not running:

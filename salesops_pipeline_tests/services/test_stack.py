@@ -530,3 +530,29 @@ def test_the_database_instance_runs_as_the_postgres_one_does():
     )
     assert by_url.pop("storage") != by_parts.pop("storage")
     assert by_url == by_parts
+
+
+def test_a_sorted_childs_way_down_stays_off_the_console(capsys):
+    # Each child prints a line at start and a traceback when interrupted: the sorted one (as
+    # Dagster is) goes quiet once the stack stops, the others are shown whole.
+    child = (
+        "import time\nprint('up', flush=True)\ntry:\n    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n    print('Traceback: interrupted', flush=True)\n"
+    )
+    supervisor = Supervisor()
+    sorted_child = supervisor.start(
+        "sorted", [sys.executable, "-c", child], dict(os.environ), shows=lambda line: True
+    )
+    plain = supervisor.start("plain", [sys.executable, "-c", child], dict(os.environ))
+    deadline, seen = time.monotonic() + 30, ""
+    while seen.count("] up") < 2 and time.monotonic() < deadline:
+        seen += capsys.readouterr().out
+        time.sleep(0.1)
+    assert "[sorted] up" in seen and "[plain] up" in seen  # shown while the stack runs
+    supervisor.stop_all()
+    for child in (sorted_child, plain):
+        child.process.wait(timeout=10)
+    time.sleep(0.5)  # the relays' last lines
+    out = capsys.readouterr().out
+    assert "[plain] Traceback: interrupted" in out
+    assert "[sorted] Traceback" not in out
