@@ -18,9 +18,9 @@ def provider_env(sandbox, monkeypatch):
 
 
 @pytest.fixture
-def handled_newest_first(provider_env, reference_events, tmp_path, capsys):
+def handled_newest_first(any_inbox, provider_env, reference_events, tmp_path, capsys):
     """The reference contact's two calls, the later one (a transfer) handled first: the
-    earlier one (a callback) then ends superseded."""
+    earlier one (a callback) then ends superseded; in the inbox of each back end."""
     for name in ("post_call_2.2", "post_call_2.1"):
         path = tmp_path / f"{name}.json"
         path.write_bytes(reference_events[name])
