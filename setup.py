@@ -53,6 +53,9 @@ setup(
         # The benchmarks compare against the pandas way.
         "dev": [
             "hypothesis==6.170.15",
+            # The Kubernetes API's schemas, every version, offline: deploy/'s manifests are
+            # checked against them.
+            "kubernetes-validate==1.37.0",
             "pandas==3.1.1",
             "pytest==9.2.0",
             # `pytest -m "not e2e" -n 4`: the quick loop, its waits on loopback overlapped.
