@@ -290,6 +290,30 @@ def sandbox(sandbox_store):
         yield running
 
 
+def sales_report_resources(db_path, home) -> dict:
+    """The sales reports' resources over the sales DB at `db_path`, with their warehouse and
+    files under `home`."""
+    from salesops_pipeline.resources import (
+        PublishedReportsResource,
+        SalesDatabaseResource,
+        WarehouseResource,
+    )
+
+    return {
+        "sales_db": SalesDatabaseResource(path=str(db_path)),
+        "warehouse": WarehouseResource(home=str(home)),
+        "published_reports": PublishedReportsResource(),
+    }
+
+
+@pytest.fixture
+def provider_env(sandbox, monkeypatch):
+    """The sandbox as the provider a `salesops` command is configured with."""
+    monkeypatch.setenv("REMOTE_API_HOST", sandbox.url)
+    monkeypatch.setenv("REMOTE_API_KEY", sandbox.api_key)
+    return sandbox
+
+
 def arm_fault(sandbox, **fault) -> None:
     """Ask the running sandbox, over HTTP, to misbehave on its next matching requests."""
     import requests

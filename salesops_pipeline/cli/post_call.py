@@ -12,7 +12,7 @@ from salesops_pipeline import settings
 from salesops_pipeline.cli.arguments import positive_int
 from salesops_pipeline.clients import CrmClient, VoiceClient
 from salesops_pipeline.errors import InvalidInputError
-from salesops_pipeline.post_call.events import EventError, parse_event
+from salesops_pipeline.post_call.events import contact_id_of, parse_event
 from salesops_pipeline.post_call.explain import explain_contact, story_text
 from salesops_pipeline.post_call.inbox import Inbox
 from salesops_pipeline.post_call.processor import PostCallProcessor
@@ -192,7 +192,7 @@ def _inbox(args: argparse.Namespace) -> int:
         # The ids and what the decision or error quote came in a webhook: an escape sequence
         # or a newline in them is shown, never obeyed by the terminal.
         call_id = terminal_safe(r.call_id)
-        contact = terminal_safe(_contact_of(r.payload) or "?")
+        contact = terminal_safe(contact_id_of(r.payload) or "?")
         detail = terminal_safe(r.last_error or r.last_decision or "")
         print(
             f"{paris_time(r.received_at):<19}  {call_id:<16} {contact:<36} {r.status:<14}"
@@ -250,13 +250,6 @@ def _provider_reader(skip: bool):
     with provider_transport(10.0) as transport:
         voice = VoiceClient(transport)
         yield (lambda contact_id: voice.get_contact_fields(contact_id=contact_id)), None
-
-
-def _contact_of(payload: str) -> str | None:
-    try:
-        return parse_event(payload.encode()).contactId
-    except EventError:
-        return None
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -82,3 +82,12 @@ def parse_event(raw: bytes) -> PostCallEvent:
         except ValueError as error:
             raise EventError(f"{name}: {error}") from None
     return event
+
+
+def contact_id_of(payload: str) -> str | None:
+    """The contactId of a stored event's payload, read as the pipeline reads it; None for a
+    payload that names none or cannot be read."""
+    try:
+        return parse_event(payload.encode()).contactId
+    except EventError:
+        return None

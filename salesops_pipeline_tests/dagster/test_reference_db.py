@@ -10,11 +10,7 @@ import duckdb
 
 from salesops_pipeline.assets.sales import agent_daily_progression, progression_exports, team_sales
 from salesops_pipeline.cli import main
-from salesops_pipeline.resources import (
-    PublishedReportsResource,
-    SalesDatabaseResource,
-    WarehouseResource,
-)
+from salesops_pipeline_tests.conftest import sales_report_resources
 
 MARTIN = "martin.mougenot@walter-learning.com"
 
@@ -71,11 +67,7 @@ def test_assets_on_reference_db(reference_db, tmp_path, capsys):
     result = dg.materialize(
         [team_sales, agent_daily_progression, progression_exports],
         partition_key="2025-04",
-        resources={
-            "sales_db": SalesDatabaseResource(path=str(reference_db)),
-            "warehouse": WarehouseResource(home=str(home)),
-            "published_reports": PublishedReportsResource(),
-        },
+        resources=sales_report_resources(reference_db, home),
     )
     assert result.success
     conn = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)

@@ -24,12 +24,11 @@ from salesops_pipeline.assets.sales import (
     team_sales,
     team_sales_reconcile_with_sessions,
 )
-from salesops_pipeline.resources import (
-    PublishedReportsResource,
-    SalesDatabaseResource,
-    WarehouseResource,
+from salesops_pipeline_tests.conftest import (
+    markdown_table_cells,
+    query_warehouse,
+    sales_report_resources,
 )
-from salesops_pipeline_tests.conftest import markdown_table_cells, query_warehouse
 
 ASSETS = [team_sales, monthly_team_sales, agent_daily_progression, progression_exports]
 NNBSP, NBSP = "\u202f", "\u00a0"
@@ -40,19 +39,11 @@ CHECKS = [
 ]
 
 
-def _resources(db_path, home):
-    return {
-        "sales_db": SalesDatabaseResource(path=str(db_path)),
-        "warehouse": WarehouseResource(home=str(home)),
-        "published_reports": PublishedReportsResource(),
-    }
-
-
 def _materialize(db_path, home, month="2025-04", selection=None):
     return dg.materialize(
         [*ASSETS, *CHECKS],
         partition_key=month,
-        resources=_resources(db_path, home),
+        resources=sales_report_resources(db_path, home),
         selection=selection,
         raise_on_error=False,
     )
@@ -288,7 +279,7 @@ def _run_checks_only(db_path, home):
     """The sales checks alone, on every stored month."""
     return dg.materialize(
         [*ASSETS, *CHECKS],
-        resources=_resources(db_path, home),
+        resources=sales_report_resources(db_path, home),
         selection=dg.AssetSelection.checks(*CHECKS),
         # A failed blocking check fails its step; its evaluation is still recorded.
         raise_on_error=False,

@@ -19,15 +19,10 @@ from salesops_pipeline.assets.sales import (
     team_sales_reconcile_with_sessions,
 )
 from salesops_pipeline.definitions import defs
-from salesops_pipeline.resources import (
-    PublishedReportsResource,
-    SalesDatabaseResource,
-    WarehouseResource,
-)
 from salesops_pipeline.sales import chart_links
 from salesops_pipeline.sales.demo import generate_demo_db
 from salesops_pipeline.timezone import BUSINESS_TIMEZONE
-from salesops_pipeline_tests.conftest import query_warehouse
+from salesops_pipeline_tests.conftest import query_warehouse, sales_report_resources
 
 ASSETS = [team_sales, monthly_team_sales, agent_daily_progression, progression_exports]
 CHECKS = [
@@ -36,14 +31,6 @@ CHECKS = [
     progression_never_negative,
 ]
 PARIS = BUSINESS_TIMEZONE
-
-
-def _resources(db_path, home):
-    return {
-        "sales_db": SalesDatabaseResource(path=str(db_path)),
-        "warehouse": WarehouseResource(home=str(home)),
-        "published_reports": PublishedReportsResource(),
-    }
 
 
 def _materialize(instance, resources, month, selection=None):
@@ -99,7 +86,7 @@ def test_another_month_computed_tonight_does_not_make_the_reports_fresh(
     small_sales_db, tmp_path, frozen_now
 ):
     frozen_now(datetime.now(PARIS).replace(day=15, hour=9))
-    resources = _resources(small_sales_db, tmp_path / "home")
+    resources = sales_report_resources(small_sales_db, tmp_path / "home")
     with dg.instance_for_test() as instance:
         _materialize(instance, resources, "2025-04")  # an old month, computed just now
         judged = _judge(instance, resources)
@@ -112,7 +99,7 @@ def test_another_month_computed_tonight_does_not_make_the_reports_fresh(
 
 
 def test_the_current_month_computed_since_the_night_is_fresh(small_sales_db, tmp_path, frozen_now):
-    resources = _resources(small_sales_db, tmp_path / "home")
+    resources = sales_report_resources(small_sales_db, tmp_path / "home")
     with dg.instance_for_test() as instance:
         _materialize(instance, resources, _this_month())
         # A deadline later today: what was computed just now counts for it.
@@ -159,7 +146,7 @@ def test_a_new_stack_computes_the_current_month_without_being_asked():
 
 
 def test_a_month_is_computed_as_soon_as_it_starts(small_sales_db, tmp_path):
-    resources = _resources(small_sales_db, tmp_path / "home")
+    resources = sales_report_resources(small_sales_db, tmp_path / "home")
     with dg.instance_for_test() as instance:
         cursor = _evaluate(instance, datetime(2026, 12, 5, 9, 0, tzinfo=PARIS)).cursor
         _materialize(instance, resources, "2026-12")
@@ -173,7 +160,7 @@ def test_a_month_is_computed_as_soon_as_it_starts(small_sales_db, tmp_path):
 
 def test_the_frontend_files_follow_a_progression_computed_alone(current_month_db, tmp_path):
     month = _this_month()
-    resources = _resources(current_month_db, tmp_path / "home")
+    resources = sales_report_resources(current_month_db, tmp_path / "home")
     with dg.instance_for_test() as instance:
         _materialize(instance, resources, month)
         at = datetime.now(PARIS)
@@ -201,8 +188,10 @@ def _metadata(result, asset: str) -> dict:
 def test_the_ui_names_the_data_the_figures_come_from(small_sales_db, tmp_path):
     demo = generate_demo_db(tmp_path / "elsewhere" / "demo.sqlite", sessions=200)
     with dg.instance_for_test() as instance:
-        company = _materialize(instance, _resources(small_sales_db, tmp_path / "a"), "2025-04")
-        generated = _materialize(instance, _resources(demo, tmp_path / "b"), "2025-04")
+        company = _materialize(
+            instance, sales_report_resources(small_sales_db, tmp_path / "a"), "2025-04"
+        )
+        generated = _materialize(instance, sales_report_resources(demo, tmp_path / "b"), "2025-04")
     for asset in ("team_sales", "monthly_team_sales", "agent_daily_progression"):
         assert _metadata(company, asset)["sales_db"].value.startswith("the company's sales DB")
         assert str(small_sales_db) in _metadata(company, asset)["sales_db"].value
@@ -218,7 +207,7 @@ def test_monthly_team_sales_compares_the_month_with_the_last(sales_db_builder, t
     path = b.close()
     home = tmp_path / "home"
     with dg.instance_for_test() as instance:
-        result = _materialize(instance, _resources(path, home), "2025-04")
+        result = _materialize(instance, sales_report_resources(path, home), "2025-04")
     stored = query_warehouse(
         home, "SELECT month, team, status, sessions, amount FROM monthly_team_sales"
     )
@@ -236,7 +225,9 @@ def test_the_chart_shows_in_place_as_a_signed_link(small_sales_db, tmp_path, mon
     monkeypatch.setenv("SALESOPS_FRONTEND_API_URL", "http://127.0.0.1:8020/")
     monkeypatch.setenv("SALESOPS_CHART_LINK_KEY", "link-key")
     with dg.instance_for_test() as instance:
-        result = _materialize(instance, _resources(small_sales_db, tmp_path / "home"), "2025-04")
+        result = _materialize(
+            instance, sales_report_resources(small_sales_db, tmp_path / "home"), "2025-04"
+        )
     metadata = _metadata(result, "agent_daily_progression")
     chart = metadata["progression_chart"].value
     link = chart_links.chart_link("http://127.0.0.1:8020", "link-key", "2025-04")
@@ -249,14 +240,18 @@ def test_the_chart_shows_in_place_as_a_signed_link(small_sales_db, tmp_path, mon
 def test_without_a_reachable_frontend_the_chart_is_embedded(small_sales_db, tmp_path, monkeypatch):
     monkeypatch.delenv("SALESOPS_FRONTEND_API_URL", raising=False)
     with dg.instance_for_test() as instance:
-        result = _materialize(instance, _resources(small_sales_db, tmp_path / "home"), "2025-04")
+        result = _materialize(
+            instance, sales_report_resources(small_sales_db, tmp_path / "home"), "2025-04"
+        )
     chart = _metadata(result, "agent_daily_progression")["progression_chart"].value
     assert chart.startswith("![Progression 2025-04](data:image/png;base64,")
 
 
 def test_the_month_end_standing_is_sorted_and_french(small_sales_db, tmp_path):
     with dg.instance_for_test() as instance:
-        result = _materialize(instance, _resources(small_sales_db, tmp_path / "home"), "2025-04")
+        result = _materialize(
+            instance, sales_report_resources(small_sales_db, tmp_path / "home"), "2025-04"
+        )
     table = _metadata(result, "agent_daily_progression")["month_end"].value.splitlines()
     # tom sold 70 % of his target, lea 25 %: tom first.
     assert table[2].startswith("| tom@example.com |") and "70,0\u00a0%" in table[2]
@@ -293,7 +288,7 @@ def test_figures_that_fail_their_checks_are_not_followed_into_the_files(
     from salesops_pipeline.sales import reports
 
     month = _this_month()
-    resources = _resources(current_month_db, tmp_path / "home")
+    resources = sales_report_resources(current_month_db, tmp_path / "home")
     with dg.instance_for_test() as instance:
         _materialize(instance, resources, month)
         cursor = _evaluate(instance, datetime.now(PARIS)).cursor

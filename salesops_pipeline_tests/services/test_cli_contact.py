@@ -11,13 +11,6 @@ from salesops_pipeline.services.sandbox.seed import REFERENCE_CONTACT_ID
 
 
 @pytest.fixture
-def provider_env(sandbox, monkeypatch):
-    monkeypatch.setenv("REMOTE_API_HOST", sandbox.url)
-    monkeypatch.setenv("REMOTE_API_KEY", sandbox.api_key)
-    return sandbox
-
-
-@pytest.fixture
 def handled_newest_first(any_inbox, provider_env, reference_events, tmp_path, capsys):
     """The reference contact's two calls, the later one (a transfer) handled first: the
     earlier one (a callback) then ends superseded; in the inbox of each back end."""

@@ -26,13 +26,6 @@ SHOWCASE = (
 )
 
 
-@pytest.fixture
-def provider_env(sandbox, monkeypatch):
-    monkeypatch.setenv("REMOTE_API_HOST", sandbox.url)
-    monkeypatch.setenv("REMOTE_API_KEY", sandbox.api_key)
-    return sandbox
-
-
 def test_without_a_provider_the_sandbox_answers(capsys, isolated_home):
     assert main(["duplicates"]) == 0
     captured = capsys.readouterr()

@@ -13,13 +13,6 @@ from salesops_pipeline.services.sandbox.seed import REFERENCE_CONTACT_ID
 
 
 @pytest.fixture
-def provider_env(sandbox, monkeypatch):
-    monkeypatch.setenv("REMOTE_API_HOST", sandbox.url)
-    monkeypatch.setenv("REMOTE_API_KEY", sandbox.api_key)
-    return sandbox
-
-
-@pytest.fixture
 def event_files(reference_events, tmp_path):
     paths = {}
     for name, raw in reference_events.items():

@@ -15,13 +15,9 @@ import requests
 from salesops_pipeline.assets.sales import agent_daily_progression, progression_exports, team_sales
 from salesops_pipeline.cli import main
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.resources import (
-    PublishedReportsResource,
-    SalesDatabaseResource,
-    WarehouseResource,
-)
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
+from salesops_pipeline_tests.conftest import sales_report_resources
 
 KEY = "front-key"
 
@@ -38,11 +34,7 @@ def api(small_sales_db, sales_db_location, tmp_path):
     assert dg.materialize(
         [team_sales, agent_daily_progression, progression_exports],
         partition_key="2025-04",
-        resources={
-            "sales_db": SalesDatabaseResource(path=str(small_sales_db)),
-            "warehouse": WarehouseResource(home=str(home)),
-            "published_reports": PublishedReportsResource(),
-        },
+        resources=sales_report_resources(small_sales_db, home),
     ).success
     app = create_intake_app(
         Inbox(tmp_path / "inbox.sqlite"),

@@ -13,14 +13,10 @@ from salesops_pipeline.assets.sales import (
     team_sales,
 )
 from salesops_pipeline.post_call.inbox import Inbox
-from salesops_pipeline.resources import (
-    PublishedReportsResource,
-    SalesDatabaseResource,
-    WarehouseResource,
-)
 from salesops_pipeline.sales import chart_links
 from salesops_pipeline.services.http_server import serving_in_thread
 from salesops_pipeline.services.intake.app import create_intake_app
+from salesops_pipeline_tests.conftest import sales_report_resources
 
 KEY = "front-key"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -32,11 +28,7 @@ def api(small_sales_db, tmp_path):
     assert dg.materialize(
         [team_sales, monthly_team_sales, agent_daily_progression, progression_exports],
         partition_key="2025-04",
-        resources={
-            "sales_db": SalesDatabaseResource(path=str(small_sales_db)),
-            "warehouse": WarehouseResource(home=str(home)),
-            "published_reports": PublishedReportsResource(),
-        },
+        resources=sales_report_resources(small_sales_db, home),
     ).success
     app = create_intake_app(
         Inbox(tmp_path / "inbox.sqlite"),

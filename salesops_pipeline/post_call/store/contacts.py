@@ -1,8 +1,7 @@
 """One contact's history in the inbox: every event that named it, and what this pipeline
 handed to support for it. Read by `salesops contact`, never on the post-call path."""
 
-import json
-
+from salesops_pipeline.post_call.events import contact_id_of
 from salesops_pipeline.post_call.store.base import _EVENT_SELECT, EventRecord, StoreBase
 
 # What the payload's JSON spells as it is: a contact id with one of these is looked for in
@@ -29,7 +28,7 @@ class ContactHistory(StoreBase):
         return [
             record
             for record in (EventRecord(*row) for row in rows)
-            if _contact_of(record.payload) == contact_id
+            if contact_id_of(record.payload) == contact_id
         ]
 
     def transfers_of_contact(self, contact_id: str) -> list[dict]:
@@ -45,12 +44,3 @@ class ContactHistory(StoreBase):
             {"call_id": call_id, "agent": agent, "state": state, "at": at}
             for call_id, agent, state, at in rows
         ]
-
-
-def _contact_of(payload: str) -> str | None:
-    try:
-        value = json.loads(payload)
-    except ValueError:
-        return None
-    contact = value.get("contactId") if isinstance(value, dict) else None
-    return contact if isinstance(contact, str) else None
