@@ -6,7 +6,10 @@ statements go through psycopg2's own cursors; the pool is SQLAlchemy's, without 
 
 Every connection commits durably, and is set so that a dead peer cannot hold locks for long:
 a transaction left idle for 30 s is ended by the server, a lock waited for 30 s fails the
-statement, and TCP keepalives notice a vanished host within about half a minute.
+statement, and TCP keepalives notice a vanished host within about half a minute. Across a
+network that partitions, a statement sent into the void fails once nothing it sent has been
+acknowledged for 15 s (TCP_USER_TIMEOUT, on both sides), rather than after the kernel's
+quarter of an hour of retransmissions; the pool then opens a new connection.
 """
 
 import hashlib
@@ -14,6 +17,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from salesops_pipeline import settings
 
@@ -30,6 +34,18 @@ _SESSION = {
     "tcp_keepalives_idle": "10",
     "tcp_keepalives_interval": "5",
     "tcp_keepalives_count": "3",
+    "tcp_user_timeout": str(15_000),
+}
+
+# libpq's side of the same: how long a host waits for the database before giving up on a
+# connection, so that no caller hangs on one the network lost.
+NETWORK_TIMEOUTS = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": str(15_000),
 }
 
 _engines: dict[tuple[int, str, str], object] = {}
@@ -53,11 +69,7 @@ def _engine(url: str, pool: str):
                 pool_pre_ping=True,
                 pool_recycle=1800,
                 connect_args={
-                    "connect_timeout": 5,
-                    "keepalives": 1,
-                    "keepalives_idle": 10,
-                    "keepalives_interval": 5,
-                    "keepalives_count": 3,
+                    **NETWORK_TIMEOUTS,
                     "application_name": "salesops",
                     "options": " ".join(f"-c {name}={value}" for name, value in _SESSION.items()),
                 },
@@ -83,18 +95,19 @@ def listening_connection(url: str, channel: str):
     it stays open and idle for as long as its reader waits."""
     import psycopg2
 
-    conn = psycopg2.connect(
-        url,
-        connect_timeout=5,
-        keepalives=1,
-        keepalives_idle=10,
-        keepalives_interval=5,
-        keepalives_count=3,
-        application_name="salesops-listen",
-    )
+    conn = psycopg2.connect(url, **NETWORK_TIMEOUTS, application_name="salesops-listen")
     conn.autocommit = True
     conn.cursor().execute(f"LISTEN {channel}")
     return conn
+
+
+def with_network_timeouts(url: str) -> str:
+    """`url` with NETWORK_TIMEOUTS as libpq parameters, for the clients that take a URL and
+    nothing else (Dagster's storage); a parameter the URL sets already is kept as it is."""
+    parts = urlsplit(url)
+    given = dict(parse_qsl(parts.query, keep_blank_values=True))
+    merged = {**NETWORK_TIMEOUTS, **given}
+    return urlunsplit(parts._replace(query=urlencode(merged)))
 
 
 def dispose(url: str) -> None:

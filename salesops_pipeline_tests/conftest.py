@@ -51,6 +51,7 @@ LAYERS = {
     "services": ("services",),
     "e2e": ("e2e",),
     "chaos": ("chaos", "e2e"),
+    "multihost": ("multihost",),
 }
 
 

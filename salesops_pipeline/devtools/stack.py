@@ -159,6 +159,19 @@ def child_environment(part: str, env: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name not in SECRETS_NOT_NEEDED[part]}
 
 
+def dagster_environment(env: dict[str, str]) -> dict[str, str]:
+    """Dagster's environment: its storage reads the shared database's URL as it is, so the URL
+    carries the network timeouts the project's own connections set (see `postgres.py`)."""
+    dagster = child_environment("dagster", env)
+    if dagster.get(settings.DATABASE_URL_ENV):
+        from salesops_pipeline.postgres import with_network_timeouts
+
+        dagster[settings.DATABASE_URL_ENV] = with_network_timeouts(
+            dagster[settings.DATABASE_URL_ENV]
+        )
+    return dagster
+
+
 def stack_parts(ports: StackPorts) -> list[tuple[str, int]]:
     """Each part of the stack this start runs, with the port it listens on: the sandbox only
     when no real provider is configured (REMOTE_API_HOST), since it is not started then."""
@@ -485,7 +498,7 @@ def _start_children(
             "--port",
             str(ports.dagster),
         ],
-        child_environment("dagster", env),
+        dagster_environment(env),
         shows=None if verbose else DagsterConsole().shows,
     )
     supervisor.wait_http(dagster, f"http://{host}:{ports.dagster}/server_info", timeout=180)

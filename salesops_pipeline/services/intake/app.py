@@ -37,6 +37,11 @@ logger = logging.getLogger("salesops.intake")
 MAX_BODY_BYTES = 64 * 1024
 # A sender that takes longer than this to send a body this small is stalling.
 BODY_READ_TIMEOUT_SECONDS = 10.0
+# A delivery not stored within this long is answered 503 with Retry-After: a database out of
+# reach must not hold the provider's sender until its own timeout (often 10 to 30 s), which
+# it would take for an answer lost. The event may still be committed afterwards; the
+# provider's next delivery is then acknowledged as a duplicate.
+STORE_TIMEOUT_SECONDS = 8.0
 # Threads for storing webhooks, apart from the ones the frontend's reads use: a burst of
 # frontend polls must never make the provider's deliveries wait.
 WEBHOOK_STORAGE_THREADS = 16
@@ -69,6 +74,10 @@ def _scrape_refused(reason: str) -> JSONResponse:
     response = _problem(401, "missing or invalid metrics token (Authorization: Bearer)")
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+class StoreTimeout(Exception):
+    """The inbox took longer to store a delivery than the sender should wait."""
 
 
 def _unavailable(error: Exception) -> JSONResponse:
@@ -146,6 +155,16 @@ def create_intake_app(
         if not hasattr(app.state, "storage_threads"):
             app.state.storage_threads = anyio.CapacityLimiter(WEBHOOK_STORAGE_THREADS)
         return await anyio.to_thread.run_sync(function, *args, limiter=app.state.storage_threads)
+
+    async def within_store_timeout(awaitable):
+        """`awaitable`'s result, or StoreTimeout once the store has taken too long; the store
+        goes on in the background, so that what it commits is kept."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(awaitable), STORE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise StoreTimeout(
+                f"not stored within {STORE_TIMEOUT_SECONDS:.0f}s (database slow or out of reach)"
+            ) from None
 
     def authenticated(request: Request) -> bool:
         given = request.headers.get("X-API-KEY")
@@ -260,15 +279,19 @@ def create_intake_app(
             event = parse_event(raw)
         except EventError as error:
             try:
-                await in_storage_thread(inbox.quarantine, str(error), raw, content_type)
-            except storage_errors as storage_error:
+                await within_store_timeout(
+                    in_storage_thread(inbox.quarantine, str(error), raw, content_type)
+                )
+            except (*storage_errors, StoreTimeout) as storage_error:
                 return _unavailable(storage_error)
             logger.warning("post-call quarantined: %s %s", error.http_status, error)
             return _problem(error.http_status, str(error), quarantined=True)
         try:
-            accepted = await committer.accept(event.callId, raw.decode())
+            accepted = await within_store_timeout(committer.accept(event.callId, raw.decode()))
         # A database error, or the inbox's folder missing, unwritable, full: nothing stored.
-        except storage_errors as error:
+        # Or not yet: a store that outlasts the timeout may commit later, and the provider's
+        # next delivery is then a duplicate.
+        except (*storage_errors, StoreTimeout) as error:
             return _unavailable(error)
         logger.info("post-call %s: %s", event.callId, accepted.status)
         status = 202 if accepted.status == AcceptStatus.STORED else 200
