@@ -51,7 +51,7 @@ LAYERS = {
     "services": ("services",),
     "e2e": ("e2e",),
     "chaos": ("chaos", "e2e"),
-    "multihost": ("multihost",),
+    "multihost": ("multihost", "e2e"),
 }
 
 

@@ -178,6 +178,48 @@ def test_an_unreachable_database_is_not_acknowledged(caplog):
     assert "s3cret-pw" not in caplog.text
 
 
+class _SlowInbox(Inbox):
+    """An inbox whose stores wait until the test lets them through, as one whose database is
+    out of reach until the network heals."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.let_through = threading.Event()
+
+    def accept_many(self, events):
+        self.let_through.wait(timeout=30)
+        return super().accept_many(events)
+
+
+def test_a_store_slower_than_the_deadline_is_answered_503_and_still_kept(
+    tmp_path, monkeypatch, caplog
+):
+    """A database out of reach is answered 503 with Retry-After once the deadline passes,
+    rather than holding the sender; what the store commits afterwards is kept, and the
+    provider's next delivery of it is acknowledged as a duplicate."""
+    from salesops_pipeline.services.intake import app as intake_app
+
+    monkeypatch.setattr(intake_app, "STORE_TIMEOUT_SECONDS", 0.5)
+    slow = _SlowInbox(tmp_path / "inbox.sqlite")
+    with serving_in_thread(create_intake_app(slow, api_key=KEY)) as url:
+        started = time.monotonic()
+        response = _post(url, EVENT)
+        waited = time.monotonic() - started
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert 0.5 <= waited < 4
+        assert "not stored within 0.5s" in caplog.text
+        slow.let_through.set()
+        deadline = time.monotonic() + 5
+        while slow.get(EVENT["callId"]) is None:
+            assert time.monotonic() < deadline, "the late store was lost"
+            time.sleep(0.05)
+        again = _post(url, EVENT)
+    assert again.status_code == 200
+    assert again.json()["status"] == AcceptStatus.DUPLICATE
+    assert slow.get(EVENT["callId"]).deliveries == 2
+
+
 def test_healthz(intake):
     assert requests.get(f"{intake}/healthz", timeout=5).json() == {"status": "ok"}
 

@@ -1,10 +1,10 @@
 """The stack spread over hosts of their own, as in production: the database, two intakes,
-Dagster (webserver, daemon and runs) and the provider, each in a network namespace.
+Dagster (webserver, daemon and runs) and the provider, each in a network namespace; the test
+works from a sixth, the operator's.
 
 Every host that uses the database reaches it over a link of its own, through the fault proxy
 on the database's host: taking that link down partitions exactly that host from the database,
-and the proxy adds latency, resets and stalls on the way. The test process sits on the hosts'
-LAN, as the provider's webhook sender and the operators would.
+and the proxy adds latency, resets and stalls on the way.
 """
 
 import contextlib
@@ -51,6 +51,8 @@ class MultiHostStack:
     pg_data: Path | None = None
     pg_base: Path | None = None
     _contacts: list[str] | None = None
+    # Leaves the operator's host when closed (from the thread that entered it).
+    inside: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _used: int = 0
 
     def host(self, name: str) -> Host:
@@ -234,6 +236,9 @@ def start_multi_host_stack(root: Path, *, contacts_per_campaign: int = 1000) -> 
             host = network.add_host(name)
             if name in DATABASE_CLIENTS:
                 network.connect(host, database)
+        # The test works from a host of its own on the LAN, as the provider's webhook sender
+        # and the operators would: no address of the hosts' network exists outside them.
+        stack.inside.enter_context(network.enter(network.add_host("operator")))
         _start_database(stack)
         _start_proxy(stack)
         cli = [sys.executable, "-m", "salesops_pipeline.cli"]
@@ -289,6 +294,7 @@ def start_multi_host_stack(root: Path, *, contacts_per_campaign: int = 1000) -> 
 def stop_multi_host_stack(stack: MultiHostStack) -> None:
     """Stop every part and remove the hosts, whatever state a scenario left them in."""
     stack.network.stop_processes()
+    stack.inside.close()
     if stack.proxy is not None:
         stack.proxy.stop()
     if stack.pg_data is not None and stack.pg_data.exists():

@@ -1,16 +1,18 @@
 """Hosts of their own on one machine: Linux network namespaces joined by veth links.
 
-Every host sits on one LAN, a bridge in the test's own namespace, so that the test reaches each
-of them as a client or a load balancer would. A host may also get a link of its own to another
-host (the database's), a point-to-point veth: taking that link down partitions exactly those
-two hosts, and packets sent into it are lost, as in a real partition, rather than refused.
+Every host sits on one LAN: a bridge in a namespace of its own, the switch, with no address.
+A host may also get a link of its own to another host (the database's), a point-to-point
+veth: taking that link down partitions exactly those two hosts, and packets sent into it are
+lost, as in a real partition, rather than refused. Addresses exist only inside the
+namespaces made here: the test itself works from one of the hosts (`Network.enter`).
 
 Names carry the test process's id, so that a run killed before it could clean up is swept by
-the next one: every namespace and link is removed afterwards, even when a test fails. Needs
-root and iproute2's `ip`.
+the next one: every namespace, and with it every link, is removed afterwards, even when a test
+fails. Needs root and iproute2's `ip`.
 """
 
 import contextlib
+import ctypes
 import ipaddress
 import os
 import random
@@ -24,8 +26,8 @@ from pathlib import Path
 
 NAMESPACE_PREFIX = "salesops-"
 _OWNED_NAMESPACE = re.compile(rf"^{NAMESPACE_PREFIX}(\d+)-")
-# Interface names are at most 15 characters: "so<pid>n<k>…".
-_OWNED_LINK = re.compile(r"^so(\d+)n\d")
+# Linux's flag for a network namespace, for setns(2).
+_CLONE_NEWNET = 0x40000000
 
 
 def unavailable() -> str | None:
@@ -75,15 +77,6 @@ def sweep_stale() -> list[str]:
         if owner and not _alive(int(owner.group(1))):
             _kill_namespace(name)
             removed.append(name)
-    for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
-        parts = line.split(":")
-        if len(parts) < 2:
-            continue
-        name = parts[1].strip().split("@")[0]
-        owner = _OWNED_LINK.match(name)
-        if owner and not _alive(int(owner.group(1))):
-            _ip("link", "delete", name, check=False)
-            removed.append(name)
     return removed
 
 
@@ -117,8 +110,8 @@ class Host:
 
 
 class Network:
-    """A LAN of hosts, each in a namespace of its own, joined to this process's namespace by a
-    bridge; `close` removes all of it and kills what still runs inside."""
+    """A LAN of hosts, each in a namespace of its own; `close` removes all of it and kills what
+    still runs inside."""
 
     def __init__(self, index: int = 0):
         reason = unavailable()
@@ -127,17 +120,13 @@ class Network:
         sweep_stale()
         self.tag = f"{os.getpid()}n{index}"
         self.hosts: dict[str, Host] = {}
-        self._links: list[str] = []  # interfaces of this namespace to delete
         self._processes: list[subprocess.Popen] = []
         self._closed = False
         self.prefix = self._free_prefix()
-        self.bridge = f"so{self.tag}"
-        self._lan = ipaddress.ip_network(f"{self.prefix}.0.0/24")
-        _ip("link", "add", self.bridge, "type", "bridge")
-        self._links.append(self.bridge)
-        _ip("addr", "add", f"{self.prefix}.0.1/24", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
-        self.address = f"{self.prefix}.0.1"
+        self.switch = f"{NAMESPACE_PREFIX}{self.tag}-lan"
+        _ip("netns", "add", self.switch)
+        _ip("-n", self.switch, "link", "add", "lan0", "type", "bridge")
+        _ip("-n", self.switch, "link", "set", "lan0", "up")
 
     @staticmethod
     def _free_prefix() -> str:
@@ -152,20 +141,41 @@ class Network:
         raise RuntimeError("no free 10.N.0.0/16 for the test hosts")
 
     def add_host(self, name: str) -> Host:
-        """A new host on the LAN, reachable from this process at its address."""
+        """A new host on the LAN."""
         number = len(self.hosts) + 2
         namespace = f"{NAMESPACE_PREFIX}{self.tag}-{name}"
         _ip("netns", "add", namespace)
         host = Host(name, namespace, f"{self.prefix}.0.{number}")
         self.hosts[name] = host
-        outside = f"{self.bridge}h{number}"
-        _ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", namespace)
-        self._links.append(outside)
-        _ip("link", "set", outside, "master", self.bridge, "up")
+        port = f"port{number}"
+        _ip(
+            "link", "add", "eth0", "netns", namespace, "type", "veth",
+            "peer", "name", port, "netns", self.switch,
+        )  # fmt: skip
+        _ip("-n", self.switch, "link", "set", port, "master", "lan0", "up")
         _ip("-n", namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
         _ip("-n", namespace, "link", "set", "eth0", "up")
         _ip("-n", namespace, "link", "set", "lo", "up")
         return host
+
+    @contextlib.contextmanager
+    def enter(self, host: Host):
+        """Work from `host` for the block: the sockets this thread opens, and those of the
+        threads it starts meanwhile, are the host's."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/var/run/netns/{host.namespace}", os.O_RDONLY)
+        try:
+            if libc.setns(target, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"cannot enter {host.namespace}")
+            try:
+                yield host
+            finally:
+                if libc.setns(own, _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "cannot return to the test's namespace")
+        finally:
+            os.close(target)
+            os.close(own)
 
     def connect(self, one: Host, other: Host) -> None:
         """A link of their own between two hosts (a /30), beside the LAN."""
@@ -220,31 +230,28 @@ class Network:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
 
     def close(self) -> None:
-        """Stop everything started on the hosts, then remove every namespace and link."""
+        """Stop everything started on the hosts, then remove every namespace, and with them
+        every link."""
         if self._closed:
             return
         self._closed = True
         self.stop_processes()
         for host in self.hosts.values():
             _kill_namespace(host.namespace)
+        _kill_namespace(self.switch)
         for process in self._processes:
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        for link in reversed(self._links):
-            _ip("link", "delete", link, check=False)
 
     def leftovers(self) -> list[str]:
-        """What of this network still exists (empty once closed)."""
-        names = [
+        """The namespaces of this network that still exist (none once closed)."""
+        return [
             line.split()[0]
             for line in _ip("netns", "list", check=False).stdout.splitlines()
             if line.split() and line.split()[0].startswith(f"{NAMESPACE_PREFIX}{self.tag}-")
         ]
-        links = _ip("-o", "link", "show", check=False).stdout
-        names += [link for link in self._links if f" {link}:" in links or f" {link}@" in links]
-        return names
 
     def __enter__(self) -> "Network":
         return self

@@ -169,6 +169,14 @@ def test_run_monitoring_and_retries_are_the_shipped_ones(values):
     assert values["telemetry"] == shipped["telemetry"]
 
 
+def test_dagsters_connections_time_out_like_the_projects(values):
+    """Across a network that partitions, Dagster's storage gives up on a lost connection as
+    soon as the project's own pools do."""
+    from salesops_pipeline.postgres import NETWORK_TIMEOUTS
+
+    assert values["postgresql"]["postgresqlParams"] == NETWORK_TIMEOUTS
+
+
 def test_runs_are_kubernetes_jobs_configured_like_the_code_server(values):
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     location = _code_location(values)

@@ -163,7 +163,7 @@ def create_intake_app(
             return await asyncio.wait_for(asyncio.shield(awaitable), STORE_TIMEOUT_SECONDS)
         except TimeoutError:
             raise StoreTimeout(
-                f"not stored within {STORE_TIMEOUT_SECONDS:.0f}s (database slow or out of reach)"
+                f"not stored within {STORE_TIMEOUT_SECONDS:g}s (database slow or out of reach)"
             ) from None
 
     def authenticated(request: Request) -> bool:
