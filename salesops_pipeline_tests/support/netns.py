@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NAMESPACE_PREFIX = "salesops-"
-_OWNED_NAMESPACE = re.compile(rf"^{NAMESPACE_PREFIX}(\d+)-")
+_OWNED_NAMESPACE = re.compile(rf"^{NAMESPACE_PREFIX}(\d+)n\d+-")
 # Linux's flag for a network namespace, for setns(2).
 _CLONE_NEWNET = 0x40000000
 
