@@ -344,9 +344,10 @@ def test_the_latency_benchmark_runs_on_the_hosts(hosts):
     produces its table (its figures are the benchmark's to report, not this test's)."""
     from benchmarks.bench_multi_host import measure
 
-    text = measure(hosts, repeat=1, events=20, rate=10.0)
+    text = measure(hosts, repeat=1, loads=((10.0, 20),))
     lines = text.splitlines()
     for setting in ("| no added latency", "| 100 ms round trip"):
-        [row] = [line for line in lines if line.startswith(setting)]
+        [row] = [line for line in lines if setting in line]
+        assert row.startswith("| 10/s, 20 events"), row
         assert row.count(" ms (") == 4, row
     assert hosts.proxy.status()["dagster"]["latency_ms"] == 0
