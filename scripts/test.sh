@@ -35,27 +35,34 @@ DAGSTER_HOME="$scratch" SALESOPS_HOME="$scratch/salesops" dagster definitions va
 if [ $# -gt 0 ]; then
   exec python -m pytest "$@"
 fi
-# The whole suite, in two runs at once. The tests that start the whole stack time their
-# waits, so they run one at a time and get the CPU first. The in-process layers, the
-# benchmarks' smoke run and the stack tests whose deadlines leave minutes of room run beside
-# them on three workers (many of these tests wait on sockets and subprocesses), at a lower
-# priority, on what the stack leaves. The stack tests' report follows the other's.
+# The whole suite, in three runs at once. The tests that start the whole stack time their
+# waits, so they run one at a time and get the CPU first. The multi-host suite (the stack on
+# hosts of its own, as root) runs beside them, a step lower: its deadlines are minutes beyond
+# what it takes, and it spends much of its time waiting out the outages it makes. The
+# in-process layers, the benchmarks' smoke run and the stack tests whose deadlines leave
+# minutes of room run on three workers (many of these tests wait on sockets and
+# subprocesses), at the lowest priority, on what the others leave. The reports of the two
+# runs in the background follow the other's.
 stack_log="$scratch/stack-tests.log"
+hosts_log="$scratch/multi-host-tests.log"
 python -m pytest -p no:cacheprovider -m "e2e and not smoke and not shares_cores and not multihost" \
   >"$stack_log" 2>&1 &
 stack_pid=$!
-# Started in the background, it ignores Ctrl-C: it is stopped with SIGTERM, which its tests
-# unwind like Ctrl-C, stopping the stacks they started.
-trap 'kill "$stack_pid" 2>/dev/null || true' INT TERM
-trap 'kill "$stack_pid" 2>/dev/null || true; rm -rf "$scratch"' EXIT
+nice -n 5 python -m pytest -p no:cacheprovider -m multihost >"$hosts_log" 2>&1 &
+hosts_pid=$!
+# Started in the background, they ignore Ctrl-C: they are stopped with SIGTERM, which their
+# tests unwind like Ctrl-C, stopping the stacks and removing the hosts they started.
+trap 'kill "$stack_pid" "$hosts_pid" 2>/dev/null || true' INT TERM
+trap 'kill "$stack_pid" "$hosts_pid" 2>/dev/null || true; rm -rf "$scratch"' EXIT
 quick=0
-nice -n 10 python -m pytest -m "(not e2e or smoke or shares_cores) and not multihost" -n 3 || quick=$?
-# Then the stack on hosts of its own (network namespaces, as root), on what the stack tests
-# leave: its deadlines are minutes beyond what it takes.
+nice -n 10 python -m pytest -m "not e2e or smoke or shares_cores" -n 3 || quick=$?
 hosts=0
-nice -n 5 python -m pytest -p no:cacheprovider -m multihost || hosts=$?
+wait "$hosts_pid" || hosts=$?
 stack=0
 wait "$stack_pid" || stack=$?
+echo
+echo "The stack on hosts of its own (multi-host suite):"
+cat "$hosts_log"
 echo
 echo "The tests that start the whole stack, one at a time:"
 cat "$stack_log"
