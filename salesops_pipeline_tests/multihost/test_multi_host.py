@@ -274,6 +274,7 @@ def test_dagster_partitioned_from_the_database_between_sending_a_write_and_recor
     FIGURES["dagster_partitioned_mid_write"] = {
         "events": len(events),
         "answers": sent.by_status(),
+        "acknowledged": len(sent.acknowledged),
         "partition_s": round(healed - cut, 1),
         "writes_landed_while_partitioned": len(landed),
         "write_caught_in_flight": caught,
@@ -316,7 +317,7 @@ def test_database_restarted_and_connections_reset_mid_load_every_pool_reconnects
     restarter = threading.Thread(target=restart)
     restarter.start()
     try:
-        # 120 events over 12 s, the faults in the middle.
+        # 150 events over 15 s, the faults in the middle.
         sent = send(stack.intake_urls, stack.intake_key, events, rate=10, senders=16)
     finally:
         restarter.join()
@@ -327,6 +328,7 @@ def test_database_restarted_and_connections_reset_mid_load_every_pool_reconnects
     FIGURES["database_restarted"] = {
         "events": len(events),
         "answers": sent.by_status(),
+        "acknowledged": len(sent.acknowledged),
         "connections_reset_by_the_proxy": restarted["connections_reset"],
         "restart_s": round(back - restarted["start"], 1),
         "intake_1_stalled_s": 5,
