@@ -148,14 +148,44 @@ def _serves_again(stack: MultiHostStack, pids_before: dict[str, int], tag: str) 
         assert process.poll() is None, f"{name} exited"
 
 
+def _events(stack: MultiHostStack, tag: str, seed: int, *, pairs: int, transfers: int, others: int):
+    """A scenario's events on contacts of its own, what they must lead to, and the contacts as
+    the provider holds them before any is posted."""
+    contacts = stack.take_contacts(pairs + transfers + others)
+    events, expected_retry, transferred = scenario_events(
+        contacts, tag, seed, pairs=pairs, transfers=transfers, others=others
+    )
+    return events, expected_retry, transferred, contacts_of(stack.provider_view)
+
+
+def _send_while(faults, stack: MultiHostStack, events, *, rate: float, senders: int):
+    """Post `events` while `faults` runs in a thread of its own; each waits for the other, so
+    that no test ends with a link down, and a fault that failed fails the test."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            faults()
+        except BaseException as error:  # noqa: BLE001 - raised again in the test's thread
+            failure.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        sent = send(stack.intake_urls, stack.intake_key, events, rate=rate, senders=senders)
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]
+    return sent
+
+
 def test_database_unreachable_for_30s_while_webhooks_arrive_at_both_intakes(hosts, inbox):
     stack = hosts
     pids = stack.pids()
-    contacts = stack.take_contacts(120)
-    events, expected_retry, transfers = scenario_events(
-        contacts, "outage", 1, pairs=30, transfers=20, others=70
+    events, expected_retry, transfers, initial = _events(
+        stack, "outage", 1, pairs=30, transfers=20, others=70
     )
-    initial = contacts_of(stack.provider_view)
     cut_at: dict[str, float] = {}
 
     def outage() -> None:
@@ -168,13 +198,8 @@ def test_database_unreachable_for_30s_while_webhooks_arrive_at_both_intakes(host
             stack.partition(client, cut=False)
         cut_at["end"] = time.monotonic()
 
-    cutter = threading.Thread(target=outage)
-    cutter.start()
-    try:
-        # 150 events over 25 s: before, during and after the outage's start.
-        sent = send(stack.intake_urls, stack.intake_key, events, rate=6, senders=24)
-    finally:
-        cutter.join()
+    # 150 events over 25 s: before, during and after the outage's start.
+    sent = _send_while(outage, stack, events, rate=6, senders=24)
     healed = cut_at["end"]
     # An acknowledged event was stored: it is in the inbox, whatever happened since.
     missing = [e["callId"] for e in events if inbox.get(e["callId"]) is None]
@@ -236,11 +261,9 @@ def test_dagster_partitioned_from_the_database_between_sending_a_write_and_recor
 ):
     stack = hosts
     pids = stack.pids()
-    contacts = stack.take_contacts(40)
-    events, expected_retry, transfers = scenario_events(
-        contacts, "partition", 2, pairs=15, transfers=10, others=0
+    events, expected_retry, transfers, initial = _events(
+        stack, "partition", 2, pairs=15, transfers=10, others=0
     )
-    initial = contacts_of(stack.provider_view)
     # The provider holds the next write 4 s before applying and answering it: long enough to
     # cut the link while the run waits for that answer, the write recorded as sent.
     taken_before = _sandbox(stack, "GET", "/_sandbox/faults")["faults"].get("PATCH", 0)
@@ -293,11 +316,9 @@ def test_dagster_partitioned_from_the_database_between_sending_a_write_and_recor
 def test_database_restarted_and_connections_reset_mid_load_every_pool_reconnects(hosts, inbox):
     stack = hosts
     pids = stack.pids()
-    contacts = stack.take_contacts(120)
-    events, expected_retry, transfers = scenario_events(
-        contacts, "restart", 3, pairs=30, transfers=20, others=70
+    events, expected_retry, transfers, initial = _events(
+        stack, "restart", 3, pairs=30, transfers=20, others=70
     )
-    initial = contacts_of(stack.provider_view)
     restarted: dict[str, float] = {}
 
     def restart() -> None:
@@ -314,13 +335,8 @@ def test_database_restarted_and_connections_reset_mid_load_every_pool_reconnects
         time.sleep(5)
         stack.proxy.set("intake-1", stall=False)
 
-    restarter = threading.Thread(target=restart)
-    restarter.start()
-    try:
-        # 150 events over 15 s, the faults in the middle.
-        sent = send(stack.intake_urls, stack.intake_key, events, rate=10, senders=16)
-    finally:
-        restarter.join()
+    # 150 events over 15 s, the faults in the middle.
+    sent = _send_while(restart, stack, events, rate=10, senders=16)
     missing = [e["callId"] for e in events if inbox.get(e["callId"]) is None]
     back = restarted["end"]
     final_at = _wait_final(inbox, [e["callId"] for e in events], back + FINAL_DEADLINE, stack)
