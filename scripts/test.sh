@@ -36,19 +36,19 @@ if [ $# -gt 0 ]; then
   exec python -m pytest "$@"
 fi
 # The whole suite, in three runs at once. The tests that start the whole stack time their
-# waits, so they run one at a time and get the CPU first. The multi-host suite (the stack on
-# hosts of its own, as root) runs beside them, a step lower: its deadlines are minutes beyond
-# what it takes, and it spends much of its time waiting out the outages it makes. The
-# in-process layers, the benchmarks' smoke run and the stack tests whose deadlines leave
-# minutes of room run on three workers (many of these tests wait on sockets and
-# subprocesses), at the lowest priority, on what the others leave. The reports of the two
-# runs in the background follow the other's.
+# waits, so they run one at a time and get the CPU first. Beside them, at a lower priority,
+# on what they leave: the multi-host suite (the stack on hosts of its own, as root), whose
+# deadlines are minutes beyond what it takes and which spends much of its time waiting out
+# the outages it makes; and the in-process layers, the benchmarks' smoke run and the stack
+# tests whose deadlines leave minutes of room, on three workers (many of these tests wait on
+# sockets and subprocesses). The reports of the two runs in the background follow the
+# other's.
 stack_log="$scratch/stack-tests.log"
 hosts_log="$scratch/multi-host-tests.log"
 python -m pytest -p no:cacheprovider -m "e2e and not smoke and not shares_cores and not multihost" \
   >"$stack_log" 2>&1 &
 stack_pid=$!
-nice -n 5 python -m pytest -p no:cacheprovider -m multihost >"$hosts_log" 2>&1 &
+nice -n 10 python -m pytest -p no:cacheprovider -m multihost >"$hosts_log" 2>&1 &
 hosts_pid=$!
 # Started in the background, they ignore Ctrl-C: they are stopped with SIGTERM, which their
 # tests unwind like Ctrl-C, stopping the stacks and removing the hosts they started.
