@@ -24,6 +24,11 @@ from salesops_pipeline import settings
 # Tables of the project live in their own schema, beside Dagster's in `public`.
 SCHEMA = "salesops"
 
+# How long either end of a connection waits on a peer the network lost: keepalive probes
+# after 10 s idle, every 5 s, 3 of them; and data left unacknowledged for 15 s (ms).
+_KEEPALIVES = {"idle": "10", "interval": "5", "count": "3"}
+_TCP_USER_TIMEOUT_MS = str(15_000)
+
 _SESSION = {
     "search_path": SCHEMA,
     # An event is acknowledged once committed: the commit must be on disk, whatever the
@@ -31,10 +36,9 @@ _SESSION = {
     "synchronous_commit": "on",
     "lock_timeout": "30s",
     "idle_in_transaction_session_timeout": "30s",
-    "tcp_keepalives_idle": "10",
-    "tcp_keepalives_interval": "5",
-    "tcp_keepalives_count": "3",
-    "tcp_user_timeout": str(15_000),
+    # The server's side: it ends a partitioned host's session, and frees its locks.
+    **{f"tcp_keepalives_{name}": value for name, value in _KEEPALIVES.items()},
+    "tcp_user_timeout": _TCP_USER_TIMEOUT_MS,
 }
 
 # libpq's side of the same: how long a host waits for the database before giving up on a
@@ -42,10 +46,8 @@ _SESSION = {
 NETWORK_TIMEOUTS = {
     "connect_timeout": "5",
     "keepalives": "1",
-    "keepalives_idle": "10",
-    "keepalives_interval": "5",
-    "keepalives_count": "3",
-    "tcp_user_timeout": str(15_000),
+    **{f"keepalives_{name}": value for name, value in _KEEPALIVES.items()},
+    "tcp_user_timeout": _TCP_USER_TIMEOUT_MS,
 }
 
 _engines: dict[tuple[int, str, str], object] = {}

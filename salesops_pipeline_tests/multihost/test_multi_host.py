@@ -33,6 +33,7 @@ from salesops_pipeline_tests.support.multi_host import (
 from salesops_pipeline_tests.support.post_call_outcome import contacts as contacts_of
 from salesops_pipeline_tests.support.post_call_outcome import provider, score
 from salesops_pipeline_tests.support.webhook_sender import (
+    count_statuses,
     percentile,
     scenario_events,
     send,
@@ -209,7 +210,7 @@ def test_database_unreachable_for_30s_while_webhooks_arrive_at_both_intakes(host
     FIGURES["database_unreachable_30s"] = {
         "events": len(events),
         "answers": sent.by_status(),
-        "answers_during_outage": _count(during),
+        "answers_during_outage": count_statuses(during),
         "acknowledged": len(sent.acknowledged),
         "acknowledged_but_not_stored": len(missing),
         "accept_ms_p50": _ms(percentile(sent.accept_seconds(), 0.5)),
@@ -226,14 +227,6 @@ def test_database_unreachable_for_30s_while_webhooks_arrive_at_both_intakes(host
     assert len(sent.acknowledged) == len(events)
     _assert_contract(outcome)
     _serves_again(stack, pids, "outage")
-
-
-def _count(answers) -> dict[str, int]:
-    counted: dict[str, int] = {}
-    for a in answers:
-        key = str(a.status) if a.status is not None else "no answer"
-        counted[key] = counted.get(key, 0) + 1
-    return dict(sorted(counted.items()))
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -6,11 +6,13 @@ import json
 import random
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
 
+from salesops_pipeline.post_call.lag import percentile as lag_percentile
 from salesops_pipeline_tests.support.post_call_outcome import scenario
 
 # How long the sender waits for an answer, as a provider's would; the intake answers sooner.
@@ -35,11 +37,7 @@ class Sent:
     acknowledged: dict[str, float] = field(default_factory=dict)  # callId -> monotonic
 
     def by_status(self) -> dict[str, int]:
-        counted: dict[str, int] = {}
-        for answer in self.answers:
-            key = str(answer.status) if answer.status is not None else "no answer"
-            counted[key] = counted.get(key, 0) + 1
-        return dict(sorted(counted.items()))
+        return count_statuses(self.answers)
 
     def improper(self) -> list[Answer]:
         """Answers the contract forbids: anything but a 2xx, a 503 with Retry-After, or no
@@ -122,9 +120,16 @@ def send(urls: list[str], key: str, events: list[dict], *, rate: float, senders:
     return sent
 
 
+def count_statuses(answers: list[Answer]) -> dict[str, int]:
+    """How many of `answers` had each status ("no answer" for none)."""
+    return dict(
+        sorted(
+            Counter(str(a.status) if a.status is not None else "no answer" for a in answers).items()
+        )
+    )
+
+
 def percentile(values: list[float], q: float) -> float | None:
-    """The `q` quantile of `values` (nearest rank), None when there are none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+    """The nearest-rank `q` quantile of `values`, as the inbox's own lag figures compute it;
+    None when there are none."""
+    return lag_percentile(sorted(values), q)
